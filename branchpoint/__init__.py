@@ -1,0 +1,1 @@
+"""branchpoint: run LLM multi-agent teams and debug their failures by intervention."""

@@ -1,0 +1,47 @@
+"""Errors a user can cause: each names the fix; the CLI prints one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class BranchpointError(Exception):
+    """Base of every user-facing error; `exit_code` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class UnknownRunError(BranchpointError):
+    """A run id that is not in the trace database."""
+
+
+class StepOutOfRangeError(BranchpointError):
+    """A step index outside the run's steps."""
+
+
+class InvalidInterventionError(BranchpointError):
+    """Malformed intervention JSON, or an edit that does not fit the step's kind."""
+
+
+class TaskFileError(BranchpointError):
+    """A task file that is missing or malformed."""
+
+
+class ModelUnavailableError(BranchpointError):
+    """A model file that is missing or corrupt, or an endpoint that cannot be reached."""
+
+    exit_code = 3
+
+
+class ReplayMissError(BranchpointError):
+    """A replay asked for an LLM response that was never recorded."""
+
+
+class ReadOnlyQueryError(BranchpointError):
+    """A write statement sent through the read-only SQL interface."""
+
+
+class DatabaseBusyError(BranchpointError):
+    """The trace database is held by another process and no live sink answers for it."""
+
+
+class UnknownSweepError(BranchpointError):
+    """A sweep id that is not in the trace database."""

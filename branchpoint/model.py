@@ -1,0 +1,235 @@
+"""The one data model of branchpoint: runs, steps, trials, hypotheses, interventions, outcomes, verdicts.
+
+Every component imports these types; nothing re-declares them. The schema is versioned
+(`SCHEMA_VERSION`) because trace databases and sweep tables outlive the code that wrote them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+RunStatus = Literal["succeeded", "failed", "errored", "running"]
+StepKind = Literal["plan", "instruction", "message", "tool_result", "final"]
+VerdictLabel = Literal["validated", "partially validated", "refuted", "inconclusive"]
+FaultKind = Literal[
+    "wrong_operand", "arithmetic_error", "skip_plan_item", "ignore_instruction", "accept_wrong"
+]
+
+
+class Frozen(BaseModel):
+    """Base for immutable, JSON-serialisable records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Task(Frozen):
+    """One problem for a team: a question, its ground-truth answer and optional worked solution."""
+
+    task_id: str
+    question: str
+    answer: str | None = None
+    solution: str | None = None  # worked solution: GSM8K `<<a*b=c>>` lines or GSM-Plus `... = N`
+    source: str = "builtin"
+    # HumanEval-style tasks: tests to run against the final code, and the function they call.
+    test: str | None = None
+    entry_point: str | None = None
+    # Files placed in the task's workspace folder (name -> text), for the FileSurfer.
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+class Fault(Frozen):
+    """A fault injected into a `sim` run: the ground truth a debugger is measured against.
+
+    `recurrence` is the chance the fault happens again when its step is re-sampled
+    (1.0: the fault is seeded and always recurs).
+    """
+
+    agent: str
+    step: int = Field(ge=0)
+    kind: FaultKind
+    recurrence: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class ToolCall(Frozen):
+    """One tool invocation inside a step."""
+
+    tool: str
+    input: str
+    output: str
+    ok: bool
+    seconds: float = 0.0
+
+
+class Step(Frozen):
+    """One agent turn inside a run, shown to debuggers as `[Step k] agent: content`."""
+
+    run_id: str
+    index: int = Field(ge=0)
+    agent: str
+    kind: StepKind
+    content: str
+    checkpoint_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    seconds: float = 0.0
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def render(self) -> str:
+        """The line a debugger sees for this step."""
+        return f"[Step {self.index}] {self.agent}: {self.content}"
+
+
+class Run(Frozen):
+    """One execution of a team on a task, possibly a fork of another run."""
+
+    run_id: str
+    task: Task
+    team: str
+    model: str
+    seed: int = 0
+    status: RunStatus = "running"
+    final_answer: str | None = None
+    success: bool | None = None
+    error: str | None = None
+    parent_run_id: str | None = None
+    fork_step: int | None = None
+    intervention_id: str | None = None
+    thread_id: str | None = None
+    faults: tuple[Fault, ...] = ()
+    sweep_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    n_steps: int = 0
+
+
+class Trial(Frozen):
+    """Steps from one (re-)plan to the next, inclusive of `start`, exclusive of `end`."""
+
+    run_id: str
+    index: int
+    start: int
+    end: int
+
+
+class Hypothesis(Frozen):
+    """Who failed, at which step, and why, according to one attribution method."""
+
+    run_id: str
+    agent: str
+    step: int = Field(ge=0)
+    reason: str
+    method: str
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    trial: int | None = None
+
+    @property
+    def hypothesis_id(self) -> str:
+        """Stable id: the same claim by the same method on the same run is one hypothesis."""
+        return content_id("hyp", [self.run_id, self.method, self.agent, self.step])
+
+
+class _InterventionBase(Frozen):
+    step: int = Field(ge=0)
+
+    @property
+    def intervention_id(self) -> str:
+        """Stable id derived from the edit itself, so re-planning a sweep finds the same work."""
+        return content_id("iv", self.model_dump(mode="json"))
+
+
+class ReplaceMessage(_InterventionBase):
+    """Replace the content of step k (the agent's turn is taken as given, not re-run)."""
+
+    kind: Literal["replace_message"] = "replace_message"
+    content: str = Field(min_length=1)
+
+
+class ReplacePlan(_InterventionBase):
+    """Replace the task ledger's facts and/or plan from step k on."""
+
+    kind: Literal["replace_plan"] = "replace_plan"
+    facts: str | None = None
+    plan: str | None = None
+
+
+class Instruct(_InterventionBase):
+    """Give the agent acting at step k a corrected instruction, then re-run step k."""
+
+    kind: Literal["instruct"] = "instruct"
+    instruction: str = Field(min_length=1)
+
+
+class Resample(_InterventionBase):
+    """No edit: re-run from step k with a fresh sample (the control arm)."""
+
+    kind: Literal["resample"] = "resample"
+
+
+class SwapModel(_InterventionBase):
+    """Run step k onward on another model."""
+
+    kind: Literal["swap_model"] = "swap_model"
+    model: str = Field(min_length=1)
+
+
+Intervention = Annotated[
+    ReplaceMessage | ReplacePlan | Instruct | Resample | SwapModel, Field(discriminator="kind")
+]
+INTERVENTION_ADAPTER: TypeAdapter[Intervention] = TypeAdapter(Intervention)
+
+
+class Outcome(Frozen):
+    """What one forked replay achieved."""
+
+    fork_run_id: str
+    parent_run_id: str
+    intervention_id: str
+    intervention_kind: str
+    step: int
+    repeat: int
+    success: bool
+    milestones_achieved: int
+    milestones_total: int
+    progress_delta: float
+    fulfilled: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    hypothesis_id: str | None = None
+    sweep_id: str | None = None
+
+
+class Verdict(Frozen):
+    """Whether a hypothesis survived its intervention test, with the control arm beside it."""
+
+    hypothesis_id: str
+    run_id: str
+    intervention_id: str
+    label: VerdictLabel
+    n: int
+    successes: int
+    fulfilled: int
+    mean_progress: float
+    wilson_low: float
+    wilson_high: float
+    control_n: int
+    control_successes: int
+
+    @property
+    def control_rate(self) -> float:
+        """Success rate of the resample controls at the same step."""
+        return self.control_successes / self.control_n if self.control_n else 0.0
+
+
+def content_id(prefix: str, payload: Any) -> str:
+    """A short stable id for JSON-able content."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"

@@ -1,0 +1,60 @@
+"""Span attribute names: GenAI semantic conventions, OpenInference, and branchpoint's own.
+
+The GenAI conventions are still in development upstream and their Python constants are
+deprecated, so the names we depend on are pinned here.
+"""
+
+from __future__ import annotations
+
+# GenAI semantic conventions
+OPERATION = "gen_ai.operation.name"  # invoke_workflow | invoke_agent | chat | execute_tool
+AGENT_NAME = "gen_ai.agent.name"
+REQUEST_MODEL = "gen_ai.request.model"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+TOOL_NAME = "gen_ai.tool.name"
+PROMPT = "gen_ai.prompt"
+COMPLETION = "gen_ai.completion"
+
+# OpenInference, so Phoenix renders our traces natively
+OI_KIND = "openinference.span.kind"  # CHAIN | AGENT | LLM | TOOL
+OI_INPUT = "input.value"
+OI_OUTPUT = "output.value"
+OI_MODEL = "llm.model_name"
+
+# branchpoint's own
+KIND = "branchpoint.kind"  # run | step | chat | tool
+RUN_ID = "branchpoint.run_id"
+STEP = "branchpoint.step"
+STEP_KIND = "branchpoint.step_kind"
+CONTENT = "branchpoint.content"
+PARENT_RUN_ID = "branchpoint.parent_run_id"
+FORK_STEP = "branchpoint.fork_step"
+INTERVENTION_ID = "branchpoint.intervention_id"
+INTERVENED = "branchpoint.intervened"
+TEAM = "branchpoint.team"
+TASK_ID = "branchpoint.task_id"
+TASK = "branchpoint.task"  # the Task as JSON
+STATUS = "branchpoint.status"
+SUCCESS = "branchpoint.success"
+FINAL_ANSWER = "branchpoint.final_answer"
+ERROR = "branchpoint.error"
+SEED = "branchpoint.seed"
+FAULTS = "branchpoint.faults"  # JSON list of injected faults (sim ground truth)
+THREAD_ID = "branchpoint.thread_id"
+SWEEP_ID = "branchpoint.sweep_id"
+NODE_ID = "branchpoint.node_id"  # the Ray node a span was made on
+REQUEST_HASH = "branchpoint.request_hash"
+CACHED = "branchpoint.cached"  # the LLM response came from the record store
+TOOL_INPUT = "branchpoint.tool.input"
+TOOL_OUTPUT = "branchpoint.tool.output"
+TOOL_OK = "branchpoint.tool.ok"
+CHECKPOINT_ID = "langgraph.checkpoint_id"
+
+# Content attributes are capped so one verbose model cannot bloat the database.
+MAX_CONTENT_CHARS = 16_000
+
+
+def cap(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
+    """Truncate text for a span attribute, marking the cut."""
+    return text if len(text) <= limit else text[:limit] + f"…[+{len(text) - limit} chars]"
