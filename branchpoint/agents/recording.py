@@ -1,0 +1,225 @@
+"""Record and replay of LLM calls, keyed by a hash of the request.
+
+`RecordingClient` wraps any autogen chat-completion client. In `record` mode it answers from the
+store when the exact request was seen before and otherwise calls the model and stores the answer;
+in `replay` mode it never calls a model and an unrecorded request is a `ReplayMissError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+)
+from autogen_core.tools import Tool, ToolSchema
+
+from branchpoint.errors import ReplayMissError
+
+RecordMode = Literal["record", "replay"]
+DEFAULT_MODEL_INFO = ModelInfo(
+    vision=False,
+    function_calling=False,
+    json_output=False,
+    family="unknown",
+    structured_output=False,
+)
+
+
+class RecordStore(Protocol):
+    """Where LLM request/response records live (the trace database, a JSONL file, memory)."""
+
+    def get(self, request_hash: str) -> dict[str, Any] | None:
+        """The record stored under this hash, or None."""
+
+    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Store a record; storing the same hash twice keeps one."""
+
+
+class MemoryRecordStore:
+    """In-memory record store, for tests."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def get(self, request_hash: str) -> dict[str, Any] | None:
+        """The record stored under this hash, or None."""
+        return self.records.get(request_hash)
+
+    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Store a record."""
+        self.records.setdefault(request_hash, record)
+
+
+class JsonlRecordStore(MemoryRecordStore):
+    """Records in a JSONL file (one `{"hash": ..., "record": ...}` per line): test fixtures."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.records[row["hash"]] = row["record"]
+
+    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Store a record and append it to the file."""
+        with self._lock:
+            if request_hash in self.records:
+                return
+            self.records[request_hash] = record
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps({"hash": request_hash, "record": record}) + "\n")
+
+
+class TraceRecordStore:
+    """Adapts a telemetry TraceStore (DuckDB file or sink actor) to the RecordStore protocol."""
+
+    def __init__(self, trace_store: Any) -> None:
+        self.trace_store = trace_store
+
+    def get(self, request_hash: str) -> dict[str, Any] | None:
+        """The record stored under this hash, or None."""
+        record: dict[str, Any] | None = self.trace_store.get_llm_record(request_hash)
+        return record
+
+    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Store a record in the trace database."""
+        self.trace_store.put_llm_record(request_hash, record)
+
+
+def message_to_json(message: LLMMessage) -> dict[str, Any]:
+    """A stable JSON form of one autogen LLM message."""
+    data = message.model_dump(mode="json")
+    return {k: v for k, v in sorted(data.items()) if v is not None}
+
+
+def request_hash(model: str, messages: Sequence[LLMMessage], params: Mapping[str, Any]) -> str:
+    """Hash of everything that determines a model's answer: model, messages, sampling params."""
+    payload = {
+        "model": model,
+        "messages": [message_to_json(m) for m in messages],
+        "params": dict(sorted(params.items())),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RecordingClient(ChatCompletionClient):
+    """A chat-completion client that records every response and can replay them exactly."""
+
+    def __init__(
+        self,
+        inner: ChatCompletionClient | None,
+        store: RecordStore,
+        model: str,
+        mode: RecordMode = "record",
+        hash_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.store = store
+        self.model = model
+        self.mode = mode
+        self.hash_extra = dict(hash_extra or {})
+        self.last_hash: str | None = None
+        self.last_cached = False
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Any = "auto",
+        json_output: bool | type[Any] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        """Answer from the store when recorded; otherwise call the model (record mode only)."""
+        key = request_hash(self.model, messages, {**self.hash_extra, **extra_create_args})
+        self.last_hash = key
+        record = self.store.get(key)
+        if record is not None:
+            self.last_cached = True
+            result = CreateResult.model_validate({**record["response"], "cached": True})
+        elif self.mode == "replay" or self.inner is None:
+            raise ReplayMissError(
+                f"no recorded response for request {key[:12]} of model {self.model}; "
+                "record the run first (replay needs every LLM call to be in the store)"
+            )
+        else:
+            self.last_cached = False
+            result = await self.inner.create(
+                messages,
+                extra_create_args=extra_create_args,
+                cancellation_token=cancellation_token,
+            )
+            self.store.put(
+                key,
+                {
+                    "model": self.model,
+                    "request": [message_to_json(m) for m in messages],
+                    "params": {**self.hash_extra, **extra_create_args},
+                    "response": result.model_dump(mode="json"),
+                },
+            )
+        self._usage = RequestUsage(
+            prompt_tokens=self._usage.prompt_tokens + result.usage.prompt_tokens,
+            completion_tokens=self._usage.completion_tokens + result.usage.completion_tokens,
+        )
+        return result
+
+    def create_stream(  # type: ignore[override]
+        self, messages: Sequence[LLMMessage], **kwargs: Any
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        """Streaming is served as one chunk: the recorded result."""
+
+        async def one_chunk() -> AsyncGenerator[str | CreateResult, None]:
+            yield await self.create(messages, **kwargs)
+
+        return one_chunk()
+
+    async def close(self) -> None:
+        """Close the wrapped client."""
+        if self.inner is not None:
+            await self.inner.close()
+
+    def actual_usage(self) -> RequestUsage:
+        """Tokens used by this client so far."""
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        """Tokens used by this client so far."""
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """Rough token count (words), used only for budgeting."""
+        return sum(len(str(m.model_dump().get("content", "")).split()) for m in messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """Tokens left in a 4k context."""
+        return 4096 - self.count_tokens(messages)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        """Deprecated autogen property; mirrors model_info."""
+        return self.model_info  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The wrapped client's model info, or a plain text-only one."""
+        return self.inner.model_info if self.inner is not None else DEFAULT_MODEL_INFO

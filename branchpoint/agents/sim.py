@@ -1,0 +1,274 @@
+"""The `sim` backend: a simulated `math` team with seeded, injectable faults.
+
+The simulated agents solve a task by following its worked solution (GSM8K `<<a*b=c>>` chains),
+one plan item per Solver turn, reading earlier values from the transcript so that an error
+propagates like a real one. Injected faults are the ground truth a debugger is measured against.
+A fault always fires in the original run (sample 0); when its step is re-sampled in a fork it
+fires again with probability `recurrence`; an instruction at its step suppresses it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import operator
+import random
+import re
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+)
+
+from branchpoint.agents.recording import DEFAULT_MODEL_INFO
+from branchpoint.model import Fault, Step, Task
+from branchpoint.tasks import numbers_in, same_number, solution_chain
+
+CONTINUE = "CONTINUE"
+_ITEM = re.compile(r"^Item (\d+): (.+?) = (-?[\d.]+)", re.MULTILINE)
+_PLAN_LINE = re.compile(r"^\s*(\d+)\.", re.MULTILINE)
+_REJECT = re.compile(r"Item (\d+) is wrong")
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+@dataclass(frozen=True)
+class SimContext:
+    """What the simulated agent acting at one step knows besides the transcript."""
+
+    task: Task
+    agent: str
+    step: int
+    faults: tuple[Fault, ...]
+    seed: int
+    sample: int
+    transcript: tuple[Step, ...]
+    plan: str | None
+    directive: str | None
+    latency_s: float = 0.0
+
+
+def evaluate(expr: str) -> float:
+    """Evaluate an arithmetic expression (+ - * / and parentheses) without eval()."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        raise ValueError(f"not arithmetic: {expr}")
+
+    return walk(ast.parse(expr.replace(",", ""), mode="eval"))
+
+
+def fmt(value: float) -> str:
+    """Numbers as a person writes them: 12 not 12.0, at most 4 decimals."""
+    return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.4f}".rstrip("0")
+
+
+def sim_solvable(task: Task) -> bool:
+    """The sim can solve a task whose calculator chain evaluates and ends in its answer."""
+    chain = solution_chain(task)
+    if not chain or task.answer is None:
+        return False
+    try:
+        values = [evaluate(expr) for expr, _ in chain]
+    except (ValueError, SyntaxError, ZeroDivisionError):
+        return False
+    return all(same_number(v, c) for v, (_, c) in zip(values, chain, strict=True)) and same_number(
+        chain[-1][1], numbers_in(task.answer)[0] if numbers_in(task.answer) else None
+    )
+
+
+def fault_fires(ctx: SimContext, kind: str | None = None) -> Fault | None:
+    """The fault injected at this step, if it fires in this sample."""
+    if ctx.directive:
+        return None
+    for fault in ctx.faults:
+        if fault.step != ctx.step or fault.agent != ctx.agent or (kind and fault.kind != kind):
+            continue
+        if ctx.sample == 0:
+            return fault
+        rng = random.Random(f"{ctx.seed}:{ctx.sample}:{ctx.step}")
+        return fault if rng.random() < fault.recurrence else None
+    return None
+
+
+def planned_items(plan: str | None) -> list[int]:
+    """Item numbers (1-based) a plan lists."""
+    return [int(n) for n in _PLAN_LINE.findall(plan or "")]
+
+
+def done_items(transcript: Sequence[Step]) -> dict[int, tuple[str, float]]:
+    """Latest (expression, value) the Solver wrote for each item."""
+    done: dict[int, tuple[str, float]] = {}
+    for step in transcript:
+        if step.agent == "Solver":
+            for number, expr, value in _ITEM.findall(step.content):
+                done[int(number)] = (expr, float(value))
+    return done
+
+
+def _substitute(expr: str, index: int, chain: list[tuple[str, float]], done: dict[int, tuple[str, float]]) -> str:
+    """Replace references to earlier results by the values this run actually computed."""
+    last_value = 0.0
+    replacements: dict[float, float] = {}
+    for j in range(index):
+        if j + 1 in done:
+            last_value = done[j + 1][1]
+        replacements.setdefault(chain[j][1], done[j + 1][1] if j + 1 in done else last_value)
+
+    def swap(match: re.Match[str]) -> str:
+        value = float(match.group(0).replace(",", ""))
+        for truth, actual in replacements.items():
+            if same_number(value, truth):
+                return fmt(actual)
+        return match.group(0)
+
+    return re.sub(r"\d[\d,]*(?:\.\d+)?", swap, expr)
+
+
+def _wrong_operand(expr: str) -> str:
+    """Perturb the first literal operand so the result changes."""
+    match = re.search(r"\d+(?:\.\d+)?", expr)
+    if match is None:
+        return expr
+    bumped = fmt(float(match.group(0)) + 1)
+    return expr[: match.start()] + bumped + expr[match.end() :]
+
+
+def planner_turn(ctx: SimContext) -> str:
+    """A numbered plan, one item per calculator step; `skip_plan_item` drops one."""
+    chain = solution_chain(ctx.task)
+    items = list(range(1, len(chain) + 1))
+    if fault_fires(ctx, "skip_plan_item") and len(items) > 1:
+        items.remove(items[random.Random(ctx.seed).randrange(len(items))])
+    lines = [f"{i}. Compute {chain[i - 1][0]} using the values found so far." for i in items]
+    prefix = "(Re-planned as instructed.)\n" if ctx.directive else ""
+    return prefix + "Plan:\n" + "\n".join(lines)
+
+
+def solver_turn(ctx: SimContext) -> str:
+    """Compute the next planned item (or redo one the Verifier rejected)."""
+    chain = solution_chain(ctx.task)
+    done = done_items(ctx.transcript)
+    plan = planned_items(ctx.plan)
+    last = ctx.transcript[-1] if ctx.transcript else None
+    rejected = _REJECT.search(last.content) if last and last.agent == "Verifier" else None
+    todo = [i for i in plan if i not in done and 1 <= i <= len(chain)]
+    prefix = "(Re-checked as instructed.) " if ctx.directive else ""
+    fault = fault_fires(ctx)
+    if fault and fault.kind == "ignore_instruction":
+        return prefix + "I have finished all the calculations."
+    if rejected:
+        item = int(rejected.group(1))
+    elif todo:
+        item = todo[0]
+    else:
+        return prefix + "All planned items are done."
+    expr = _substitute(chain[item - 1][0], item - 1, chain, done)
+    if fault and fault.kind == "wrong_operand":
+        expr = _wrong_operand(expr)
+    value = evaluate(expr)
+    if fault and fault.kind == "arithmetic_error":
+        value += 1
+    more = any(i != item for i in todo)
+    return prefix + f"Item {item}: {expr} = {fmt(value)}" + (f"\n{CONTINUE}" if more else "")
+
+
+def verifier_turn(ctx: SimContext) -> str:
+    """Check each item's arithmetic; send a wrong one back, else state the final answer."""
+    done = done_items(ctx.transcript)
+    accept = fault_fires(ctx, "accept_wrong") is not None
+    for item, (expr, value) in sorted(done.items()):
+        if not accept and not same_number(evaluate(expr), value):
+            return f"Item {item} is wrong: {expr} is not {fmt(value)}. Please recompute item {item}."
+    if not done:
+        return "No calculations were done. Please solve the plan."
+    return f"FINAL ANSWER: {fmt(done[max(done)][1])}"
+
+
+TURNS = {"Planner": planner_turn, "Solver": solver_turn, "Verifier": verifier_turn}
+
+
+class SimChatCompletionClient(ChatCompletionClient):
+    """An autogen chat-completion client whose answers come from the simulated team."""
+
+    def __init__(self, ctx: SimContext) -> None:
+        self.ctx = ctx
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    async def create(
+        self, messages: Sequence[LLMMessage], *, extra_create_args: Mapping[str, Any] = {}, **_: Any
+    ) -> CreateResult:
+        """The simulated agent's turn; token counts are word counts."""
+        if self.ctx.latency_s:
+            await asyncio.sleep(self.ctx.latency_s)
+        turn = TURNS.get(self.ctx.agent)
+        content = turn(self.ctx) if turn else f"{self.ctx.agent} has nothing to add."
+        usage = RequestUsage(
+            prompt_tokens=sum(len(str(getattr(m, "content", "")).split()) for m in messages),
+            completion_tokens=len(content.split()),
+        )
+        self._usage = usage
+        return CreateResult(finish_reason="stop", content=content, usage=usage, cached=False)
+
+    def create_stream(  # type: ignore[override]
+        self, messages: Sequence[LLMMessage], **kwargs: Any
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        """One chunk: the whole turn."""
+
+        async def one_chunk() -> AsyncGenerator[str | CreateResult, None]:
+            yield await self.create(messages, **kwargs)
+
+        return one_chunk()
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    def actual_usage(self) -> RequestUsage:
+        """Usage of the last call."""
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        """Usage of the last call (one call per client)."""
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """Word count of the messages."""
+        return sum(len(str(getattr(m, "content", "")).split()) for m in messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
+        """The sim has no context limit worth modelling."""
+        return 1_000_000
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        """Deprecated autogen property."""
+        return DEFAULT_MODEL_INFO  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """Text only."""
+        return DEFAULT_MODEL_INFO
+
+
+def random_fault(task: Task, rng: random.Random, recurrence: float = 1.0) -> Fault:
+    """One fault at a step the sim team will reach: a Planner skip or a Solver mistake."""
+    n_items = len(solution_chain(task))
+    kinds = ["wrong_operand", "ignore_instruction"] + (["skip_plan_item"] if n_items > 1 else [])
+    kind = rng.choice(kinds)
+    if kind == "skip_plan_item":
+        return Fault(agent="Planner", step=0, kind="skip_plan_item", recurrence=recurrence)
+    return Fault(agent="Solver", step=rng.randint(1, n_items), kind=kind, recurrence=recurrence)  # type: ignore[arg-type]

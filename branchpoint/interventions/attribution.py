@@ -1,0 +1,282 @@
+"""Failure attribution: who failed, at which step, and why.
+
+The Who&When baselines (all-at-once, step-by-step, binary search) and the DoVer per-trial
+proposer ask an LLM judge, which always sees the ground-truth answer; the counterfactual value
+curve reads the success rates of resample forks and needs no judge. Judge replies are validated:
+a step index outside the run or an unknown agent is rejected, and a reply still unusable after
+retries leaves no hypothesis, only a reason in `AttributionResult.failures`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from branchpoint.interventions.judge import (
+    Judge,
+    ask_json,
+    parse_step_index,
+    render_log,
+    render_prompt,
+)
+from branchpoint.model import Hypothesis, Run, Step, Trial
+
+log = logging.getLogger(__name__)
+MAX_CHARS = 300  # per step in prompts: small local models have 4k-token contexts
+
+
+@dataclass
+class AttributionResult:
+    """The hypotheses one method produced, and why it produced none where it failed."""
+
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _context(run: Run, steps: Sequence[Step]) -> dict[str, str]:
+    return {
+        "question": run.task.question,
+        "answer": run.task.answer if run.task.answer is not None else "(unknown)",
+        "agents": ", ".join(dict.fromkeys(s.agent for s in steps)),
+    }
+
+
+def _blame_parser(
+    steps: Sequence[Step], lo: int, hi: int
+) -> Callable[[dict[str, Any]], tuple[str, int, str]]:
+    """Validator of {"agent","step","reason"} with the step in [lo, hi] and a known agent."""
+    by_index = {s.index: s for s in steps}
+    agents = {s.agent.lower(): s.agent for s in steps}
+
+    def parse(reply: dict[str, Any]) -> tuple[str, int, str]:
+        step = parse_step_index(reply["step"])
+        if step is None or not lo <= step <= hi or step not in by_index:
+            raise ValueError(f"step must be a step number between {lo} and {hi}")
+        agent = agents.get(str(reply["agent"]).strip().lower())
+        if agent is None:
+            raise ValueError(f"agent must be one of: {', '.join(agents.values())}")
+        return agent, step, str(reply.get("reason", "")).strip()
+
+    return parse
+
+
+def all_at_once(run: Run, steps: Sequence[Step], judge: Judge) -> AttributionResult:
+    """One call with the whole indexed log: the decisive mistake's agent, step and reason."""
+    result = AttributionResult()
+    if not steps:
+        return result
+    system, user = render_prompt(
+        "all_at_once", log=render_log(steps, MAX_CHARS), **_context(run, steps)
+    )
+    parse = _blame_parser(steps, steps[0].index, steps[-1].index)
+    blame = ask_json(judge, system, user, parse, failures=result.failures)
+    if blame is not None:
+        agent, step, reason = blame
+        result.hypotheses.append(
+            Hypothesis(run_id=run.run_id, agent=agent, step=step, reason=reason, method="all_at_once")
+        )
+    return _logged(run, "all_at_once", result)
+
+
+def step_by_step(run: Run, steps: Sequence[Step], judge: Judge) -> AttributionResult:
+    """Judge each step in order with the log so far; the first step judged a mistake is blamed."""
+    result = AttributionResult()
+
+    def parse(reply: dict[str, Any]) -> tuple[bool, str]:
+        verdict = reply["mistake"]
+        if isinstance(verdict, str) and verdict.strip().lower() in ("true", "yes", "false", "no"):
+            verdict = verdict.strip().lower() in ("true", "yes")
+        if not isinstance(verdict, bool):
+            raise ValueError('"mistake" must be true or false')
+        return verdict, str(reply.get("reason", "")).strip()
+
+    for position, step in enumerate(steps):
+        system, user = render_prompt(
+            "step_by_step",
+            log=render_log(steps[: position + 1], MAX_CHARS),
+            step=step.index,
+            **{**_context(run, steps), "agent": step.agent},
+        )
+        failures: list[str] = []
+        judged = ask_json(judge, system, user, parse, failures=failures)
+        if judged is None:
+            result.failures.append(f"step {step.index}: {failures[-1]}")
+            continue
+        mistake, reason = judged
+        if mistake:
+            result.hypotheses.append(
+                Hypothesis(
+                    run_id=run.run_id,
+                    agent=step.agent,
+                    step=step.index,
+                    reason=reason,
+                    method="step_by_step",
+                )
+            )
+            break
+    else:
+        result.failures.append("no step was judged a mistake")
+    return _logged(run, "step_by_step", result)
+
+
+def binary_search(run: Run, steps: Sequence[Step], judge: Judge) -> AttributionResult:
+    """Halve the log, ask which half holds the decisive mistake, and recurse to one step."""
+    result = AttributionResult()
+    if not steps:
+        return result
+
+    def parse(reply: dict[str, Any]) -> tuple[bool, str]:
+        half = str(reply["half"]).strip().lower()
+        if half not in ("first", "second", "upper", "lower"):
+            raise ValueError('"half" must be "first" or "second"')
+        return half in ("first", "upper"), str(reply.get("reason", "")).strip()
+
+    lo, hi, reason = 0, len(steps) - 1, ""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        system, user = render_prompt(
+            "binary_search",
+            log=render_log(steps[lo : hi + 1], MAX_CHARS),
+            lo=steps[lo].index,
+            mid=steps[mid].index,
+            next=steps[mid + 1].index,
+            hi=steps[hi].index,
+            **_context(run, steps),
+        )
+        choice = ask_json(judge, system, user, parse, failures=result.failures)
+        if choice is None:
+            return _logged(run, "binary_search", result)
+        first, reason = choice
+        lo, hi = (lo, mid) if first else (mid + 1, hi)
+    result.hypotheses.append(
+        Hypothesis(
+            run_id=run.run_id,
+            agent=steps[lo].agent,
+            step=steps[lo].index,
+            reason=reason,
+            method="binary_search",
+        )
+    )
+    return _logged(run, "binary_search", result)
+
+
+def summarize_trial(trial: Trial, steps: Sequence[Step], max_chars: int = 160) -> str:
+    """One line per trial for later prompts: its plan's first line and the step it ended on."""
+    inside = [s for s in steps if trial.start <= s.index < trial.end]
+    if not inside:
+        return f"Trial {trial.index}: no steps"
+
+    def first_line(step: Step) -> str:
+        line = next((ln.strip() for ln in step.content.splitlines() if ln.strip()), "")
+        return line[:max_chars]
+
+    plan = next((s for s in inside if s.kind == "plan"), inside[0])
+    last = inside[-1]
+    return (
+        f"Trial {trial.index} (steps {trial.start}-{trial.end - 1}): plan: {first_line(plan)}; "
+        f"ended with [Step {last.index}] {last.agent}: {first_line(last)}"
+    )
+
+
+def dover_propose(
+    run: Run, steps: Sequence[Step], trials: Sequence[Trial], judge: Judge
+) -> AttributionResult:
+    """The DoVer proposer: one call per trial, with summaries of earlier trials; one hypothesis each."""
+    result = AttributionResult()
+    for position, trial in enumerate(trials):
+        inside = [s for s in steps if trial.start <= s.index < trial.end]
+        if not inside:
+            continue
+        previous = "\n".join(summarize_trial(t, steps) for t in trials[:position]) or "(none)"
+        system, user = render_prompt(
+            "dover_propose",
+            previous=previous,
+            trial=trial.index,
+            start=inside[0].index,
+            last=inside[-1].index,
+            log=render_log(inside, MAX_CHARS),
+            **_context(run, inside),
+        )
+        failures: list[str] = []
+        parse = _blame_parser(inside, inside[0].index, inside[-1].index)
+        blame = ask_json(judge, system, user, parse, failures=failures)
+        if blame is None:
+            result.failures.append(f"trial {trial.index}: {failures[-1]}")
+            continue
+        agent, step, reason = blame
+        result.hypotheses.append(
+            Hypothesis(
+                run_id=run.run_id,
+                agent=agent,
+                step=step,
+                reason=reason,
+                method="dover",
+                trial=trial.index,
+            )
+        )
+    return _logged(run, "dover", result)
+
+
+def value_curve_hypothesis(
+    run: Run, steps: Sequence[Step], curve: Mapping[int, float]
+) -> Hypothesis | None:
+    """The step where V, the success rate of resample forks from step k, drops most.
+
+    The change point k maximises mean(V[<=k]) - mean(V[>k]), ties going to the later k. The failed
+    original counts as one more point V = 0 after the last step (nothing re-run, nothing fixed),
+    so a fault at the last step is visible too. None when no positive drop exists (e.g. V is
+    flat zero: nothing recoverable) or when k is not a step of the run.
+    """
+    points = sorted((k, v) for k, v in curve.items())
+    if not points or all(v <= 0 for _, v in points):
+        return None
+    values = [v for _, v in points] + [0.0]
+    best: tuple[float, int, float, float] | None = None
+    for i in range(len(points)):
+        before = sum(values[: i + 1]) / (i + 1)
+        after = sum(values[i + 1 :]) / (len(values) - i - 1)
+        # A small tolerance so that float noise cannot break a tie against the later k.
+        if best is None or before - after >= best[0] - 1e-9:
+            best = (before - after, i, before, after)
+    assert best is not None
+    drop, i, before, after = best
+    k = points[i][0]
+    by_index = {s.index: s for s in steps}
+    if drop <= 0 or k not in by_index:
+        return None
+    reason = (
+        f"resample success rate drops by {drop:.2f} after step {k}: V({k})={points[i][1]:.2f}, "
+        f"mean V up to step {k}={before:.2f}, mean V after it={after:.2f} "
+        "(the failed original counts as V=0)"
+    )
+    return Hypothesis(
+        run_id=run.run_id,
+        agent=by_index[k].agent,
+        step=k,
+        reason=reason,
+        method="value_curve",
+        confidence=min(1.0, drop),
+    )
+
+
+def sim_ground_truth(run: Run) -> list[Hypothesis]:
+    """The faults injected into a `sim` run, as hypotheses of method "ground_truth"."""
+    return [
+        Hypothesis(
+            run_id=run.run_id,
+            agent=f.agent,
+            step=f.step,
+            reason=f"injected fault: {f.kind}",
+            method="ground_truth",
+            confidence=1.0,
+        )
+        for f in run.faults
+    ]
+
+
+def _logged(run: Run, method: str, result: AttributionResult) -> AttributionResult:
+    if result.failures:
+        log.info("%s on %s: %s", method, run.run_id, "; ".join(result.failures))
+    return result

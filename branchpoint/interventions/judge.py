@@ -1,0 +1,179 @@
+"""The LLM judge behind segmentation, attribution and milestones: a protocol, an autogen adapter,
+prompt templates loaded by name, and `ask_json`, which turns free-form replies into checked data.
+
+The judge is the only impure part of the DoVer pipeline's decision logic; everything it returns
+passes through a caller-supplied validator, and bad model output is retried, then reported as
+None — never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Any, Protocol, TypeVar
+
+from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from pydantic import ValidationError
+
+from branchpoint.model import Step
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PROMPT_PACKAGE = "branchpoint.interventions.prompts"
+USER_MARKER = "## user"
+SYSTEM_MARKER = "## system"
+# Validators signal a reply they cannot use with one of these; anything else is a bug and raises.
+REJECTIONS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, ValidationError)
+
+
+class Judge(Protocol):
+    """Anything that answers a (system, user) prompt pair with text."""
+
+    def complete(self, system: str, user: str) -> str:
+        """The model's reply to one prompt."""
+
+
+class ChatClientJudge:
+    """A Judge over an autogen ChatCompletionClient, greedy and seeded, callable synchronously.
+
+    The client's coroutines run on a private event loop in a daemon thread, so the judge works
+    from plain code and from inside a running event loop alike, and async HTTP clients bound to
+    that loop stay valid across calls.
+    """
+
+    def __init__(self, client: ChatCompletionClient, seed: int = 0, max_tokens: int = 512) -> None:
+        self.client = client
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def complete(self, system: str, user: str) -> str:
+        """Send one system+user prompt at temperature 0 and return the reply text."""
+        result = self._run(
+            self.client.create(
+                [SystemMessage(content=system), UserMessage(content=user, source="user")],
+                extra_create_args={
+                    "seed": self.seed,
+                    "temperature": 0.0,
+                    "max_tokens": self.max_tokens,
+                },
+            )
+        )
+        content = result.content
+        return content if isinstance(content, str) else json.dumps([str(c) for c in content])
+
+    def close(self) -> None:
+        """Stop the private event loop."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+@cache
+def _template(name: str) -> tuple[str, str]:
+    text = resources.files(PROMPT_PACKAGE).joinpath(f"{name}.md").read_text(encoding="utf-8")
+    head, sep, user = text.partition(USER_MARKER)
+    if not sep or SYSTEM_MARKER not in head:
+        raise ValueError(f"prompt {name}.md needs '{SYSTEM_MARKER}' and '{USER_MARKER}' sections")
+    return head.split(SYSTEM_MARKER, 1)[1].strip(), user.strip()
+
+
+def render_prompt(name: str, **fields: object) -> tuple[str, str]:
+    """The (system, user) pair of prompt template `name` with `$field`s substituted."""
+    system, user = _template(name)
+    values = {k: str(v) for k, v in fields.items()}
+    return Template(system).substitute(values), Template(user).substitute(values)
+
+
+def render_log(steps: Sequence[Step], max_chars: int = 400, max_total: int = 8000) -> str:
+    """Steps as `[Step k] agent: content` lines, each content cut to `max_chars` characters.
+
+    Long logs get a smaller per-step cut (never below 60) so the whole log stays near
+    `max_total` characters: a local model's context is 4k tokens.
+    """
+    if steps:
+        max_chars = min(max_chars, max(60, max_total // len(steps)))
+    lines = []
+    for step in steps:
+        content = " ".join(step.content.split())
+        if len(content) > max_chars:
+            content = content[:max_chars] + " …"
+        lines.append(f"[Step {step.index}] {step.agent}: {content}")
+    return "\n".join(lines)
+
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in `text` (inside code fences or prose); ValueError when none."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    raise ValueError("no JSON object found in the reply")
+
+
+def parse_step_index(value: object) -> int | None:
+    """A step number given as an int, integral float or digit string; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def ask_json(
+    judge: Judge,
+    system: str,
+    user: str,
+    validate: Callable[[dict[str, Any]], T],
+    retries: int = 2,
+    failures: list[str] | None = None,
+) -> T | None:
+    """Ask until `validate` accepts the first JSON object of a reply; None after `retries` retries.
+
+    `validate` raises ValueError/KeyError/TypeError/ValidationError on an unusable reply; the
+    reason goes back to the model in a short corrective note and, when given, into `failures`.
+    """
+    prompt = user
+    for attempt in range(retries + 1):
+        reply = judge.complete(system, prompt)
+        try:
+            return validate(extract_json_object(reply))
+        except REJECTIONS as exc:
+            reason = _short(exc)
+            log.info("judge reply rejected (attempt %d): %s", attempt + 1, reason)
+            if failures is not None:
+                failures.append(f"attempt {attempt + 1}: {reason}")
+            prompt = (
+                f"{user}\n\nYour previous reply could not be used: {reason}. "
+                "Answer again with exactly one JSON object and nothing else."
+            )
+    return None
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return f"missing key {text}" if isinstance(exc, KeyError) else text[:200]

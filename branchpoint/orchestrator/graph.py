@@ -1,0 +1,171 @@
+"""A TeamSpec compiled into a LangGraph StateGraph: one node per agent, one step per node run.
+
+The state is small and JSON-like (ids and the current ledger); step messages live in the
+append-only message store and the state holds only the newest message's id. A node does not call
+the model itself: it asks an `AgentHost` Ray actor to run the turn, then applies the team's pure
+`advance` rule, appends the message and emits the step span.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import ray
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import RunnableConfig
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from branchpoint.agents.teams import Advance, TeamSpec
+from branchpoint.model import Fault, Step, StepRequest, StepResult, Task
+from branchpoint.orchestrator.messages import MessageStore
+from branchpoint.telemetry import attributes as A
+from branchpoint.telemetry.tracing import inject_context
+
+
+class TeamState(TypedDict, total=False):
+    """What a checkpoint holds: O(1) in run length."""
+
+    run_id: str
+    head: str | None
+    step: int
+    next: str | None
+    ledger: dict[str, str]
+    directive: str | None
+    done: bool
+    final_answer: str | None
+    model: str
+    sample: int
+    stall: int
+    last_worker: str | None
+
+
+@dataclass
+class RunContext:
+    """Per-run services and facts handed to nodes through LangGraph's runtime context."""
+
+    run_id: str
+    team: TeamSpec
+    task: Task
+    seed: int
+    faults: tuple[Fault, ...]
+    messages: MessageStore
+    tracer: trace.Tracer
+    run_span: Span
+    call_host: Callable[[StepRequest], StepResult]
+    max_steps: int
+    record_mode: str = "record"
+    steps: list[Step] = field(default_factory=list)
+
+
+def initial_state(run_id: str, team: TeamSpec, model: str) -> TeamState:
+    """The state before the first step of a run."""
+    return TeamState(run_id=run_id, head=None, step=0, next=team.first, ledger={}, directive=None,
+                     done=False, final_answer=None, model=model, sample=0, stall=0, last_worker=None)
+
+
+def state_update(state: Mapping[str, Any], agent: str, advance: Advance, head: str,
+                 max_steps: int) -> dict[str, Any]:
+    """The state change after `agent` took step `state['step']` (pure)."""
+    step = int(state.get("step", 0)) + 1
+    update: dict[str, Any] = {"head": head, "step": step, "next": advance.next, "directive": None,
+                              "done": advance.done or step >= max_steps, "stall": advance.stall,
+                              "final_answer": advance.final_answer}
+    if advance.ledger is not None:
+        update["ledger"] = dict(advance.ledger)
+    if agent != "Orchestrator" and agent in ("Coder", "ComputerTerminal", "FileSurfer"):
+        update["last_worker"] = agent
+    return update
+
+
+def record_step(ctx: RunContext, state: Mapping[str, Any], agent: str, content: str,
+                result: StepResult | None, span: Span, checkpoint_id: str | None) -> dict[str, Any]:
+    """Apply the team's rule to a turn's message, store it, annotate the step span."""
+    advance = ctx.team.advance(state, agent, content)
+    index = int(state.get("step", 0))
+    step = Step(run_id=ctx.run_id, index=index, agent=agent, kind=advance.kind, content=content,
+                checkpoint_id=checkpoint_id,
+                input_tokens=result.input_tokens if result else 0,
+                output_tokens=result.output_tokens if result else 0,
+                llm_calls=result.llm_calls if result else 0,
+                seconds=result.seconds if result else 0.0,
+                tool_calls=result.tool_calls if result else ())
+    head = ctx.messages.append(state.get("head"), step)
+    ctx.steps.append(step)
+    span.set_attributes({A.KIND: "step", A.OPERATION: "invoke_agent", A.RUN_ID: ctx.run_id,
+                         A.STEP: index, A.AGENT_NAME: agent, A.STEP_KIND: advance.kind,
+                         A.CONTENT: A.cap(content), A.CHECKPOINT_ID: checkpoint_id or "",
+                         A.INTERVENED: result is None, A.NODE_ID: result.node_id if result else "",
+                         A.INPUT_TOKENS: step.input_tokens, A.OUTPUT_TOKENS: step.output_tokens,
+                         A.OI_KIND: "AGENT", A.OI_OUTPUT: A.cap(content)})
+    return state_update(state, agent, advance, head, ctx.max_steps)
+
+
+def step_span(ctx: RunContext, agent: str) -> Any:
+    """Start the span of one step as a child of the run span."""
+    return ctx.tracer.start_as_current_span(
+        f"invoke_agent {agent}", context=trace.set_span_in_context(ctx.run_span)
+    )
+
+
+def take_turn(ctx: RunContext, state: Mapping[str, Any], agent: str, checkpoint_id: str | None) -> dict[str, Any]:
+    """One agent turn: ask a host to run it, then record it."""
+    transcript = tuple(ctx.messages.chain(state.get("head")))
+    spec = ctx.team.agent(agent)
+    with step_span(ctx, agent) as span:
+        request = StepRequest(
+            run_id=ctx.run_id, team=ctx.team.name, step=int(state.get("step", 0)), agent=agent,
+            system_prompt=ctx.team.prompt_for(state, agent) or "", task=ctx.task,
+            transcript=transcript, plan=(state.get("ledger") or {}).get("plan"),
+            directive=state.get("directive"), tools=spec.tools, model=str(state["model"]),
+            seed=ctx.seed, sample=int(state.get("sample", 0)), faults=ctx.faults,
+            trace_carrier=inject_context(span), record_mode=ctx.record_mode,  # type: ignore[arg-type]
+        )
+        result = ctx.call_host(request)
+        return record_step(ctx, state, agent, result.content, result, span, checkpoint_id)
+
+
+def route(state: Mapping[str, Any]) -> str:
+    """Next node: the speaker chosen by the last turn, or the end."""
+    return END if state.get("done") or not state.get("next") else str(state["next"])
+
+
+def build_graph(team: TeamSpec, checkpointer: BaseCheckpointSaver[Any]) -> Any:
+    """Compile a team into a checkpointed LangGraph StateGraph."""
+    builder = StateGraph(TeamState, context_schema=RunContext)
+    for name in team.agent_names:
+        builder.add_node(name, _node(name))
+        builder.add_conditional_edges(name, route, {n: n for n in team.agent_names} | {END: END})
+    builder.add_conditional_edges(START, route, {n: n for n in team.agent_names} | {END: END})
+    return builder.compile(checkpointer=checkpointer)
+
+
+def _node(agent: str) -> Callable[..., dict[str, Any]]:
+    def node(state: TeamState, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+        return take_turn(runtime.context, state, agent, checkpoint_id)
+
+    node.__name__ = agent
+    return node
+
+
+class HostPool:
+    """Round-robin over AgentHost actors; `call` blocks on the actor's answer."""
+
+    def __init__(self, hosts: list[Any]) -> None:
+        self.hosts = hosts
+        self._cycle = itertools.cycle(range(len(hosts)))
+        self._lock = threading.Lock()
+
+    def call(self, request: StepRequest) -> StepResult:
+        """Run one turn on the next host."""
+        with self._lock:
+            host = self.hosts[next(self._cycle)]
+        result: StepResult = ray.get(host.run_step.remote(request))
+        return result

@@ -1,0 +1,164 @@
+"""Task sets (GSM8K, GSM-Plus, HumanEval, the built-in set) and answer scoring."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from branchpoint.errors import TaskFileError
+from branchpoint.model import Task
+
+BUILTIN = "builtin"
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_FINAL = re.compile(r"FINAL ANSWER\s*[:=]?\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+_GSM8K_ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
+_PLAIN_EQUATION = re.compile(r"([\d.][\d.\s+\-*/x×()]*[+\-*/x×][\d.\s+\-*/x×()]*)=\s*\$?(-?[\d,]*\.?\d+)")
+
+
+def normalize_number(text: str) -> float | None:
+    """A number written as text ("1,200", "$18", "4.50") as a float, or None."""
+    match = _NUMBER.search(text.replace("$", ""))
+    if match is None:
+        return None
+    try:
+        return float(match.group(0).replace(",", ""))
+    except ValueError:
+        return None
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number token in a text, normalised."""
+    out = []
+    for token in _NUMBER.findall(text):
+        try:
+            out.append(float(token.replace(",", "")))
+        except ValueError:
+            continue
+    return out
+
+
+def same_number(a: float | None, b: float | None) -> bool:
+    """Numeric answers match to a relative tolerance of 1e-4 (GSM answers are short decimals)."""
+    if a is None or b is None:
+        return False
+    return abs(a - b) <= 1e-4 * max(1.0, abs(b))
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The number after `FINAL ANSWER:` in a team's last message, or None."""
+    match = _FINAL.search(text)
+    return match.group(1).replace(",", "") if match else None
+
+
+def is_correct(final_answer: str | None, task: Task) -> bool:
+    """Whether a final answer matches the task's ground truth numerically."""
+    if final_answer is None or task.answer is None:
+        return False
+    return same_number(normalize_number(final_answer), normalize_number(task.answer))
+
+
+def solution_chain(task: Task) -> list[tuple[str, float]]:
+    """The worked solution as (expression, value) pairs: GSM8K annotations or GSM-Plus lines."""
+    if not task.solution:
+        return []
+    pairs = _GSM8K_ANNOTATION.findall(task.solution)
+    if not pairs:
+        pairs = _PLAIN_EQUATION.findall(task.solution)
+    chain = []
+    for expr, value in pairs:
+        number = normalize_number(value)
+        if number is not None:
+            chain.append((expr.strip().replace("x", "*").replace("×", "*"), number))
+    return chain
+
+
+def _task_from_gsm(row: dict[str, Any], index: int, source: str) -> Task:
+    if "solution" in row:  # GSM-Plus
+        answer = row.get("answer")
+        return Task(
+            task_id=f"{source}-{index}",
+            question=row["question"],
+            answer=None if answer in (None, "None") else str(answer),
+            solution=row["solution"],
+            source=source,
+        )
+    solution = row["answer"]
+    return Task(
+        task_id=f"{source}-{index}",
+        question=row["question"],
+        answer=solution.split("####")[-1].strip().replace(",", ""),
+        solution=solution,
+        source=source,
+    )
+
+
+def _task_from_humaneval(row: dict[str, Any]) -> Task:
+    return Task(
+        task_id=row["task_id"],
+        question=row["prompt"],
+        answer=row.get("canonical_solution"),
+        source="humaneval",
+        test=row["test"],
+        entry_point=row["entry_point"],
+    )
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:  # type: ignore[operator]
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise TaskFileError(f"{path}:{lineno}: expected a JSON object per line")
+            yield lineno, row
+
+
+def _task_from_row(row: dict[str, Any], index: int, source: str) -> Task:
+    if "task_id" in row and "question" in row:
+        return Task.model_validate(row)
+    if "entry_point" in row:
+        return _task_from_humaneval(row)
+    if "question" in row and ("answer" in row or "solution" in row):
+        return _task_from_gsm(row, index, source)
+    raise KeyError("question")
+
+
+def load_tasks(path: str | Path, limit: int | None = None) -> list[Task]:
+    """Load tasks from a JSONL(.gz) file, or the built-in set when path is `builtin`."""
+    if str(path) == BUILTIN:
+        return builtin_tasks()[:limit]
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFileError(f"task file not found: {path}")
+    source = path.name.split(".")[0]
+    tasks: list[Task] = []
+    for lineno, row in _rows(path):
+        try:
+            tasks.append(_task_from_row(row, len(tasks), source))
+        except (KeyError, ValidationError, TypeError) as exc:
+            raise TaskFileError(
+                f"{path}:{lineno}: not a GSM8K, GSM-Plus, HumanEval or branchpoint task ({exc})"
+            ) from None
+        if limit is not None and len(tasks) >= limit:
+            break
+    if not tasks:
+        raise TaskFileError(f"{path}: no tasks in file")
+    return tasks
+
+
+def builtin_tasks() -> list[Task]:
+    """The small task set shipped in the package, so the demo needs nothing outside."""
+    text = resources.files("branchpoint").joinpath("builtin_tasks.jsonl").read_text()
+    return [Task.model_validate_json(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,244 @@
+"""Where spans and pipeline rows are stored: the `TraceStore` protocol and its DuckDB implementation.
+
+`DuckDBTraceStore` is the only code that opens the trace database read-write. Inside a Ray
+cluster it lives in the `TraceSink` actor; everything else reaches it through `SinkClient`,
+which implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import duckdb
+import pyarrow as pa
+
+from branchpoint.model import SCHEMA_VERSION
+from branchpoint.telemetry import schema
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "INTEGER": pa.int64(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "TIMESTAMP": pa.timestamp("us"),
+}
+
+# Open writable stores of this process, by resolved path: DuckDB refuses a second, differently
+# configured connection to the same file from one process, so read-only queries reuse these.
+_OPEN_STORES: weakref.WeakValueDictionary[str, DuckDBTraceStore] = weakref.WeakValueDictionary()
+
+
+@runtime_checkable
+class TraceStore(Protocol):
+    """Stores spans, DoVer pipeline rows and recorded LLM calls; answers SQL."""
+
+    def write_spans(self, rows: list[dict[str, Any]]) -> int:
+        """Store span rows (see `exporter.span_to_row`); a span id already stored is skipped."""
+        ...
+
+    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Upsert rows into a pipeline table by its primary key."""
+        ...
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL and return the rows as dicts."""
+        ...
+
+    def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Record one LLM request/response under its request hash."""
+        ...
+
+    def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
+        """The recorded LLM call for a request hash, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release the database."""
+        ...
+
+
+def _schema_of(columns: dict[str, str]) -> pa.Schema:
+    return pa.schema([(name, _ARROW_TYPES[ddl.split()[0]]) for name, ddl in columns.items()])
+
+
+def _json_columns(columns: dict[str, str]) -> list[str]:
+    return [name for name, ddl in columns.items() if ddl.split()[0] == "JSON"]
+
+
+def _encode_json(rows: Iterable[dict[str, Any]], json_cols: list[str]) -> list[dict[str, Any]]:
+    """Rows with dict/list values of JSON columns serialised (strings pass through)."""
+    out = []
+    for row in rows:
+        fixed = dict(row)
+        for col in json_cols:
+            value = fixed.get(col)
+            if value is not None and not isinstance(value, str):
+                fixed[col] = json.dumps(value, default=str)
+        out.append(fixed)
+    return out
+
+
+_SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
+_SPAN_JSON = _json_columns(schema.SPAN_COLUMNS)
+_TABLE_SCHEMAS = {t: _schema_of(cols) for t, (cols, _) in schema.TABLES.items()}
+
+
+class DuckDBTraceStore:
+    """A `TraceStore` on one DuckDB file (or ":memory:"), holding its only read-write connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(self.path)
+        self._lock = threading.Lock()  # the exporter thread and the caller share one connection
+        self._migrate()
+        if self.path != ":memory:":
+            _OPEN_STORES[str(Path(self.path).resolve())] = self
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._run(schema.META_TABLE)
+            stored = self._run(schema.VERSION_READ)
+            schema.check_version(stored[0][0] if stored else None)
+            for statement in schema.ddl():
+                self._run(statement)
+            self._run(schema.VERSION_UPSERT, [str(SCHEMA_VERSION)])
+
+    def _run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Execute and fully consume one statement (DuckDB wants every result finished)."""
+        return self._con.execute(sql, params or []).fetchall()
+
+    def write_spans(self, rows: list[dict[str, Any]]) -> int:
+        """Insert span rows, skipping span ids already stored; returns the number inserted."""
+        if not rows:
+            return 0
+        table = pa.Table.from_pylist(_encode_json(rows, _SPAN_JSON), schema=_SPAN_SCHEMA)
+        with self._lock:
+            self._con.register("_incoming_spans", table)
+            try:
+                inserted = self._run(
+                    "INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans "
+                    "QUALIFY row_number() OVER (PARTITION BY span_id) = 1"
+                )
+            finally:
+                self._con.unregister("_incoming_spans")
+        return int(inserted[0][0]) if inserted else 0
+
+    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Upsert rows into a pipeline table by primary key; returns the number of rows given."""
+        if table not in schema.TABLES:
+            raise ValueError(f"unknown table {table!r}; expected one of {sorted(schema.TABLES)}")
+        if not rows:
+            return 0
+        columns, key = schema.TABLES[table]
+        unknown = {k for row in rows for k in row} - set(columns)
+        if unknown:
+            raise ValueError(f"{table} has no columns {sorted(unknown)}")
+        encoded = _encode_json(rows, _json_columns(columns))
+        arrow = pa.Table.from_pylist(encoded, schema=_TABLE_SCHEMAS[table])
+        names = ", ".join(schema.quote(c) for c in columns)
+        dedup = ", ".join(schema.quote(c) for c in key)
+        with self._lock:
+            self._con.register("_incoming_rows", arrow)
+            try:
+                # Last row wins when one batch holds the same key twice.
+                self._run(
+                    f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
+                    f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
+                    f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
+                )
+            finally:
+                self._con.unregister("_incoming_rows")
+        return len(rows)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL on the writable connection and return rows as dicts."""
+        columns, rows = self.query_table(sql, params)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def query_table(
+        self, sql: str, params: list[Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL and return (column names, rows)."""
+        with self._lock:
+            cursor = self._con.execute(sql, params or [])
+            if cursor.description is None:
+                return [], []
+            return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def read_only_query(
+        self, statements: list[str], params: list[Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run already-vetted read statements inside a transaction that is always rolled back."""
+        result: tuple[list[str], list[tuple[Any, ...]]] = ([], [])
+        with self._lock:
+            cursor = self._con.cursor()
+            cursor.execute("BEGIN TRANSACTION").fetchall()
+            try:
+                for i, statement in enumerate(statements):
+                    last = i == len(statements) - 1
+                    cursor.execute(statement, (params or []) if last else [])
+                    rows = cursor.fetchall() if cursor.description is not None else []
+                    if cursor.description is not None:
+                        result = ([d[0] for d in cursor.description], rows)
+            finally:
+                cursor.execute("ROLLBACK").fetchall()
+                cursor.close()
+        return result
+
+    def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
+        """Record an LLM call: `record` holds `model`, `request` and `response`."""
+        row = {
+            "request_hash": request_hash,
+            "model": record.get("model"),
+            "request": record.get("request"),
+            "response": record.get("response"),
+        }
+        with self._lock:
+            self._run(
+                "INSERT OR REPLACE INTO llm_records VALUES (?, ?, ?, ?, now())",
+                [row["request_hash"], row["model"], *(_json(row[k]) for k in ("request", "response"))],
+            )
+
+    def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
+        """The recorded call (`model`, `request`, `response`, `created_at`) or None."""
+        with self._lock:
+            found = self._run(
+                "SELECT model, request, response, created_at FROM llm_records "
+                "WHERE request_hash = ?",
+                [request_hash],
+            )
+        if not found:
+            return None
+        model, request, response, created_at = found[0]
+        return {
+            "model": model,
+            "request": json.loads(request) if request is not None else None,
+            "response": json.loads(response) if response is not None else None,
+            "created_at": created_at,
+        }
+
+    def close(self) -> None:
+        """Checkpoint and close the connection; safe to call twice."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None  # type: ignore[assignment]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def open_store_for(path: str | Path) -> DuckDBTraceStore | None:
+    """The writable store this process already holds open for `path`, if any."""
+    store = _OPEN_STORES.get(str(Path(path).resolve()))
+    return store if store is not None and store._con is not None else None

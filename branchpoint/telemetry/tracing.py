@@ -1,0 +1,61 @@
+"""Tracer setup and W3C trace-context propagation across Ray actors.
+
+Each process (driver, agent actor) builds its own private `TracerProvider` with
+`setup_tracing`; the global provider is left alone so libraries that trace themselves
+(autogen) do not mix their spans into ours.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from branchpoint.telemetry.exporter import StoreSpanExporter
+from branchpoint.telemetry.store import TraceStore
+
+# autogen-core traces its runtime through the global provider; its spans are noise next to ours.
+os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+# Large batches: the store pays a commit per batch, so fewer, bigger batches ingest faster.
+MAX_EXPORT_BATCH = 4096
+MAX_QUEUE = 65_536
+SCHEDULE_DELAY_MS = 1000
+
+
+def setup_tracing(store: TraceStore, service_name: str) -> TracerProvider:
+    """A private provider whose spans reach `store` through a `BatchSpanProcessor`."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            StoreSpanExporter(store),
+            max_queue_size=MAX_QUEUE,
+            max_export_batch_size=MAX_EXPORT_BATCH,
+            schedule_delay_millis=SCHEDULE_DELAY_MS,
+        )
+    )
+    return provider
+
+
+def inject_context(span: trace.Span) -> dict[str, str]:
+    """A W3C `traceparent` carrier for `span`, to send along with a Ray call."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def extract_context(carrier: dict[str, str] | None) -> Context:
+    """The parent context carried by `carrier` (an empty context if there is none)."""
+    return _PROPAGATOR.extract(carrier or {})
+
+
+def flush(provider: TracerProvider, timeout_millis: int = 30_000) -> bool:
+    """Export every finished span now; True when nothing was left pending."""
+    return provider.force_flush(timeout_millis)
