@@ -1,0 +1,67 @@
+"""Session fixtures shared across test folders: the verified default GGUF and a llama.cpp server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SERVER_STARTUP_TIMEOUT_S = 180.0
+SERVER_MODEL_NAME = "qwen2.5-coder-0.5b"
+
+
+@pytest.fixture(scope="session")
+def local_gguf() -> Path:
+    """The default model, assembled and SHA-256 verified in the model cache (once per machine)."""
+    from branchpoint.agents.local_model import ensure_default_gguf
+    from branchpoint.settings import Settings
+
+    return ensure_default_gguf(Settings().model_cache)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(local_gguf: Path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1; yields its `openai:` spec text."""
+    port = _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(local_gguf),
+           "--model_alias", SERVER_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
+           "--n_ctx", "4096", "--n_threads", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama server exited ({proc.returncode}): {Path(log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama server not ready after {SERVER_STARTUP_TIMEOUT_S:g} s")
+            time.sleep(0.5)
+        yield f"openai:{SERVER_MODEL_NAME}@{base_url}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
