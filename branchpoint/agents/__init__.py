@@ -1,0 +1,1 @@
+"""Agents: teams, their Ray actor hosts, model backends, tools."""

@@ -1,0 +1,1 @@
+"""The DoVer pipeline: segment, hypothesize, recommend, fork and replay, score, verdicts."""

@@ -1,0 +1,1 @@
+"""Team orchestration: LangGraph graphs, runs, checkpoints, forks and replays."""

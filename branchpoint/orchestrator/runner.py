@@ -1,0 +1,139 @@
+"""Running teams on tasks: one run end to end, many runs concurrently, with a run span each."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from ray.exceptions import RayError, RayTaskError
+
+from branchpoint.agents.backends import check_endpoint, parse_model_spec
+from branchpoint.agents.local_model import resolve_gguf
+from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval
+from branchpoint.agents.sim import random_fault, sim_solvable
+from branchpoint.agents.teams import TeamSpec
+from branchpoint.errors import BranchpointError
+from branchpoint.model import Fault, Run, Step, Task
+from branchpoint.orchestrator.graph import RunContext, initial_state
+from branchpoint.orchestrator.session import Session, is_sim
+from branchpoint.tasks import is_correct
+from branchpoint.telemetry import attributes as A
+
+
+def new_run_id() -> str:
+    """A fresh run id."""
+    return "run-" + uuid.uuid4().hex[:12]
+
+
+def preflight_model(model: str, team: TeamSpec, session_settings: Any) -> None:
+    """Fail fast, before any run starts, on a model that cannot work."""
+    if is_sim(model):
+        if team.name != "math":
+            raise BranchpointError("the sim backend simulates the math team only; use --team math")
+        return
+    spec = parse_model_spec(model)
+    if spec.backend == "local":
+        resolve_gguf(spec.path, session_settings.model_cache)
+    elif spec.backend == "openai":
+        check_endpoint(spec)
+
+
+def score(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
+    """Whether a run solved its task: HumanEval tests pass, or the numeric answer matches."""
+    if task.test and task.entry_point:
+        code = next((b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None)
+        return code is not None and run_humaneval(code, task.test, task.entry_point)
+    return is_correct(final_answer, task)
+
+
+def user_error(exc: BaseException) -> str:
+    """The one-line message of an error, unwrapping Ray's task errors."""
+    cause = exc.cause if isinstance(exc, RayTaskError) else exc  # type: ignore[attr-defined]
+    return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
+
+
+def execute_run(session: Session, run: Run, ctx: RunContext, graph_input: Any,
+                config: Mapping[str, Any], lineage: Mapping[str, Any] | None = None,
+                before: Callable[[], Any] | None = None) -> Run:
+    """Invoke (or resume) a graph for one run inside its run span; returns the finished Run."""
+    graph = session.graph(ctx.team)
+    started = time.perf_counter()
+    attrs = {A.KIND: "run", A.OPERATION: "invoke_workflow", A.RUN_ID: run.run_id, A.TEAM: run.team,
+             A.TASK_ID: run.task.task_id, A.TASK: run.task.model_dump_json(), A.REQUEST_MODEL: run.model,
+             A.SEED: run.seed, A.THREAD_ID: run.thread_id or "", A.OI_KIND: "CHAIN",
+             A.OI_INPUT: A.cap(run.task.question),
+             A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
+             **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}), **(lineage or {})}
+    status, final_answer, error, success = "errored", None, None, False
+    with session.tracer.start_as_current_span("branchpoint.run", attributes=attrs) as span:
+        ctx.run_span = span
+        try:
+            graph_input = before() if before is not None else graph_input
+            final = graph.invoke(graph_input, dict(config), context=ctx, durability="sync")
+            final_answer = final.get("final_answer")
+            success = score(run.task, final_answer, session.messages.chain(final.get("head")))
+            status = "succeeded" if success else "failed"
+        except (BranchpointError, RayError) as exc:
+            error = user_error(exc)
+        steps = ctx.steps
+        done = run.model_copy(update={
+            "status": status, "final_answer": final_answer, "success": success, "error": error,
+            "input_tokens": sum(s.input_tokens for s in steps),
+            "output_tokens": sum(s.output_tokens for s in steps),
+            "seconds": time.perf_counter() - started, "n_steps": len(steps)})
+        span.set_attributes({A.STATUS: status, A.SUCCESS: success, A.FINAL_ANSWER: final_answer or "",
+                             A.ERROR: error or "", A.INPUT_TOKENS: done.input_tokens,
+                             A.OUTPUT_TOKENS: done.output_tokens, A.OI_OUTPUT: final_answer or ""})
+    return done
+
+
+def run_task(session: Session, team: TeamSpec, task: Task, model: str, seed: int = 0,
+             faults: Iterable[Fault] = (), sweep_id: str | None = None,
+             record_mode: str = "record") -> Run:
+    """Run a team on one task from the start."""
+    run_id = new_run_id()
+    run = Run(run_id=run_id, task=task, team=team.name, model=model, seed=seed,
+              faults=tuple(faults), thread_id=run_id, sweep_id=sweep_id)
+    ctx = RunContext(run_id=run_id, team=team, task=task, seed=seed, faults=run.faults,
+                     messages=session.messages, tracer=session.tracer, run_span=None,  # type: ignore[arg-type]
+                     call_host=session.hosts.call, max_steps=session.settings.max_steps,
+                     record_mode=record_mode)
+    config = {"configurable": {"thread_id": run_id}}
+    return execute_run(session, run, ctx, initial_state(run_id, team, model), config)
+
+
+def plan_faults(tasks: list[Task], fault_rate: float, seed: int, recurrence: float = 1.0) -> dict[str, tuple[Fault, ...]]:
+    """Seeded random faults for sim runs: each task gets one with probability `fault_rate`."""
+    rng = random.Random(seed)
+    return {t.task_id: (random_fault(t, rng, recurrence),) if rng.random() < fault_rate else ()
+            for t in tasks}
+
+
+def sim_tasks(tasks: list[Task]) -> tuple[list[Task], int]:
+    """The tasks the sim can solve, and how many were left out."""
+    kept = [t for t in tasks if sim_solvable(t)]
+    return kept, len(tasks) - len(kept)
+
+
+def run_tasks(session: Session, team: TeamSpec, tasks: list[Task], model: str, *, seed: int = 0,
+              concurrency: int = 2, faults: Mapping[str, tuple[Fault, ...]] | None = None,
+              on_done: Callable[[Run], None] | None = None) -> list[Run]:
+    """Run a team on many tasks, `concurrency` at a time; results in task order."""
+    preflight_model(model, team, session.settings)
+    results: dict[int, Run] = {}
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(run_task, session, team, task, model, seed,
+                               (faults or {}).get(task.task_id, ())): i
+                   for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            run = future.result()
+            results[futures[future]] = run
+            if on_done is not None:
+                on_done(run)
+    session.flush()
+    return [results[i] for i in range(len(tasks))]

@@ -1,0 +1,1 @@
+"""OpenTelemetry setup, the DuckDB span sink, schema, views and queries."""
