@@ -16,12 +16,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from pydantic import ValidationError
 
 from branchpoint.model import Step
+
+if TYPE_CHECKING:
+    from autogen_core.models import ChatCompletionClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +62,8 @@ class ChatClientJudge:
 
     def complete(self, system: str, user: str) -> str:
         """Send one system+user prompt at temperature 0 and return the reply text."""
+        from autogen_core.models import SystemMessage, UserMessage  # keeps pure callers light
+
         result = self._run(
             self.client.create(
                 [SystemMessage(content=system), UserMessage(content=user, source="user")],

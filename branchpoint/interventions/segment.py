@@ -24,12 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def trials_from_starts(steps: Sequence[Step], starts: Iterable[int]) -> list[Trial]:
-    """Trials that begin at each index in `starts`; steps before the first start join trial 0."""
+    """Trials that begin at each index in `starts` (plan steps).
+
+    Steps before the first start (the user's request) join the first start's trial, trial 0.
+    """
     if not steps:
         return []
     indices = sorted(s.index for s in steps)
     first, end = indices[0], indices[-1] + 1
-    bounds = sorted({first} | {k for k in starts if first < k < end})
+    inside = sorted({k for k in starts if first <= k < end})
+    bounds = [first, *inside[1:]]
     run_id = steps[0].run_id
     return [
         Trial(run_id=run_id, index=i, start=start, end=bounds[i + 1] if i + 1 < len(bounds) else end)

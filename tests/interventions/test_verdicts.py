@@ -1,0 +1,77 @@
+"""Wilson intervals, verdict thresholds and the fulfilment check."""
+
+from __future__ import annotations
+
+import pytest
+
+from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled, wilson_interval
+from branchpoint.model import Instruct, Outcome, ReplaceMessage, ReplacePlan, Resample, Step
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [(0, 3, 0.0, 0.5615), (3, 3, 0.4385, 1.0), (2, 3, 0.2077, 0.9385), (5, 10, 0.2366, 0.7634)],
+)
+def test_wilson_known_values(successes: int, n: int, low: float, high: float) -> None:
+    got = wilson_interval(successes, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_empty_and_invalid() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(4, 3)
+
+
+def _outcome(success: bool, fulfilled: bool, progress: float, repeat: int = 0) -> Outcome:
+    return Outcome(
+        fork_run_id=f"f{repeat}", parent_run_id="p", intervention_id="iv", intervention_kind="instruct",
+        step=1, repeat=repeat, success=success, milestones_achieved=0, milestones_total=2,
+        progress_delta=progress, fulfilled=fulfilled,
+    )
+
+
+def _verdict(rows: list[tuple[bool, bool, float]], controls: int = 0):
+    outcomes = [_outcome(s, f, p, i) for i, (s, f, p) in enumerate(rows)]
+    control = [_outcome(i < controls, True, 0.0, i) for i in range(3)]
+    return decide_verdict("hyp", "p", "iv", outcomes, control)
+
+
+def test_two_of_three_successes_validate() -> None:
+    v = _verdict([(True, True, 1.0), (True, False, 1.0), (False, False, 0.0)], controls=1)
+    assert v.label == "validated"
+    assert (v.n, v.successes, v.fulfilled, v.control_n, v.control_successes) == (3, 2, 1, 3, 1)
+    assert v.control_rate == pytest.approx(1 / 3)
+    assert (v.wilson_low, v.wilson_high) == pytest.approx((0.2077, 0.9385), abs=1e-4)
+
+
+def test_fulfilled_with_progress_is_partial_and_without_is_refuted() -> None:
+    partial = _verdict([(True, True, 0.5), (False, True, 0.0), (False, True, 0.1)])
+    assert partial.label == "partially validated"
+    assert partial.mean_progress == pytest.approx(0.2)
+    refuted = _verdict([(False, True, 0.5), (False, True, 0.0), (False, True, 0.0)])
+    assert refuted.label == "refuted"
+
+
+def test_not_fulfilled_or_no_forks_is_inconclusive() -> None:
+    assert _verdict([(False, True, 1.0), (False, False, 1.0), (False, False, 1.0)]).label == (
+        "inconclusive"
+    )
+    assert _verdict([]).label == "inconclusive"
+    assert _verdict([]).mean_progress == 0.0
+
+
+def _step(content: str) -> Step:
+    return Step(run_id="r", index=2, agent="Solver", kind="message", content=content)
+
+
+def test_fulfilment_per_intervention_kind() -> None:
+    original, same, changed = _step("8 * 2 = 16"), _step("8  * 2 = 16\n"), _step("9 * 2 = 18")
+    instruct = Instruct(step=2, instruction="Re-check the subtraction.")
+    assert is_fulfilled(original, changed, instruct)
+    assert not is_fulfilled(original, same, instruct)
+    assert not is_fulfilled(original, None, instruct)
+    assert is_fulfilled(original, same, ReplaceMessage(step=2, content="9 * 2 = 18"))
+    assert is_fulfilled(original, same, ReplacePlan(step=2, plan="1. redo"))
+    assert not is_fulfilled(original, None, ReplacePlan(step=2, plan="1. redo"))
+    assert is_fulfilled(None, None, Resample(step=2))
