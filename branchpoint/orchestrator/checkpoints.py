@@ -59,9 +59,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_checkpointer(
-    spec: str, sqlite_path: Path
-) -> AbstractContextManager[BaseCheckpointSaver]:  # type: ignore[type-arg]
+def open_checkpointer(spec: str, sqlite_path: Path) -> AbstractContextManager[BaseCheckpointSaver]:
     """Open the saver `spec` names (sqlite at `sqlite_path`, memory, or Postgres); closed on exit."""
     kind = checkpointer_kind(spec)
     if kind == "sqlite":
@@ -72,12 +70,12 @@ def open_checkpointer(
 
 
 @contextmanager
-def _memory_saver() -> Iterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+def _memory_saver() -> Iterator[BaseCheckpointSaver]:
     yield InMemorySaver()
 
 
 @contextmanager
-def _sqlite_saver(path: Path) -> Iterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+def _sqlite_saver(path: Path) -> Iterator[BaseCheckpointSaver]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # SqliteSaver serialises its own use of the connection with a lock, so one connection
     # may be shared by threads; WAL lets readers in other processes proceed during a write.
@@ -92,7 +90,7 @@ def _sqlite_saver(path: Path) -> Iterator[BaseCheckpointSaver]:  # type: ignore[
 
 
 @contextmanager
-def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg.rows import dict_row

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -42,7 +43,7 @@ def pip_install_args(command: str) -> list[str]:
 def readme_install_args() -> list[str]:
     """The `pip install` arguments of the first ```bash block in README.md."""
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"```(?:bash|sh|shell|console)\n(.*?)```", readme, re.S)
+    block = re.search(r"```(?:bash|sh|shell|console)\n(.*?)```", readme, re.DOTALL)
     assert block, "README.md has no ```bash code block holding the install command"
     lines = [ln.lstrip("$ ").strip() for ln in block.group(1).splitlines()]
     installs = [ln for ln in lines if re.search(r"\bpip3?(\.\d+)? install\b", ln)]
@@ -60,13 +61,15 @@ def test_pip_install_args_normalises_the_venv_prefix() -> None:
 
 def test_dockerfile_runs_the_readme_install_command() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
     assert "build-essential" in dockerfile and "cmake" in dockerfile
     runs = [ln[len("RUN ") :] for ln in dockerfile.splitlines() if ln.startswith("RUN ")]
     pip_runs = [r for r in runs if re.search(r"\bpip3? install\b", r)]
     assert len(pip_runs) == 1, f"expected one RUN pip install, found {pip_runs}"
     assert pip_install_args(pip_runs[0]) == readme_install_args()
-    assert re.search(r"^COPY \. \.", dockerfile, re.M), "the Dockerfile must copy the repository"
+    assert re.search(r"^COPY \. \.", dockerfile, re.MULTILINE), (
+        "the Dockerfile must copy the repository"
+    )
 
 
 def test_ray_cluster_yaml_installs_and_starts_ray() -> None:
@@ -112,9 +115,7 @@ def test_rayjob_targets_the_raycluster() -> None:
 
 
 def test_rayjob_entrypoint_is_a_real_cli_command() -> None:
-    from typer.testing import CliRunner
-
-    from branchpoint.cli import app
+    from branchpoint.cli import app  # imported here so the other checks run without the CLI
 
     job = _only(_load_all(DEPLOY / "kuberay" / "rayjob.yaml"), "RayJob")
     argv = shlex.split(job["spec"]["entrypoint"])

@@ -65,6 +65,7 @@ def _wait_ready(bin_dir: Path, port: int, server: subprocess.Popen[bytes], log: 
         ready = subprocess.run(
             [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
             capture_output=True,
+            check=False,
         )
         if ready.returncode == 0:
             return
@@ -83,9 +84,18 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(workdir, user="postgres", group="postgres")
     as_postgres = _as_postgres_user(workdir)
     initdb = subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres",
-         "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
         capture_output=True,
+        check=False,
         **as_postgres,  # type: ignore[call-overload]
     )
     if initdb.returncode != 0:
@@ -93,8 +103,19 @@ def postgres_url() -> Iterator[str]:
     port = _free_port()
     with open(log, "wb") as log_file:
         server = subprocess.Popen(
-            [str(bin_dir / "postgres"), "-D", str(data_dir), "-k", str(workdir),
-             "-h", "127.0.0.1", "-p", str(port), "-c", "fsync=off"],
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data_dir),
+                "-k",
+                str(workdir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-c",
+                "fsync=off",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             **as_postgres,  # type: ignore[call-overload]
@@ -102,8 +123,16 @@ def postgres_url() -> Iterator[str]:
     try:
         _wait_ready(bin_dir, port, server, log)
         subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-             DATABASE],
+            [
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                DATABASE,
+            ],
             check=True,
             capture_output=True,
         )

@@ -40,7 +40,7 @@ _ASYNC_TO_SYNC = {
 }
 
 
-def _overrides(saver: BaseCheckpointSaver, method: str) -> bool:  # type: ignore[type-arg]
+def _overrides(saver: BaseCheckpointSaver, method: str) -> bool:
     return getattr(type(saver), method) is not getattr(BaseCheckpointSaver, method)
 
 
@@ -56,7 +56,7 @@ async def _alist_in_thread(self: Any, *args: Any, **kwargs: Any) -> AsyncIterato
         yield item
 
 
-def threaded_async_view(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:  # type: ignore[type-arg]
+def threaded_async_view(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:
     """An async facade of a sync saver, with exactly the capabilities the saver implements."""
     methods: dict[str, Any] = {
         name: _in_thread(sync) for name, sync in _ASYNC_TO_SYNC.items() if _overrides(saver, sync)
@@ -70,7 +70,7 @@ def threaded_async_view(saver: BaseCheckpointSaver) -> BaseCheckpointSaver:  # t
 
 
 @asynccontextmanager
-async def _async_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+async def _async_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -82,7 +82,7 @@ async def _async_sqlite(path: Path) -> AsyncIterator[BaseCheckpointSaver]:  # ty
 
 
 @asynccontextmanager
-async def _async_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+async def _async_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
@@ -96,12 +96,12 @@ async def _async_postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:  # ty
 
 
 @asynccontextmanager
-async def _async_memory() -> AsyncIterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+async def _async_memory() -> AsyncIterator[BaseCheckpointSaver]:
     yield InMemorySaver()
 
 
 @asynccontextmanager
-async def _sync_view(spec: str, path: Path) -> AsyncIterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+async def _sync_view(spec: str, path: Path) -> AsyncIterator[BaseCheckpointSaver]:
     with open_checkpointer(spec, path) as saver:
         yield threaded_async_view(saver)
 
@@ -110,16 +110,14 @@ def _run_suite(name: str, make: Callable[[], AbstractAsyncContextManager[Any]]) 
     """Run the whole suite; fail with every failing case's message."""
 
     @checkpointer_test(name=name)
-    async def factory() -> AsyncIterator[BaseCheckpointSaver]:  # type: ignore[type-arg]
+    async def factory() -> AsyncIterator[BaseCheckpointSaver]:
         async with make() as saver:  # a fresh saver (and sqlite file) per capability suite
             yield saver
 
     report = asyncio.run(validate(factory))
     report.print_report()
     failures = [
-        f"{cap}: {failure}"
-        for cap, result in report.results.items()
-        for failure in result.failures
+        f"{cap}: {failure}" for cap, result in report.results.items() for failure in result.failures
     ]
     assert report.passed_all_base(), failures
     assert report.passed_all(), failures
