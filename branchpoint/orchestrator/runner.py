@@ -57,10 +57,16 @@ def user_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
 
 
-def execute_run(session: Session, run: Run, ctx: RunContext, graph_input: Any,
-                config: Mapping[str, Any], lineage: Mapping[str, Any] | None = None,
-                before: Callable[[], Any] | None = None) -> Run:
-    """Invoke (or resume) a graph for one run inside its run span; returns the finished Run."""
+Prepare = Callable[[], tuple[Any, Mapping[str, Any]]]
+
+
+def execute_run(session: Session, run: Run, ctx: RunContext, prepare: Prepare,
+                lineage: Mapping[str, Any] | None = None) -> Run:
+    """Invoke (or resume) a graph for one run inside its run span; returns the finished Run.
+
+    `prepare` runs inside the span and returns the graph input and config (a fork applies its
+    edit there, so the edit is part of the fork's trace).
+    """
     graph = session.graph(ctx.team)
     started = time.perf_counter()
     attrs = {A.KIND: "run", A.OPERATION: "invoke_workflow", A.RUN_ID: run.run_id, A.TEAM: run.team,
@@ -73,7 +79,7 @@ def execute_run(session: Session, run: Run, ctx: RunContext, graph_input: Any,
     with session.tracer.start_as_current_span("branchpoint.run", attributes=attrs) as span:
         ctx.run_span = span
         try:
-            graph_input = before() if before is not None else graph_input
+            graph_input, config = prepare()
             final = graph.invoke(graph_input, dict(config), context=ctx, durability="sync")
             final_answer = final.get("final_answer")
             success = score(run.task, final_answer, session.messages.chain(final.get("head")))
@@ -104,7 +110,7 @@ def run_task(session: Session, team: TeamSpec, task: Task, model: str, seed: int
                      call_host=session.hosts.call, max_steps=session.settings.max_steps,
                      record_mode=record_mode)
     config = {"configurable": {"thread_id": run_id}}
-    return execute_run(session, run, ctx, initial_state(run_id, team, model), config)
+    return execute_run(session, run, ctx, lambda: (initial_state(run_id, team, model), config))
 
 
 def plan_faults(tasks: list[Task], fault_rate: float, seed: int, recurrence: float = 1.0) -> dict[str, tuple[Fault, ...]]:

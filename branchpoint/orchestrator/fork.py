@@ -1,0 +1,153 @@
+"""Fork a run at step k with a typed intervention and replay it R times, concurrently.
+
+A fork restores the checkpoint the run had before step k, applies the edit with LangGraph's
+`update_state` (which makes a branch of the thread), and resumes. Steps before k are shared with
+the parent through the checkpoint and the message store: no LLM call is made for them, so a fork
+costs the same at step 10 as at step 1000.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from langgraph.graph import START
+
+from branchpoint.agents.teams import TeamSpec, get_team
+from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError
+from branchpoint.model import (
+    INTERVENTION_ADAPTER,
+    Instruct,
+    Intervention,
+    ReplaceMessage,
+    ReplacePlan,
+    Run,
+    Step,
+    SwapModel,
+)
+from branchpoint.orchestrator.graph import RunContext, record_step, step_span
+from branchpoint.orchestrator.runner import execute_run, new_run_id, preflight_model
+from branchpoint.orchestrator.runs import load_run, load_steps
+from branchpoint.orchestrator.session import Session
+from branchpoint.telemetry import attributes as A
+
+
+def parse_intervention(text: str, step: int | None = None) -> Intervention:
+    """An intervention from JSON text (the `step` flag, when given, fills or must match it)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInterventionError(f"intervention is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise InvalidInterventionError("intervention must be a JSON object with a 'kind'")
+    if step is not None:
+        if "step" in data and data["step"] != step:
+            raise InvalidInterventionError(f"intervention says step {data['step']} but --step is {step}")
+        data["step"] = step
+    try:
+        return INTERVENTION_ADAPTER.validate_python(data)
+    except Exception as exc:  # pydantic's ValidationError: reduce to its first line for the CLI
+        first = str(exc).splitlines()
+        raise InvalidInterventionError(
+            "invalid intervention: " + "; ".join(first[:3]) +
+            " (kinds: replace_message, replace_plan, instruct, resample, swap_model)") from None
+
+
+def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) -> Step:
+    """The step an intervention edits, after checking it exists and the edit suits its kind."""
+    k = intervention.step
+    if not 0 <= k < len(steps):
+        raise StepOutOfRangeError(f"step {k} is out of range: the run has steps 0..{len(steps) - 1}")
+    target = steps[k]
+    if isinstance(intervention, Instruct | SwapModel) and team.agent(target.agent).prompt is None:
+        raise InvalidInterventionError(
+            f"step {k} is a {target.agent} turn, which calls no model; use replace_message instead")
+    if isinstance(intervention, ReplacePlan) and not (intervention.facts or intervention.plan):
+        raise InvalidInterventionError("replace_plan needs 'facts' or 'plan'")
+    if target.checkpoint_id is None:
+        raise InvalidInterventionError(f"step {k} has no checkpoint to fork from (imported log?)")
+    return target
+
+
+def fork_sample(parent_run_id: str, intervention_id: str, repeat: int) -> int:
+    """The sampling id of one replay: stable, so a re-planned sweep reproduces the same forks."""
+    digest = hashlib.sha256(f"{parent_run_id}:{intervention_id}:{repeat}".encode()).hexdigest()
+    return 1 + int(digest[:7], 16)
+
+
+def plan_text(intervention: ReplacePlan) -> str:
+    """The task ledger text a replace_plan writes."""
+    parts = [f"FACTS: {intervention.facts}"] if intervention.facts else []
+    return "\n".join(parts + ([f"Plan:\n{intervention.plan}"] if intervention.plan else []))
+
+
+def _prepare(session: Session, ctx: RunContext, parent: Run, steps: list[Step],
+             intervention: Intervention, sample: int) -> Callable[[], tuple[Any, dict[str, Any]]]:
+    graph = session.graph(ctx.team)
+    target = steps[intervention.step]
+    base = {"configurable": {"thread_id": parent.thread_id, "checkpoint_ns": "",
+                             "checkpoint_id": target.checkpoint_id}}
+
+    def prepare() -> tuple[Any, dict[str, Any]]:
+        state = {**graph.get_state(base).values, "run_id": ctx.run_id, "sample": sample}
+        common = {"run_id": ctx.run_id, "sample": sample}
+        as_node: str = steps[intervention.step - 1].agent if intervention.step > 0 else START
+        if isinstance(intervention, ReplaceMessage) or (
+            isinstance(intervention, ReplacePlan) and target.kind == "plan"
+        ):
+            content = intervention.content if isinstance(intervention, ReplaceMessage) else plan_text(intervention)
+            with step_span(ctx, target.agent) as span:
+                update = record_step(ctx, state, target.agent, content, None, span, target.checkpoint_id)
+            update, as_node = {**update, **common}, target.agent
+        else:
+            update = dict(common)
+            if isinstance(intervention, Instruct):
+                update["directive"] = intervention.instruction
+            if isinstance(intervention, ReplacePlan):
+                ledger = dict(state.get("ledger") or {})
+                ledger.update({k: v for k, v in (("facts", intervention.facts), ("plan", intervention.plan)) if v})
+                update["ledger"] = ledger
+            if isinstance(intervention, SwapModel):
+                update["model"] = intervention.model
+        config = graph.update_state(base, update, as_node=as_node)
+        return None, config
+
+    return prepare
+
+
+def replay_fork(session: Session, parent: Run, steps: list[Step], intervention: Intervention,
+                repeat: int, sweep_id: str | None = None, fork_id: str | None = None) -> Run:
+    """One replay of a fork: a new Run with lineage to its parent."""
+    team = get_team(parent.team)
+    fork_id = fork_id or new_run_id()
+    sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
+    model = intervention.model if isinstance(intervention, SwapModel) else parent.model
+    run = Run(run_id=fork_id, task=parent.task, team=parent.team, model=model, seed=parent.seed,
+              faults=parent.faults, parent_run_id=parent.run_id, fork_step=intervention.step,
+              intervention_id=intervention.intervention_id, thread_id=parent.thread_id, sweep_id=sweep_id)
+    ctx = RunContext(run_id=fork_id, team=team, task=parent.task, seed=parent.seed, faults=parent.faults,
+                     messages=session.messages, tracer=session.tracer, run_span=None,  # type: ignore[arg-type]
+                     call_host=session.hosts.call, max_steps=session.settings.max_steps)
+    lineage = {A.PARENT_RUN_ID: parent.run_id, A.FORK_STEP: intervention.step,
+               A.INTERVENTION_ID: intervention.intervention_id,
+               "branchpoint.intervention": json.dumps(intervention.model_dump(mode="json"))}
+    return execute_run(session, run, ctx, _prepare(session, ctx, parent, steps, intervention, sample), lineage)
+
+
+def fork_run(session: Session, run_id: str, intervention: Intervention, repeats: int = 1,
+             sweep_id: str | None = None) -> list[Run]:
+    """Fork `run_id` at the intervention's step and replay it `repeats` times concurrently."""
+    session.flush()
+    parent = load_run(session.store, run_id)
+    steps = load_steps(session.store, parent)
+    check_fits(intervention, steps, get_team(parent.team))
+    if isinstance(intervention, SwapModel):
+        preflight_model(intervention.model, get_team(parent.team), session.settings)
+    with ThreadPoolExecutor(max_workers=max(1, repeats)) as pool:
+        runs = list(pool.map(lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),
+                             range(repeats)))
+    session.flush()
+    return runs

@@ -1,0 +1,59 @@
+"""Reading runs and steps back from the trace database as model objects (lineage resolved)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from branchpoint.errors import UnknownRunError
+from branchpoint.model import Fault, Run, Step, Task
+
+_RUN_SQL = """
+SELECT r.*, json_extract_string(s.attributes, '$."branchpoint.task"') AS task_json
+FROM runs r JOIN spans s ON s.span_id = r.span_id
+WHERE r.run_id = ?
+"""
+_STEPS_SQL = "SELECT * FROM steps WHERE run_id = ? ORDER BY step"
+
+
+def run_from_row(row: dict[str, Any]) -> Run:
+    """A Run from a row of the `runs` view joined with its task JSON."""
+    faults = row.get("faults") or "[]"
+    return Run(
+        run_id=row["run_id"], task=Task.model_validate_json(row["task_json"]), team=row["team"],
+        model=row["model"], seed=int(row.get("seed") or 0), status=row["status"] or "errored",
+        final_answer=row.get("final_answer") or None, success=bool(row.get("success")),
+        error=row.get("error") or None, parent_run_id=row.get("parent_run_id") or None,
+        fork_step=row.get("fork_step"), intervention_id=row.get("intervention_id") or None,
+        thread_id=row.get("thread_id") or None, sweep_id=row.get("sweep_id") or None,
+        faults=tuple(Fault.model_validate(f) for f in (json.loads(faults) if isinstance(faults, str) else faults)),
+        input_tokens=int(row.get("input_tokens") or 0), output_tokens=int(row.get("output_tokens") or 0),
+        seconds=float(row.get("seconds") or 0.0), n_steps=int(row.get("n_steps") or 0),
+    )
+
+
+def step_from_row(row: dict[str, Any]) -> Step:
+    """A Step from a row of the `steps` view."""
+    return Step(
+        run_id=row["run_id"], index=int(row["step"]), agent=row["agent"], kind=row["kind"],
+        content=row.get("content") or "", checkpoint_id=row.get("checkpoint_id") or None,
+        input_tokens=int(row.get("input_tokens") or 0), output_tokens=int(row.get("output_tokens") or 0),
+        seconds=float(row.get("seconds") or 0.0),
+    )
+
+
+def load_run(store: Any, run_id: str) -> Run:
+    """The run with this id, or UnknownRunError."""
+    rows = store.query(_RUN_SQL, [run_id])
+    if not rows:
+        raise UnknownRunError(f"unknown run id {run_id!r}; list runs with: branchpoint sql \"SELECT run_id, status FROM runs\"")
+    return run_from_row(rows[0])
+
+
+def load_steps(store: Any, run: Run) -> list[Step]:
+    """Every step of a run in order, including the prefix a fork shares with its parent."""
+    own = [step_from_row(r) for r in store.query(_STEPS_SQL, [run.run_id])]
+    if run.parent_run_id is None or run.fork_step is None:
+        return own
+    prefix = load_steps(store, load_run(store, run.parent_run_id))[: run.fork_step]
+    return prefix + [s for s in own if s.index >= run.fork_step]
