@@ -57,3 +57,8 @@ def math_run() -> tuple[Run, list[Step]]:
         n_steps=len(steps),
     )
     return run, steps
+
+
+def strip_json(text: str) -> str:
+    """A reply mangled into non-JSON: every brace removed (used to record and test retries)."""
+    return text.replace("{", "").replace("}", "")
