@@ -1,0 +1,141 @@
+"""Exporting a trace database: every table as Parquet, or the spans to any OTLP collector.
+
+OTLP export rebuilds each stored span with its original trace id, span id and parent, so a
+collector (Jaeger, Phoenix, Langfuse) shows the same tree the run produced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from branchpoint.errors import BranchpointError
+from branchpoint.telemetry import schema
+from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
+from branchpoint.telemetry.store import open_store_for
+
+EXPORT_TABLES = ("spans", *schema.TABLES)
+OTLP_BATCH = 512
+_EPOCH = datetime(1970, 1, 1)
+
+
+class ExportError(BranchpointError):
+    """An export target that cannot be written or reached."""
+
+
+def copy_statements(out_dir: Path) -> list[tuple[str, Path]]:
+    """(COPY statement, file) for every exported table."""
+    return [
+        (f"COPY {t} TO '{str(out_dir / f'{t}.parquet')}' (FORMAT PARQUET)", out_dir / f"{t}.parquet")
+        for t in EXPORT_TABLES
+    ]
+
+
+def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write `spans` and every pipeline table as `<out_dir>/<table>.parquet`."""
+    path, out = Path(db_path), Path(out_dir)
+    if not path.exists():
+        raise MissingDatabaseError(f"no trace database at {path}; pass --db with the right path")
+    out.mkdir(parents=True, exist_ok=True)
+    copies = copy_statements(out)
+    store = open_store_for(path)
+    if store is not None:
+        for statement, _ in copies:
+            store.query_table(statement)
+        return [p for _, p in copies]
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        raise ExportError(
+            f"{path} is locked by a running process ({exc}); export after the run finishes"
+        ) from exc
+    try:
+        for statement, _ in copies:
+            con.execute(statement).fetchall()
+    finally:
+        con.close()
+    return [p for _, p in copies]
+
+
+def _ns(value: datetime | None) -> int | None:
+    return None if value is None else (value - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _context(trace_id: str, span_id: str) -> SpanContext:
+    return SpanContext(
+        trace_id=int(trace_id, 16),
+        span_id=int(span_id, 16),
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+
+
+def _loads(text: str | None, empty: Any) -> Any:
+    return json.loads(text) if text else empty
+
+
+def row_to_span(row: dict[str, Any]) -> ReadableSpan:
+    """Rebuild an SDK span from a `spans` row, keeping its ids and parent link."""
+    context = _context(row["trace_id"], row["span_id"])
+    parent = _context(row["trace_id"], row["parent_span_id"]) if row["parent_span_id"] else None
+    return ReadableSpan(
+        name=row["name"],
+        context=context,
+        parent=parent,
+        resource=Resource(_loads(row["resource"], {})),
+        attributes=_loads(row["attributes"], {}),
+        events=[
+            Event(e["name"], e.get("attributes") or {}, e.get("timestamp"))
+            for e in _loads(row["events"], [])
+        ],
+        links=[
+            Link(_context(link["trace_id"], link["span_id"]), link.get("attributes") or {})
+            for link in _loads(row["links"], [])
+        ],
+        kind=SpanKind[row["otel_kind"] or "INTERNAL"],
+        status=Status(StatusCode[row["status_code"] or "UNSET"], row["status_message"]),
+        start_time=_ns(row["start_time"]),
+        end_time=_ns(row["end_time"]),
+        instrumentation_scope=InstrumentationScope(row["scope"] or "branchpoint"),
+    )
+
+
+def _stored_spans(db_path: Path, run_id: str | None) -> Iterator[dict[str, Any]]:
+    sql = "SELECT * FROM spans" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY start_time"
+    columns, rows = readonly_query(db_path, sql, [run_id] if run_id else None)
+    for row in rows:
+        yield dict(zip(columns, row, strict=True))
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL for a collector base URL or a full `/v1/traces` URL."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+def export_otlp(db_path: str | Path, endpoint: str, run_id: str | None = None) -> int:
+    """Send the stored spans (of one run, or all) to an OTLP/HTTP collector; returns the count."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    spans = [row_to_span(r) for r in _stored_spans(Path(db_path), run_id)]
+    exporter = OTLPSpanExporter(endpoint=traces_url(endpoint), timeout=10)
+    try:
+        for i in range(0, len(spans), OTLP_BATCH):
+            if exporter.export(spans[i : i + OTLP_BATCH]) != SpanExportResult.SUCCESS:
+                raise ExportError(
+                    f"the collector at {traces_url(endpoint)} refused or did not answer; "
+                    "check that it is running and accepts OTLP over HTTP"
+                )
+    finally:
+        exporter.shutdown()
+    return len(spans)

@@ -1,0 +1,87 @@
+"""DuckDBTraceStore: idempotent span writes, pipeline upserts, the LLM record store, the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from branchpoint.model import SCHEMA_VERSION, Hypothesis, Verdict
+from branchpoint.telemetry.schema import SchemaVersionError
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore
+
+
+def _row(i: int, run_id: str = "r1") -> dict[str, object]:
+    return {
+        "span_id": f"{i:016x}",
+        "trace_id": "a" * 32,
+        "parent_span_id": None,
+        "name": "chat sim",
+        "kind": "chat",
+        "run_id": run_id,
+        "step": i,
+        "attributes": {"branchpoint.run_id": run_id, "branchpoint.step": i},
+    }
+
+
+def test_write_spans_is_idempotent_by_span_id() -> None:
+    store = DuckDBTraceStore(":memory:")
+    assert isinstance(store, TraceStore)
+    assert store.write_spans([_row(i) for i in range(10)]) == 10
+    assert store.write_spans([_row(i) for i in range(5, 15)]) == 5
+    assert store.write_spans([_row(20), _row(20)]) == 1
+    assert store.query("SELECT count(*) AS n FROM spans") == [{"n": 16}]
+
+
+def test_attributes_are_queryable_json() -> None:
+    store = DuckDBTraceStore(":memory:")
+    store.write_spans([_row(3)])
+    got = store.query("""SELECT attributes->>'$."branchpoint.step"' AS s FROM spans""")
+    assert got == [{"s": "3"}]
+
+
+def test_write_rows_upserts_by_primary_key() -> None:
+    store = DuckDBTraceStore(":memory:")
+    hyp = Hypothesis(run_id="r1", agent="Solver", step=2, reason="bad operand", method="m")
+    row = {**hyp.model_dump(mode="json"), "hypothesis_id": hyp.hypothesis_id}
+    assert store.write_rows("hypotheses", [row]) == 1
+    store.write_rows("hypotheses", [{**row, "reason": "updated"}, {**row, "reason": "last"}])
+    assert store.query("SELECT reason FROM hypotheses") == [{"reason": "last"}]
+    verdict = Verdict(
+        hypothesis_id=hyp.hypothesis_id, run_id="r1", intervention_id="iv-1", label="validated",
+        n=3, successes=3, fulfilled=3, mean_progress=1.0, wilson_low=0.4, wilson_high=1.0,
+        control_n=3, control_successes=1,
+    )
+    vrow = {**verdict.model_dump(mode="json"), "control_rate": verdict.control_rate}
+    store.write_rows("verdicts", [vrow, vrow])
+    assert store.query("SELECT label, control_rate FROM verdicts") == [
+        {"label": "validated", "control_rate": pytest.approx(1 / 3)}
+    ]
+    store.write_rows("sweep_items", [{"item_id": "i1", "sweep_id": "s", "payload": {"k": [1, 2]}}])
+    assert store.query("SELECT payload->'$.k' AS k FROM sweep_items")[0]["k"] == "[1,2]"
+
+
+def test_write_rows_rejects_unknown_tables_and_columns() -> None:
+    store = DuckDBTraceStore(":memory:")
+    with pytest.raises(ValueError, match="unknown table"):
+        store.write_rows("spans", [{"span_id": "x"}])
+    with pytest.raises(ValueError, match="no columns"):
+        store.write_rows("trials", [{"run_id": "r", "nope": 1}])
+
+
+def test_llm_records_round_trip() -> None:
+    store = DuckDBTraceStore(":memory:")
+    assert store.get_llm_record("h1") is None
+    store.put_llm_record("h1", {"model": "sim", "request": {"m": ["hi"]}, "response": {"t": "yo"}})
+    got = store.get_llm_record("h1")
+    assert got is not None and got["request"] == {"m": ["hi"]} and got["response"] == {"t": "yo"}
+
+
+def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    store = DuckDBTraceStore(db)
+    assert store.query("SELECT value FROM schema_meta") == [{"value": str(SCHEMA_VERSION)}]
+    store.query("UPDATE schema_meta SET value = '999'")
+    store.close()
+    with pytest.raises(SchemaVersionError, match="upgrade branchpoint"):
+        DuckDBTraceStore(db)
