@@ -85,7 +85,8 @@ def _via_sink(path: Path, sql: str, params: list[Any] | None, cause: Exception) 
         f"({cause}); wait for the run to finish, or run the query from a process that can "
         "reach its Ray cluster (set RAY_ADDRESS)"
     )
-    if not ray.is_initialized():
+    connected_here = not ray.is_initialized()
+    if connected_here:
         try:
             ray.init(address="auto", namespace="branchpoint", logging_level=logging.ERROR,
                      log_to_driver=False)
@@ -93,6 +94,8 @@ def _via_sink(path: Path, sql: str, params: list[Any] | None, cause: Exception) 
             raise busy from exc
     sink = find_sink(path)
     if sink is None:
+        if connected_here:
+            ray.shutdown()
         raise busy
     try:
         result: Table = ray.get(sink.read_only_query.remote(sql, params))
