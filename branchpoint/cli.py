@@ -21,7 +21,7 @@ from branchpoint.telemetry.commands import sql as sql_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
-console = Console(stderr=False)
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -163,6 +163,228 @@ def replay(
     console.print(report.render())
     if not report.identical:
         raise typer.Exit(1)
+
+
+MethodsOpt = Annotated[str, typer.Option(
+    help="Comma-separated: value_curve, all_at_once, step_by_step, binary_search, dover.")]
+JudgeOpt = Annotated[str | None, typer.Option(help="Model for LLM judges (local, openai:…); none: value curve only.")]
+
+
+def make_judge(session: Any, judge: str | None) -> Any:
+    """An LLM judge whose calls are recorded in the trace database (replayable)."""
+    if judge is None:
+        return None
+    from branchpoint.agents.backends import make_chat_client, parse_model_spec
+    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
+    from branchpoint.interventions.judge import ChatClientJudge
+    from branchpoint.orchestrator.runner import preflight_model
+    from branchpoint.agents.teams import MATH
+
+    preflight_model(judge, MATH, session.settings)
+    client = make_chat_client(parse_model_spec(judge), session.settings)
+    return ChatClientJudge(RecordingClient(client, TraceRecordStore(session.store), judge))
+
+
+def parse_methods(methods: str) -> tuple[str, ...]:
+    """Validated method names from a comma-separated flag."""
+    from branchpoint.interventions.pipeline import METHODS
+
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS + ("ground_truth",)]
+    if unknown or not names:
+        raise BranchpointError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def sweep_with_progress(session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int) -> list[Any]:
+    """Execute a sweep behind a live progress bar (forks done, forks/s, tokens)."""
+    import time
+
+    from branchpoint.interventions.sweep import execute_sweep, select_runs
+
+    n_runs = len(select_runs(session.store, spec))
+    started, forks = time.perf_counter(), [0]
+    with progress_bar() as bar:
+        runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
+        forks_job = bar.add_task("forks", total=None, status="")
+
+        def on_fork() -> None:
+            forks[0] += 1
+            rate = forks[0] / max(1e-9, time.perf_counter() - started)
+            bar.update(forks_job, advance=1, status=f"{rate:.1f} forks/s")
+
+        reports = execute_sweep(session, sweep_id, spec, judge, concurrency,
+                                on_run=lambda r: bar.update(runs_job, advance=1), on_fork=on_fork)
+    return reports
+
+
+def verdict_table(reports: list[Any]) -> None:
+    """Print one row per tested hypothesis."""
+    table = Table(title="verdicts")
+    for col in ("run_id", "method", "agent", "step", "intervention", "forks ok", "wilson 95%",
+                "fulfilled", "progress", "control ok", "verdict"):
+        table.add_column(col)
+    for report in reports:
+        for t in report.tests:
+            v = t.verdict
+            table.add_row(report.run.run_id, t.hypothesis.method, t.hypothesis.agent, str(t.hypothesis.step),
+                          t.intervention.kind, f"{v.successes}/{v.n}", f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
+                          f"{v.fulfilled}/{v.n}", f"{v.mean_progress:+.2f}",
+                          f"{v.control_successes}/{v.control_n}", v.label)
+        for failure in report.failures:
+            table.add_row(report.run.run_id, failure.split(":")[0], "", "", "", "", "", "", "", "",
+                          "no hypothesis" if "flat" in failure or "judge" in failure else "rejected")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def debug(
+    run_id: Annotated[str | None, typer.Argument(help="Run to debug (or use --failed).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Debug every failed root run.")] = False,
+    methods: MethodsOpt = "value_curve,dover", judge: JudgeOpt = None,
+    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
+    curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 6,
+    concurrency: Annotated[int, typer.Option(help="Forks at the same time.")] = 8,
+    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+) -> None:
+    """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
+    from branchpoint.interventions.sweep import SweepSpec, create_sweep
+    from branchpoint.orchestrator.session import Session
+
+    if (run_id is None) == (not failed):
+        raise BranchpointError("give a RUN_ID or --failed")
+    spec = SweepSpec(run_ids=(run_id,) if run_id else (), where=None if run_id else "status = 'failed'",
+                     methods=parse_methods(methods), repeats=repeats, curve_repeats=curve_repeats,
+                     judge_model=judge)
+    with Session(settings_from(db, address, checkpointer)) as session:
+        if run_id:
+            from branchpoint.orchestrator.runs import load_run
+
+            load_run(session.store, run_id)
+        sweep_id = create_sweep(session.store, spec)
+        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, judge), concurrency)
+    verdict_table(reports)
+    console.print(f"results: branchpoint sql \"SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) "
+                  f"WHERE h.run_id IN (SELECT run_id FROM runs)\"  (sweep {sweep_id})")
+
+
+sweep_app = typer.Typer(help="Intervention sweeps over many failed runs, on a Ray cluster.",
+                        invoke_without_command=True, no_args_is_help=False)
+app.add_typer(sweep_app, name="sweep")
+
+
+@sweep_app.callback()
+@user_errors
+def sweep(
+    ctx: typer.Context,
+    where: Annotated[str | None, typer.Option(help="SQL filter over the runs view.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Finish the sweep with this id.")] = None,
+    methods: MethodsOpt = "value_curve", judge: JudgeOpt = None,
+    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
+    curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 6,
+    concurrency: Annotated[int, typer.Option(help="Forks at the same time.")] = 16,
+    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+) -> None:
+    """Schedule (or --resume) failed runs × methods × interventions × repeats, plus controls."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from branchpoint.interventions.sweep import SweepSpec, create_sweep, load_spec
+    from branchpoint.orchestrator.session import Session
+
+    with Session(settings_from(db, address, checkpointer)) as session:
+        if resume:
+            sweep_id, spec = resume, load_spec(session.store, resume)
+        else:
+            spec = SweepSpec(where=where or "status = 'failed'", methods=parse_methods(methods),
+                             repeats=repeats, curve_repeats=curve_repeats, judge_model=judge)
+            sweep_id = create_sweep(session.store, spec)
+        console.print(f"sweep {sweep_id}")
+        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, spec.judge_model), concurrency)
+    verdict_table(reports)
+
+
+def _sweep_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="sweeps")
+    for col in ("sweep_id", "status", "created_at", "planned", "done", "succeeded", "tokens"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("sweep_id", "status", "created_at", "planned", "done",
+                                              "succeeded", "tokens")))
+    console.print(table)
+
+
+@sweep_app.command("status")
+@user_errors
+def sweep_status(sweep_id: Annotated[str, typer.Argument(help="Sweep id.")], db: DbOpt = None) -> None:
+    """Progress of one sweep."""
+    from branchpoint.interventions.sweep import sweep_rows
+
+    _sweep_table(sweep_rows(_reader(db), sweep_id))
+
+
+@sweep_app.command("list")
+@user_errors
+def sweep_list(db: DbOpt = None) -> None:
+    """All sweeps with their progress."""
+    from branchpoint.interventions.sweep import sweep_rows
+
+    _sweep_table(sweep_rows(_reader(db)))
+
+
+class _Reader:
+    """Read-only queries returning dicts; works while a sweep is writing (via its sink)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        from branchpoint.telemetry.query import readonly_query
+
+        columns, rows = readonly_query(self.db_path, sql, params)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def _reader(db: Path | None) -> _Reader:
+    return _Reader(settings_from(db).db_path)
+
+
+@app.command()
+@user_errors
+def demo(
+    model: Annotated[str, typer.Option(help="Model for the team and the judge.")] = "local",
+    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 4,
+    methods: MethodsOpt = "dover,value_curve",
+    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 2,
+    curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 1,
+    db: DbOpt = None,
+) -> None:
+    """The main job on embedded defaults: run the math team on built-in tasks, then debug failures."""
+    from branchpoint.agents.teams import MATH
+    from branchpoint.interventions.sweep import SweepSpec, create_sweep
+    from branchpoint.orchestrator.runner import run_tasks
+    from branchpoint.orchestrator.session import Session
+    from branchpoint.tasks import builtin_tasks
+
+    tasks = builtin_tasks()[:limit]
+    with Session(settings_from(db)) as session:
+        console.rule(f"1. the math team on {len(tasks)} built-in tasks ({model})")
+        with progress_bar() as bar:
+            job = bar.add_task("runs", total=len(tasks), status="")
+            runs = run_tasks(session, MATH, tasks, model, concurrency=2,
+                             on_done=lambda r: bar.update(job, advance=1, status=r.status))
+        run_summary(runs)
+        failed = tuple(r.run_id for r in runs if r.status == "failed")
+        if not failed:
+            console.print("no failed runs to debug")
+            return
+        console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
+        spec = SweepSpec(run_ids=failed, methods=parse_methods(methods), repeats=repeats,
+                         curve_repeats=curve_repeats, judge_model=model)
+        sweep_id = create_sweep(session.store, spec)
+        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, model), concurrency=2)
+    verdict_table(reports)
+    console.print(f"traces: {settings_from(db).db_path}  —  try: branchpoint sql \"SELECT * FROM verdicts\"")
 
 
 app.command("sql")(user_errors(sql_command))

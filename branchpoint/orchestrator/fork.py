@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph import START
@@ -118,8 +119,16 @@ def _prepare(session: Session, ctx: RunContext, parent: Run, steps: list[Step],
     return prepare
 
 
+@dataclass(frozen=True)
+class ForkReplay:
+    """A finished fork: its Run and every step of it (the shared prefix included)."""
+
+    run: Run
+    steps: list[Step]
+
+
 def replay_fork(session: Session, parent: Run, steps: list[Step], intervention: Intervention,
-                repeat: int, sweep_id: str | None = None, fork_id: str | None = None) -> Run:
+                repeat: int, sweep_id: str | None = None, fork_id: str | None = None) -> ForkReplay:
     """One replay of a fork: a new Run with lineage to its parent."""
     team = get_team(parent.team)
     fork_id = fork_id or new_run_id()
@@ -134,7 +143,8 @@ def replay_fork(session: Session, parent: Run, steps: list[Step], intervention: 
     lineage = {A.PARENT_RUN_ID: parent.run_id, A.FORK_STEP: intervention.step,
                A.INTERVENTION_ID: intervention.intervention_id,
                "branchpoint.intervention": json.dumps(intervention.model_dump(mode="json"))}
-    return execute_run(session, run, ctx, _prepare(session, ctx, parent, steps, intervention, sample), lineage)
+    done = execute_run(session, run, ctx, _prepare(session, ctx, parent, steps, intervention, sample), lineage)
+    return ForkReplay(done, steps[: intervention.step] + ctx.steps)
 
 
 def fork_run(session: Session, run_id: str, intervention: Intervention, repeats: int = 1,
@@ -147,7 +157,7 @@ def fork_run(session: Session, run_id: str, intervention: Intervention, repeats:
     if isinstance(intervention, SwapModel):
         preflight_model(intervention.model, get_team(parent.team), session.settings)
     with ThreadPoolExecutor(max_workers=max(1, repeats)) as pool:
-        runs = list(pool.map(lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),
-                             range(repeats)))
+        replays = list(pool.map(lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),
+                                range(repeats)))
     session.flush()
-    return runs
+    return [r.run for r in replays]

@@ -148,7 +148,8 @@ def build_graph(team: TeamSpec, checkpointer: BaseCheckpointSaver[Any]) -> Any:
 
 def _node(agent: str) -> Callable[..., dict[str, Any]]:
     def node(state: TeamState, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+        # The checkpoint this step starts from: forking at this step resumes from it.
+        checkpoint_id = ((config.get("configurable") or {}).get("checkpoint_map") or {}).get("")
         return take_turn(runtime.context, state, agent, checkpoint_id)
 
     node.__name__ = agent

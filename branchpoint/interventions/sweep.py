@@ -1,0 +1,102 @@
+"""Intervention sweeps: the DoVer pipeline over many failed runs, resumable and idempotent.
+
+A sweep is a row in `sweeps` (its spec) plus one `sweep_items` row per planned fork replay. The
+spec is enough to plan the same items again, and an item whose outcome is stored is never run
+twice, so `--resume` after a killed driver finishes exactly the missing forks.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from branchpoint.errors import BranchpointError, UnknownSweepError
+from branchpoint.interventions.judge import Judge
+from branchpoint.interventions.pipeline import DebugConfig, RunDebug, debug_run
+from branchpoint.orchestrator.session import Session
+from branchpoint.telemetry.readonly import read_statements
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep covers: which runs (a SQL filter or ids), which methods, how many replays."""
+
+    where: str | None = None
+    run_ids: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("value_curve",)
+    repeats: int = 3
+    curve_repeats: int = 6
+    judge_model: str | None = None
+
+
+def select_runs(store: Any, spec: SweepSpec) -> list[str]:
+    """Root runs chosen by the spec's ids or its SQL filter over the `runs` view."""
+    if spec.run_ids:
+        return list(spec.run_ids)
+    where = spec.where or "status = 'failed'"
+    sql = f"SELECT run_id FROM runs WHERE parent_run_id IS NULL AND ({where}) ORDER BY started_at, run_id"
+    read_statements(sql)
+    try:
+        return [r["run_id"] for r in store.query(sql)]
+    except Exception as exc:  # DuckDB's own message names the bad column or syntax
+        raise BranchpointError(f"bad --where filter: {str(exc).splitlines()[0]}") from None
+
+
+def create_sweep(store: Any, spec: SweepSpec) -> str:
+    """Record a new sweep and return its id."""
+    sweep_id = "sweep-" + uuid.uuid4().hex[:10]
+    store.write_rows("sweeps", [{"sweep_id": sweep_id, "created_at": datetime.now(UTC).replace(tzinfo=None),
+                                 "spec": json.dumps(asdict(spec)), "status": "running"}])
+    return sweep_id
+
+
+def load_spec(store: Any, sweep_id: str) -> SweepSpec:
+    """The spec of an existing sweep."""
+    rows = store.query("SELECT spec FROM sweeps WHERE sweep_id = ?", [sweep_id])
+    if not rows:
+        raise UnknownSweepError(f"unknown sweep id {sweep_id!r}; see `branchpoint sweep list`")
+    data = json.loads(rows[0]["spec"]) if isinstance(rows[0]["spec"], str) else rows[0]["spec"]
+    return SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def execute_sweep(session: Session, sweep_id: str, spec: SweepSpec, judge: Judge | None,
+                  concurrency: int, on_run: Callable[[RunDebug], None] | None = None,
+                  on_fork: Callable[[], None] | None = None) -> list[RunDebug]:
+    """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks."""
+    config = DebugConfig(methods=spec.methods, repeats=spec.repeats, curve_repeats=spec.curve_repeats,
+                         concurrency=concurrency, judge=judge, sweep_id=sweep_id)
+    reports = []
+    for run_id in select_runs(session.store, spec):
+        report = debug_run(session, run_id, config, on_fork)
+        reports.append(report)
+        if on_run is not None:
+            on_run(report)
+    session.store.write_rows("sweeps", [{"sweep_id": sweep_id, "status": "finished",
+                                         "spec": json.dumps(asdict(spec))}])
+    return reports
+
+
+SWEEP_STATUS_SQL = """
+SELECT s.sweep_id, s.status, s.created_at,
+       count(DISTINCT i.item_id) AS planned,
+       count(DISTINCT CASE WHEN i.status = 'done' THEN i.item_id END) AS done,
+       (SELECT count(*) FROM outcomes o WHERE o.sweep_id = s.sweep_id AND o.success) AS succeeded,
+       (SELECT coalesce(sum(o.input_tokens + o.output_tokens), 0) FROM outcomes o
+         WHERE o.sweep_id = s.sweep_id) AS tokens
+FROM sweeps s LEFT JOIN sweep_items i ON i.sweep_id = s.sweep_id
+{where}
+GROUP BY s.sweep_id, s.status, s.created_at ORDER BY s.created_at
+"""
+
+
+def sweep_rows(store: Any, sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """Progress of one sweep or of all sweeps."""
+    where = "WHERE s.sweep_id = ?" if sweep_id else ""
+    rows: list[dict[str, Any]] = store.query(SWEEP_STATUS_SQL.format(where=where), [sweep_id] if sweep_id else None)
+    if sweep_id and not rows:
+        raise UnknownSweepError(f"unknown sweep id {sweep_id!r}; see `branchpoint sweep list`")
+    return rows
