@@ -130,3 +130,23 @@ def emit_step(provider: TracerProvider, run: Span, run_id: str, step: int, agent
                 pass
             return 3
     return 2
+
+
+BATCH = 200
+
+
+def batch(k: int) -> list[dict[str, object]]:
+    """Batch k of a deterministic span stream (the same ids every time it is made)."""
+    return [
+        {
+            "span_id": f"{k:08x}{i:08x}",
+            "trace_id": f"{k:032x}",
+            "parent_span_id": f"{k:08x}{0:08x}" if i else None,
+            "name": "invoke_agent Solver" if i else "branchpoint.run",
+            "kind": "step" if i else "run",
+            "run_id": f"run-{k}",
+            "step": i,
+            "attributes": json.dumps({"branchpoint.run_id": f"run-{k}", "branchpoint.content": "x" * 300}),
+        }
+        for i in range(BATCH)
+    ]

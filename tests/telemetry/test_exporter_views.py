@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from branchpoint.telemetry.exporter import StoreSpanExporter, span_to_row
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import flush, setup_tracing
-from tests.telemetry.spans import emit_run
+from .spans import emit_run
 
 
 def _captured(run_id: str) -> list[ReadableSpan]:

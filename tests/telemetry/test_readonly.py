@@ -18,7 +18,7 @@ from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import flush, setup_tracing
-from tests.telemetry.spans import emit_run
+from .spans import emit_run
 
 WRITES = [
     "DELETE FROM spans",

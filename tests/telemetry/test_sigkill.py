@@ -3,7 +3,6 @@ resumed export of the same batches duplicates nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,13 +11,14 @@ from pathlib import Path
 
 from branchpoint.telemetry.store import DuckDBTraceStore
 
-BATCH = 200
+from .spans import BATCH, batch
+
 
 _WRITER = """
-import json, sys
+import sys
 sys.path.insert(0, sys.argv[2])
 from branchpoint.telemetry.store import DuckDBTraceStore
-from tests.telemetry.test_sigkill import batch
+from spans import batch
 store = DuckDBTraceStore(sys.argv[1])
 k = 0
 while True:
@@ -28,28 +28,11 @@ while True:
 """
 
 
-def batch(k: int) -> list[dict[str, object]]:
-    """Batch k of a deterministic span stream (the same ids every time it is made)."""
-    return [
-        {
-            "span_id": f"{k:08x}{i:08x}",
-            "trace_id": f"{k:032x}",
-            "parent_span_id": f"{k:08x}{0:08x}" if i else None,
-            "name": "invoke_agent Solver" if i else "branchpoint.run",
-            "kind": "step" if i else "run",
-            "run_id": f"run-{k}",
-            "step": i,
-            "attributes": json.dumps({"branchpoint.run_id": f"run-{k}", "branchpoint.content": "x" * 300}),
-        }
-        for i in range(BATCH)
-    ]
-
-
 def test_sigkill_mid_write_loses_no_committed_span(tmp_path: Path) -> None:
     db = tmp_path / "killed.duckdb"
-    root = str(Path(__file__).resolve().parents[2])
+    here = str(Path(__file__).resolve().parent)
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(db), root], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _WRITER, str(db), here], stdout=subprocess.PIPE, text=True
     )
     assert writer.stdout is not None
     committed = -1

@@ -3,6 +3,7 @@ and read-only queries reach the live sink while it holds the file."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.query import readonly_query
 from branchpoint.telemetry.sink import SinkClient, close_sink, find_sink, get_or_create_sink
 from branchpoint.telemetry.tracing import extract_context, flush, inject_context, setup_tracing
-from tests.telemetry.spans import chat_attributes, run_attributes, step_attributes
+from .spans import chat_attributes, run_attributes, step_attributes
 
 
 @ray.remote(num_cpus=0)
@@ -35,7 +36,10 @@ class ChatActor:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False)
+    # Workers import this module by the name pytest gave it: put its roots on their path.
+    tests_dir = Path(__file__).resolve().parents[1]
+    paths = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": paths}})
     yield
     ray.shutdown()
 
