@@ -75,7 +75,9 @@ def all_at_once(run: Run, steps: Sequence[Step], judge: Judge) -> AttributionRes
     if blame is not None:
         agent, step, reason = blame
         result.hypotheses.append(
-            Hypothesis(run_id=run.run_id, agent=agent, step=step, reason=reason, method="all_at_once")
+            Hypothesis(
+                run_id=run.run_id, agent=agent, step=step, reason=reason, method="all_at_once"
+            )
         )
     return _logged(run, "all_at_once", result)
 
@@ -89,7 +91,7 @@ def step_by_step(run: Run, steps: Sequence[Step], judge: Judge) -> AttributionRe
         if isinstance(verdict, str) and verdict.strip().lower() in ("true", "yes", "false", "no"):
             verdict = verdict.strip().lower() in ("true", "yes")
         if not isinstance(verdict, bool):
-            raise ValueError('"mistake" must be true or false')
+            raise TypeError('"mistake" must be true or false')
         return verdict, str(reply.get("reason", "")).strip()
 
     for position, step in enumerate(steps):

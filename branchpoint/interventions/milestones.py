@@ -161,7 +161,9 @@ def judge_achievement_detailed(
             )
         return out
 
-    listing = "\n".join(f"{i}. {m.title}: {m.action} -> {m.result}" for i, m in enumerate(milestones))
+    listing = "\n".join(
+        f"{i}. {m.title}: {m.action} -> {m.result}" for i, m in enumerate(milestones)
+    )
     system, user = render_prompt(
         "milestone_achievement", question=question, milestones=listing, log=render_log(steps)
     )

@@ -80,7 +80,9 @@ def _target(hypothesis: Hypothesis, steps: Sequence[Step]) -> Step:
     return step
 
 
-def rule_based(hypothesis: Hypothesis, steps: Sequence[Step], generic: bool = False) -> Intervention:
+def rule_based(
+    hypothesis: Hypothesis, steps: Sequence[Step], generic: bool = False
+) -> Intervention:
     """The edit built from the step's kind and the hypothesis' reason, with no LLM.
 
     `generic` drops the reason and the original text, leaving a fixed text without numbers: the
@@ -102,7 +104,9 @@ def rule_based(hypothesis: Hypothesis, steps: Sequence[Step], generic: bool = Fa
     if generic:
         return Instruct(step=step.index, instruction=GENERIC_INSTRUCTION)
     note = f": {reason}" if reason else ""
-    return Instruct(step=step.index, instruction=f"Re-check step {step.index}{note}. {GENERIC_INSTRUCTION}")
+    return Instruct(
+        step=step.index, instruction=f"Re-check step {step.index}{note}. {GENERIC_INSTRUCTION}"
+    )
 
 
 def _judged(

@@ -36,7 +36,9 @@ def trials_from_starts(steps: Sequence[Step], starts: Iterable[int]) -> list[Tri
     bounds = [first, *inside[1:]]
     run_id = steps[0].run_id
     return [
-        Trial(run_id=run_id, index=i, start=start, end=bounds[i + 1] if i + 1 < len(bounds) else end)
+        Trial(
+            run_id=run_id, index=i, start=start, end=bounds[i + 1] if i + 1 < len(bounds) else end
+        )
         for i, start in enumerate(bounds)
     ]
 
@@ -61,7 +63,9 @@ def segment_with_judge(
         labels = reply["plan_steps"]
         if not isinstance(labels, list):
             raise TypeError("plan_steps must be a list of step numbers")
-        kept = sorted({k for k in (parse_step_index(x) for x in labels) if k is not None and k in valid})
+        kept = sorted(
+            {k for k in (parse_step_index(x) for x in labels) if k is not None and k in valid}
+        )
         if not kept:
             raise ValueError(f"plan_steps must name steps between {min(valid)} and {max(valid)}")
         return kept
@@ -75,4 +79,3 @@ def segment_with_judge(
         log.info("segmentation of %s fell back to step kinds: %s", run.run_id, failures)
         return segment_by_kinds(steps)
     return trials_from_starts(steps, starts)
-

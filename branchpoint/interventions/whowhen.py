@@ -82,9 +82,7 @@ def load_whowhen(path: Path | str) -> WhoWhenLog:
         raise _fail(path, f"is not JSON ({exc.msg} at line {exc.lineno})") from exc
     if not isinstance(data, dict):
         raise _fail(path, "is not a JSON object")
-    missing = [
-        k for k in ("question", "history", "mistake_agent", "mistake_step") if k not in data
-    ]
+    missing = [k for k in ("question", "history", "mistake_agent", "mistake_step") if k not in data]
     if missing:
         raise _fail(path, f"lacks {', '.join(missing)}")
     history = data["history"]

@@ -29,15 +29,35 @@ def math_run() -> tuple[Run, list[Step]]:
     """A failed `math` run: the Solver subtracts wrongly at step 1, the Verifier sends the work
     back, the Planner re-plans at step 3 and the Solver repeats the error."""
     run_id = "math-ducks"
-    task = Task(task_id="gsm8k-0", question=QUESTION, answer="18", solution=SOLUTION, source="gsm8k")
+    task = Task(
+        task_id="gsm8k-0", question=QUESTION, answer="18", solution=SOLUTION, source="gsm8k"
+    )
     turns = [
-        ("Planner", "plan", "1. Find the eggs left after breakfast and muffins.\n"
-         "2. Multiply the eggs left by the price per egg.\n3. Report the daily income."),
+        (
+            "Planner",
+            "plan",
+            (
+                "1. Find the eggs left after breakfast and muffins.\n2. Multiply the eggs left by "
+                "the price per egg.\n3. Report the daily income."
+            ),
+        ),
         ("Solver", "message", "Eggs left: 16 - 3 - 4 = 8. Income: 8 * 2 = 16 dollars."),
-        ("Verifier", "message", "The plan item 1 result should be double-checked before "
-         "answering. Please redo the computation."),
-        ("Planner", "plan", "1. Subtract the eggs eaten and the eggs baked from the eggs laid.\n"
-         "2. Multiply by 2 dollars.\n3. Give the answer."),
+        (
+            "Verifier",
+            "message",
+            (
+                "The plan item 1 result should be double-checked before "
+                "answering. Please redo the computation."
+            ),
+        ),
+        (
+            "Planner",
+            "plan",
+            (
+                "1. Subtract the eggs eaten and the eggs baked from the eggs laid.\n"
+                "2. Multiply by 2 dollars.\n3. Give the answer."
+            ),
+        ),
         ("Solver", "message", "16 - 3 - 4 = 8 eggs. 8 * 2 = 16. She makes 16 dollars."),
         ("Verifier", "final", "The computation is consistent. FINAL ANSWER: 16"),
     ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dover_samples import (  # noqa: E402
+from dover_samples import (
     RECORDED_MODEL,
     RECORDED_WHOWHEN,
     RECORDINGS,
@@ -25,20 +25,23 @@ from dover_samples import (  # noqa: E402
     strip_json,
 )
 
-from branchpoint.agents.backends import make_chat_client, parse_model_spec  # noqa: E402
-from branchpoint.agents.recording import JsonlRecordStore, RecordingClient  # noqa: E402
-from branchpoint.interventions.attribution import (  # noqa: E402
+from branchpoint.agents.backends import make_chat_client, parse_model_spec
+from branchpoint.agents.recording import JsonlRecordStore, RecordingClient
+from branchpoint.interventions.attribution import (
     all_at_once,
     binary_search,
     dover_propose,
     step_by_step,
 )
-from branchpoint.interventions.judge import ChatClientJudge, Judge  # noqa: E402
-from branchpoint.interventions.milestones import judge_milestones  # noqa: E402
-from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge  # noqa: E402
-from branchpoint.interventions.whowhen import load_whowhen  # noqa: E402
-from branchpoint.model import Run, Step  # noqa: E402
-from branchpoint.settings import Settings  # noqa: E402
+from branchpoint.interventions.judge import ChatClientJudge, Judge
+from branchpoint.interventions.milestones import (
+    judge_achievement,
+    judge_milestones,
+)
+from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
+from branchpoint.interventions.whowhen import load_whowhen
+from branchpoint.model import Run, Step
+from branchpoint.settings import Settings
 
 
 class StripJsonJudge:
@@ -65,7 +68,10 @@ def record_run(run: Run, steps: list[Step], judge: Judge) -> None:
     print(f"{run.run_id} segment_with_judge: {segment_with_judge(run, steps, judge)}", flush=True)
     trials = segment_by_kinds(steps)
     print(f"{run.run_id} dover: {dover_propose(run, steps, trials, judge)}", flush=True)
-    print(f"{run.run_id} milestones: {judge_milestones(run.task, judge)}", flush=True)
+    milestones = judge_milestones(run.task, judge)
+    print(f"{run.run_id} milestones: {milestones}", flush=True)
+    statuses = judge_achievement(milestones, steps, judge, run.task.question)
+    print(f"{run.run_id} achievement: {statuses}", flush=True)
 
 
 def main() -> None:

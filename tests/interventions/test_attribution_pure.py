@@ -60,7 +60,10 @@ def test_sim_ground_truth_lists_injected_faults() -> None:
     run, _ = math_run()
     (truth,) = sim_ground_truth(run)
     assert (truth.agent, truth.step, truth.method, truth.confidence) == (
-        "Solver", 1, "ground_truth", 1.0
+        "Solver",
+        1,
+        "ground_truth",
+        1.0,
     )
     assert "arithmetic_error" in truth.reason
 

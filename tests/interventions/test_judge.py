@@ -19,7 +19,10 @@ from branchpoint.interventions.judge import (
     [
         ('{"step": 3}', {"step": 3}),
         ('```json\n{"agent": "Solver", "step": 1}\n```', {"agent": "Solver", "step": 1}),
-        ('I think {this} is it: {"step": 2, "reason": "x {y}"} and more {"step": 9}', {"step": 2, "reason": "x {y}"}),
+        (
+            'I think {this} is it: {"step": 2, "reason": "x {y}"} and more {"step": 9}',
+            {"step": 2, "reason": "x {y}"},
+        ),
         ('[{"step": 1}] then {"step": 4}', {"step": 1}),
     ],
 )

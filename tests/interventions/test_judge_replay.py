@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,11 @@ from branchpoint.interventions.attribution import (
     step_by_step,
 )
 from branchpoint.interventions.judge import ChatClientJudge
-from branchpoint.interventions.milestones import MAX_JUDGED_MILESTONES, judge_milestones
+from branchpoint.interventions.milestones import (
+    MAX_JUDGED_MILESTONES,
+    judge_achievement,
+    judge_milestones,
+)
 from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
 from branchpoint.interventions.whowhen import load_whowhen
 from branchpoint.model import Run, Step
@@ -104,7 +109,7 @@ def test_judge_segmentation_covers_the_run(
 ) -> None:
     trials = segment_with_judge(run, steps, judge)
     assert trials and trials[0].start == steps[0].index and trials[-1].end == steps[-1].index + 1
-    assert all(a.end == b.start for a, b in zip(trials, trials[1:]))
+    assert all(a.end == b.start for a, b in pairwise(trials))
     assert [t.index for t in trials] == list(range(len(trials)))
 
 
@@ -115,6 +120,9 @@ def test_judged_milestones_are_few_and_titled(
     milestones = judge_milestones(run.task, judge)
     assert len(milestones) <= MAX_JUDGED_MILESTONES
     assert all(m.title for m in milestones)
+    statuses = judge_achievement(milestones, steps, judge, run.task.question)
+    assert len(statuses) == len(milestones)
+    assert set(statuses) <= {"achieved", "partial", "missed"}
 
 
 def test_recordings_yield_some_hypotheses(judge: ChatClientJudge) -> None:

@@ -23,14 +23,22 @@ def _rows(name: str) -> list[dict[str, str]]:
 
 def _gsm8k(i: int) -> Task:
     row = _rows("gsm8k_test_first200.jsonl")[i]
-    return Task(task_id=f"gsm8k-{i}", question=row["question"], solution=row["answer"],
-                answer=row["answer"].split("####")[-1].strip())
+    return Task(
+        task_id=f"gsm8k-{i}",
+        question=row["question"],
+        solution=row["answer"],
+        answer=row["answer"].split("####")[-1].strip(),
+    )
 
 
 def _gsmplus(i: int) -> Task:
     row = _rows("gsmplus_testmini_dev.jsonl")[i]
-    return Task(task_id=f"gsmplus-{i}", question=row["question"], solution=row["solution"],
-                answer=row["answer"])
+    return Task(
+        task_id=f"gsmplus-{i}",
+        question=row["question"],
+        solution=row["solution"],
+        answer=row["answer"],
+    )
 
 
 def test_normaliser() -> None:
@@ -46,7 +54,10 @@ def test_gsm8k_annotations_give_intermediate_values() -> None:
     assert ducks[0].action == "16-3-4"
     # Josh's house: 130000, 120000, 200000, 70000 (none of them is in the question)
     assert [m.result for m in predicate_milestones(_gsm8k(2))] == [
-        "130000", "120000", "200000", "70000"
+        "130000",
+        "120000",
+        "200000",
+        "70000",
     ]
 
 
@@ -81,8 +92,16 @@ def test_achieved_counts_values_as_whole_tokens() -> None:
     run, steps = math_run()
     milestones = predicate_milestones(run.task)
     assert achieved(milestones, steps) == 0  # the run computed 8 and 16, never 9 or 18
-    fixed = [*steps[:1], Step(run_id="f", index=1, agent="Solver", kind="message",
-                              content="16 - 3 - 4 = 9 eggs, 9 * 2 = 18.0 dollars")]
+    fixed = [
+        *steps[:1],
+        Step(
+            run_id="f",
+            index=1,
+            agent="Solver",
+            kind="message",
+            content="16 - 3 - 4 = 9 eggs, 9 * 2 = 18.0 dollars",
+        ),
+    ]
     assert achieved(milestones, fixed) == 2
     near = [Step(run_id="f", index=1, agent="Solver", kind="message", content="99 and 180")]
     assert achieved(milestones, near) == 0

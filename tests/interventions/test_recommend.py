@@ -7,7 +7,15 @@ from dover_samples import math_run
 
 from branchpoint.errors import StepOutOfRangeError
 from branchpoint.interventions.recommend import leaks_answer, recommend
-from branchpoint.model import Hypothesis, Instruct, ReplaceMessage, ReplacePlan, Run, Step, SwapModel
+from branchpoint.model import (
+    Hypothesis,
+    Instruct,
+    ReplaceMessage,
+    ReplacePlan,
+    Run,
+    Step,
+    SwapModel,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +67,9 @@ def test_agent_step_gets_an_instruction_naming_the_step() -> None:
 def test_orchestrator_instruction_is_corrected_and_tool_result_goes_to_the_caller() -> None:
     run, _ = math_run()
     steps = [
-        Step(run_id="m", index=0, agent="Orchestrator", kind="instruction", content="Coder: sum it"),
+        Step(
+            run_id="m", index=0, agent="Orchestrator", kind="instruction", content="Coder: sum it"
+        ),
         Step(run_id="m", index=1, agent="Coder", kind="message", content="print(1+2)"),
         Step(run_id="m", index=2, agent="ComputerTerminal", kind="tool_result", content="3"),
     ]

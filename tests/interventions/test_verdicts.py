@@ -25,9 +25,17 @@ def test_wilson_empty_and_invalid() -> None:
 
 def _outcome(success: bool, fulfilled: bool, progress: float, repeat: int = 0) -> Outcome:
     return Outcome(
-        fork_run_id=f"f{repeat}", parent_run_id="p", intervention_id="iv", intervention_kind="instruct",
-        step=1, repeat=repeat, success=success, milestones_achieved=0, milestones_total=2,
-        progress_delta=progress, fulfilled=fulfilled,
+        fork_run_id=f"f{repeat}",
+        parent_run_id="p",
+        intervention_id="iv",
+        intervention_kind="instruct",
+        step=1,
+        repeat=repeat,
+        success=success,
+        milestones_achieved=0,
+        milestones_total=2,
+        progress_delta=progress,
+        fulfilled=fulfilled,
     )
 
 

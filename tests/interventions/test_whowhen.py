@@ -27,7 +27,9 @@ def test_all_samples_import_with_consistent_truths() -> None:
         raw = json.loads((WHOWHEN / f"{log.run.run_id.removeprefix('whowhen-')}.json").read_text())
         assert [s.index for s in log.steps] == list(range(len(raw["history"])))
         assert log.run.status == "failed" and log.run.n_steps == len(log.steps)
-        assert log.run.team == ("whowhen-ag2" if "algorithm" in log.run.run_id else "whowhen-handcrafted")
+        assert log.run.team == (
+            "whowhen-ag2" if "algorithm" in log.run.run_id else "whowhen-handcrafted"
+        )
         assert log.mistake_step == int(raw["mistake_step"])
         assert log.run.task.answer == str(raw["ground_truth"])
         assert all("(" not in s.agent for s in log.steps)
@@ -49,7 +51,8 @@ def test_ag2_names_and_terminal() -> None:
     assert log.steps[1].agent == "Culinary_Awards_Expert"
     assert log.steps[2].kind == "tool_result"
     assert agent_and_kind({"role": "Orchestrator (termination condition)", "content": ""}) == (
-        "Orchestrator", "final"
+        "Orchestrator",
+        "final",
     )
 
 
@@ -59,7 +62,10 @@ def test_step_scoring_is_exact_integer_match() -> None:
     perfect = dict(truths)
     assert score_attribution(perfect, truths)["step_accuracy"] == 1.0
     # hand_crafted_1's mistake is step 12: step 1 or 2 must not count ("12" contains "1", "2").
-    off = {rid: t.model_copy(update={"step": 1 if t.step == 12 else t.step}) for rid, t in truths.items()}
+    off = {
+        rid: t.model_copy(update={"step": 1 if t.step == 12 else t.step})
+        for rid, t in truths.items()
+    }
     score = score_attribution(off, truths)
     assert score["step_correct"] == 9 and score["agent_correct"] == 10
     none = {rid: None for rid in truths}
@@ -67,8 +73,10 @@ def test_step_scoring_is_exact_integer_match() -> None:
 
 
 def test_agent_scoring_ignores_case_and_counts_missing_as_wrong() -> None:
-    truth = {"r1": Hypothesis(run_id="r1", agent="WebSurfer", step=3, reason="", method="ground_truth"),
-             "r2": Hypothesis(run_id="r2", agent="Assistant", step=5, reason="", method="ground_truth")}
+    truth = {
+        "r1": Hypothesis(run_id="r1", agent="WebSurfer", step=3, reason="", method="ground_truth"),
+        "r2": Hypothesis(run_id="r2", agent="Assistant", step=5, reason="", method="ground_truth"),
+    }
     pred = {"r1": Hypothesis(run_id="r1", agent="websurfer", step=4, reason="", method="m")}
     score = score_attribution(pred, truth)
     assert (score["agent_accuracy"], score["step_accuracy"], score["predicted"]) == (0.5, 0.0, 1)
@@ -80,10 +88,28 @@ def test_agent_scoring_ignores_case_and_counts_missing_as_wrong() -> None:
         ("{not json", "is not JSON"),
         ("[1, 2]", "is not a JSON object"),
         (json.dumps({"question": "q", "history": []}), "lacks mistake_agent, mistake_step"),
-        (json.dumps({"question": "q", "history": [{"role": "a", "content": "x"}],
-                     "mistake_agent": "a", "mistake_step": "one"}), "is not an integer"),
-        (json.dumps({"question": "q", "history": [{"role": "a", "content": "x"}],
-                     "mistake_agent": "a", "mistake_step": "3"}), "outside history"),
+        (
+            json.dumps(
+                {
+                    "question": "q",
+                    "history": [{"role": "a", "content": "x"}],
+                    "mistake_agent": "a",
+                    "mistake_step": "one",
+                }
+            ),
+            "is not an integer",
+        ),
+        (
+            json.dumps(
+                {
+                    "question": "q",
+                    "history": [{"role": "a", "content": "x"}],
+                    "mistake_agent": "a",
+                    "mistake_step": "3",
+                }
+            ),
+            "outside history",
+        ),
     ],
 )
 def test_malformed_files_name_the_path(tmp_path: Path, content: str, problem: str) -> None:
