@@ -40,7 +40,7 @@ class Advance:
     next: str | None
     done: bool = False
     final_answer: str | None = None
-    ledger: Mapping[str, str] | None = None
+    sets_plan: bool = False  # this message becomes the task ledger's plan
     stall: int = 0
 
 
@@ -74,9 +74,8 @@ def prompt_text(name: str) -> str:
 
 
 def _math_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance:
-    ledger = state.get("ledger") or {}
     if agent == "Planner":
-        return Advance(kind="plan", next="Solver", ledger={**ledger, "plan": content})
+        return Advance(kind="plan", next="Solver", sets_plan=True)
     if agent == "Solver":
         return Advance(kind="message", next="Solver" if CONTINUE in content else "Verifier")
     answer = extract_final_answer(content)
@@ -132,7 +131,7 @@ def _magentic_advance(state: Mapping[str, Any], agent: str, content: str) -> Adv
     if answer is not None:
         return Advance(kind="final", next=None, done=True, final_answer=answer)
     if _is_planning(state):
-        return Advance(kind="plan", next="Orchestrator", ledger={"plan": content}, stall=0)
+        return Advance(kind="plan", next="Orchestrator", sets_plan=True, stall=0)
     ledger = parse_progress_ledger(content) or {}
     final = str(ledger.get("final_answer") or "").strip()
     if ledger.get("is_request_satisfied") is True and final:
@@ -147,7 +146,7 @@ def _magentic_advance(state: Mapping[str, Any], agent: str, content: str) -> Adv
 
 def _is_planning(state: Mapping[str, Any]) -> bool:
     """The Orchestrator writes (or rewrites) the task ledger first and whenever it stalls."""
-    return not (state.get("ledger") or {}).get("plan") or int(state.get("stall") or 0) >= STALL_LIMIT
+    return not state.get("plan_id") or int(state.get("stall") or 0) >= STALL_LIMIT
 
 
 def _magentic_prompt(state: Mapping[str, Any], agent: str) -> str | None:

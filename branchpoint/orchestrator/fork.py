@@ -108,9 +108,9 @@ def _prepare(session: Session, ctx: RunContext, parent: Run, steps: list[Step],
             if isinstance(intervention, Instruct):
                 update["directive"] = intervention.instruction
             if isinstance(intervention, ReplacePlan):
-                ledger = dict(state.get("ledger") or {})
-                ledger.update({k: v for k, v in (("facts", intervention.facts), ("plan", intervention.plan)) if v})
-                update["ledger"] = ledger
+                ledger = Step(run_id=ctx.run_id, index=intervention.step, agent="ledger", kind="plan",
+                              content=plan_text(intervention))
+                update["plan_id"] = ctx.messages.append(None, ledger)
             if isinstance(intervention, SwapModel):
                 update["model"] = intervention.model
         config = graph.update_state(base, update, as_node=as_node)

@@ -1,6 +1,6 @@
 """A TeamSpec compiled into a LangGraph StateGraph: one node per agent, one step per node run.
 
-The state is small and JSON-like (ids and the current ledger); step messages live in the
+The state is small and JSON-like (ids only, the plan included); step messages live in the
 append-only message store and the state holds only the newest message's id. A node does not call
 the model itself: it asks an `AgentHost` Ray actor to run the turn, then applies the team's pure
 `advance` rule, appends the message and emits the step span.
@@ -36,7 +36,7 @@ class TeamState(TypedDict, total=False):
     head: str | None
     step: int
     next: str | None
-    ledger: dict[str, str]
+    plan_id: str | None  # message holding the task ledger's current plan
     directive: str | None
     done: bool
     final_answer: str | None
@@ -66,7 +66,7 @@ class RunContext:
 
 def initial_state(run_id: str, team: TeamSpec, model: str) -> TeamState:
     """The state before the first step of a run."""
-    return TeamState(run_id=run_id, head=None, step=0, next=team.first, ledger={}, directive=None,
+    return TeamState(run_id=run_id, head=None, step=0, next=team.first, plan_id=None, directive=None,
                      done=False, final_answer=None, model=model, sample=0, stall=0, last_worker=None)
 
 
@@ -77,8 +77,8 @@ def state_update(state: Mapping[str, Any], agent: str, advance: Advance, head: s
     update: dict[str, Any] = {"head": head, "step": step, "next": advance.next, "directive": None,
                               "done": advance.done or step >= max_steps, "stall": advance.stall,
                               "final_answer": advance.final_answer}
-    if advance.ledger is not None:
-        update["ledger"] = dict(advance.ledger)
+    if advance.sets_plan:
+        update["plan_id"] = head
     if agent != "Orchestrator" and agent in ("Coder", "ComputerTerminal", "FileSurfer"):
         update["last_worker"] = agent
     return update
@@ -122,13 +122,19 @@ def take_turn(ctx: RunContext, state: Mapping[str, Any], agent: str, checkpoint_
         request = StepRequest(
             run_id=ctx.run_id, team=ctx.team.name, step=int(state.get("step", 0)), agent=agent,
             system_prompt=ctx.team.prompt_for(state, agent) or "", task=ctx.task,
-            transcript=transcript, plan=(state.get("ledger") or {}).get("plan"),
+            transcript=transcript, plan=current_plan(ctx.messages, state),
             directive=state.get("directive"), tools=spec.tools, model=str(state["model"]),
             seed=ctx.seed, sample=int(state.get("sample", 0)), faults=ctx.faults,
             trace_carrier=inject_context(span), record_mode=ctx.record_mode,  # type: ignore[arg-type]
         )
         result = ctx.call_host(request)
         return record_step(ctx, state, agent, result.content, result, span, checkpoint_id)
+
+
+def current_plan(messages: MessageStore, state: Mapping[str, Any]) -> str | None:
+    """The task ledger's plan text (kept in the message store; the state holds its id)."""
+    plan_id = state.get("plan_id")
+    return messages.get(plan_id).content if plan_id else None
 
 
 def route(state: Mapping[str, Any]) -> str:

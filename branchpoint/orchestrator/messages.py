@@ -42,6 +42,9 @@ class MessageStore(Protocol):
     def chain(self, head: str | None) -> list[Step]:
         """Every step from the first message up to `head`, in order."""
 
+    def get(self, message_id: str) -> Step:
+        """One stored message."""
+
 
 class InMemoryMessageStore:
     """The reference implementation, for tests."""
@@ -64,6 +67,10 @@ class InMemoryMessageStore:
             head, step = self._rows[head]
             out.append(step)
         return out[::-1]
+
+    def get(self, message_id: str) -> Step:
+        """One stored message."""
+        return self._rows[message_id][1]
 
 
 class SqliteMessageStore:
@@ -93,6 +100,12 @@ class SqliteMessageStore:
         with self._lock:
             rows = self._conn.execute(_CHAIN, (head,)).fetchall()
         return [Step.model_validate_json(r[0]) for r in rows]
+
+    def get(self, message_id: str) -> Step:
+        """One stored message."""
+        with self._lock:
+            row = self._conn.execute("SELECT step_json FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+        return Step.model_validate_json(row[0])
 
     def close(self) -> None:
         """Close the connection."""

@@ -17,7 +17,7 @@ from branchpoint.orchestrator.checkpoints import open_checkpointer
 from branchpoint.orchestrator.graph import HostPool, build_graph
 from branchpoint.orchestrator.messages import SqliteMessageStore
 from branchpoint.settings import Settings
-from branchpoint.telemetry.sink import SinkClient, get_or_create_sink
+from branchpoint.telemetry.sink import SinkClient, close_sink, get_or_create_sink
 from branchpoint.telemetry.tracing import setup_tracing
 
 os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
@@ -72,10 +72,14 @@ class Session:
         self.provider.force_flush()
 
     def close(self) -> None:
-        """Flush telemetry and release the checkpointer and message store."""
+        """Flush telemetry, stop the hosts and the sink (releasing the DuckDB file), close stores."""
         with contextlib.suppress(Exception):
             self.flush()
         self.provider.shutdown()
+        for host in self._host_actors:
+            ray.kill(host)
+        with contextlib.suppress(Exception):
+            close_sink(self.sink)
         self.messages.close()
         self._stack.close()
 
