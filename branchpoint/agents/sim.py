@@ -167,7 +167,7 @@ def solver_turn(ctx: SimContext) -> str:
     last = ctx.transcript[-1] if ctx.transcript else None
     rejected = _REJECT.search(last.content) if last and last.agent == "Verifier" else None
     todo = [i for i in plan if i not in done and 1 <= i <= len(chain)]
-    prefix = "(Re-checked as instructed.) " if ctx.directive else ""
+    prefix = "(Re-checked as instructed.)\n" if ctx.directive else ""
     fault = fault_fires(ctx)
     if fault and fault.kind == "ignore_instruction":
         return prefix + "I have finished all the calculations."
