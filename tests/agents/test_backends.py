@@ -163,7 +163,7 @@ def _ask(client: LlamaCppClient, prompt: str, **args: object) -> str:
 
 def test_local_model_answers_through_autogen(local_client: LlamaCppClient) -> None:
     answer = _ask(local_client, "What is 2 + 3? Reply with the number only.", temperature=0.0,
-                  max_tokens=8)  # fmt: skip
+                  max_tokens=4)  # fmt: skip
     assert "5" in answer
     assert local_client.total_usage().completion_tokens > 0
     assert local_client.model_info["function_calling"] is False
@@ -173,17 +173,17 @@ def test_same_seed_gives_the_same_text_and_other_seeds_can_differ(
     local_client: LlamaCppClient,
 ) -> None:
     prompt = "Write one sentence about a cat."
-    first = _ask(local_client, prompt, seed=11, temperature=0.9, max_tokens=24)
-    _ask(local_client, "Name a colour.", seed=5, temperature=0.9, max_tokens=8)  # other KV state
-    assert _ask(local_client, prompt, seed=11, temperature=0.9, max_tokens=24) == first
-    others = {_ask(local_client, prompt, seed=s, temperature=0.9, max_tokens=24) for s in range(4)}
-    assert len(others | {first}) > 1
+    first = _ask(local_client, prompt, seed=11, temperature=1.0, max_tokens=8)
+    _ask(local_client, "Name a colour.", seed=5, temperature=1.0, max_tokens=2)  # other KV state
+    assert _ask(local_client, prompt, seed=11, temperature=1.0, max_tokens=8) == first
+    resampled = (_ask(local_client, prompt, seed=s, temperature=1.0, max_tokens=8) for s in range(4))
+    assert any(text != first for text in resampled)
 
 
 def test_max_tokens_is_honoured(local_client: LlamaCppClient) -> None:
     messages = [UserMessage(content="Count from 1 to 100, separated by spaces.", source="user")]
     result = asyncio.run(
-        local_client.create(messages, extra_create_args={"max_tokens": 5, "temperature": 0.0})
+        local_client.create(messages, extra_create_args={"max_tokens": 3, "temperature": 0.0})
     )
-    assert result.usage.completion_tokens <= 5
+    assert 0 < result.usage.completion_tokens <= 3
     assert result.finish_reason == "length"
