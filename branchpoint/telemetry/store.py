@@ -124,10 +124,8 @@ class DuckDBTraceStore:
         with self._lock:
             self._con.register("_incoming_spans", table)
             try:
-                inserted = self._run(
-                    "INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans "
-                    "QUALIFY row_number() OVER (PARTITION BY span_id) = 1"
-                )
+                # OR IGNORE also drops a span id repeated inside the batch itself.
+                inserted = self._run("INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans")
             finally:
                 self._con.unregister("_incoming_spans")
         return int(inserted[0][0]) if inserted else 0

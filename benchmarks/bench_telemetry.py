@@ -1,0 +1,123 @@
+"""Telemetry benchmark: span ingestion into DuckDB (spans/s) and tracing overhead per step.
+
+Run: .venv/bin/python benchmarks/bench_telemetry.py [--spans N] [--steps N]
+Goals: >= 100,000 spans/s ingested; traced steps <= 1.10x untraced steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from branchpoint.telemetry import attributes as A
+from branchpoint.telemetry.store import DuckDBTraceStore
+from branchpoint.telemetry.tracing import MAX_EXPORT_BATCH, flush, setup_tracing
+
+_T0 = datetime(2025, 1, 1)
+
+
+def synthetic_rows(n: int) -> list[dict[str, object]]:
+    """`n` span rows shaped like `span_to_row` output (chat spans, ~500 bytes of attributes)."""
+    return [
+        {
+            "span_id": f"{i:016x}", "trace_id": f"{i // 50:032x}", "parent_span_id": f"{i // 2:016x}",
+            "name": "chat sim", "kind": "chat", "otel_kind": "INTERNAL", "run_id": f"run-{i // 50}",
+            "step": i % 50, "start_time": _T0, "end_time": _T0, "duration_ms": 0.5,
+            "status_code": "UNSET", "status_message": None,
+            "attributes": json.dumps({A.RUN_ID: f"run-{i // 50}", A.STEP: i % 50, A.AGENT_NAME: "Solver",
+                                      A.PROMPT: "p" * 200, A.COMPLETION: "c" * 200}),
+            "events": "[]", "links": "[]", "resource": '{"service.name":"bench"}', "scope": "bench",
+        }  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def ingestion_rate(n: int, batch: int = MAX_EXPORT_BATCH) -> float:
+    """Spans/s stored by `DuckDBTraceStore.write_spans` into a fresh file, in export-sized batches."""
+    rows = synthetic_rows(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBTraceStore(Path(tmp) / "bench.duckdb")
+        started = time.perf_counter()
+        for i in range(0, n, batch):
+            store.write_spans(rows[i : i + batch])
+        elapsed = time.perf_counter() - started
+        store.close()
+    return n / elapsed
+
+
+def sim_turn(i: int) -> str:
+    """A stand-in for one `sim` agent turn: render the prompt, hash the request, serialise state."""
+    history = [f"[Step {k}] Agent{k % 3}: the value is {k * 7 % 13}" for k in range(max(0, i - 8), i)]
+    prompt = "You are Solver. Solve the task.\n" + "\n".join(history)
+    request_hash = hashlib.sha256(prompt.encode()).hexdigest()
+    reply = f"[Step {i}] Solver: operand {int(request_hash[:6], 16) % 97}"
+    json.dumps({"messages": history + [reply], "ledger": {"plan": ["a", "b"], "step": i}})
+    return reply
+
+
+def time_steps(step_fn: Callable[[int], str], n: int, traced: bool) -> float:
+    """Seconds to run `n` steps of `step_fn`, each (if traced) in a step span with a chat span
+    under one run span, exported to a DuckDB store; includes the final flush."""
+    if not traced:
+        started = time.perf_counter()
+        for i in range(n):
+            step_fn(i)
+        return time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBTraceStore(Path(tmp) / "overhead.duckdb")
+        provider = setup_tracing(store, "bench")
+        tracer = provider.get_tracer("bench")
+        started = time.perf_counter()
+        with tracer.start_as_current_span("branchpoint.run", attributes={A.KIND: "run", A.RUN_ID: "r"}):
+            for i in range(n):
+                with tracer.start_as_current_span(
+                    "invoke_agent Solver",
+                    attributes={A.KIND: "step", A.RUN_ID: "r", A.STEP: i, A.AGENT_NAME: "Solver"},
+                ) as step:
+                    with tracer.start_as_current_span(
+                        "chat sim", attributes={A.KIND: "chat", A.RUN_ID: "r", A.STEP: i}
+                    ) as chat:
+                        reply = step_fn(i)
+                        chat.set_attribute(A.COMPLETION, reply)
+                    step.set_attribute(A.CONTENT, reply)
+        flush(provider)
+        elapsed = time.perf_counter() - started
+        provider.shutdown()
+        store.close()
+    return elapsed
+
+
+def overhead(step_fn: Callable[[int], str], n: int, repeats: int = 5) -> tuple[float, float]:
+    """Median seconds per step (untraced, traced), alternating the two arms to share noise."""
+    plain, traced = [], []
+    for _ in range(repeats):
+        plain.append(time_steps(step_fn, n, traced=False) / n)
+        traced.append(time_steps(step_fn, n, traced=True) / n)
+    return statistics.median(plain), statistics.median(traced)
+
+
+def main() -> None:
+    """Print the benchmark table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--steps", type=int, default=2_000)
+    args = parser.parse_args()
+    rate = ingestion_rate(args.spans)
+    plain, traced = overhead(sim_turn, args.steps)
+    print(f"{'measure':<44}{'value':>14}{'goal':>12}")
+    print(f"{'ingestion into DuckDBTraceStore (spans/s)':<44}{rate:>14,.0f}{'>= 100,000':>12}")
+    print(f"{'sim-turn stand-in, untraced (us/step)':<44}{plain * 1e6:>14.1f}{'':>12}")
+    print(f"{'sim-turn stand-in, traced (us/step)':<44}{traced * 1e6:>14.1f}{'':>12}")
+    print(f"{'tracing cost (us/step, 2 spans)':<44}{(traced - plain) * 1e6:>14.1f}{'':>12}")
+    print(f"{'traced / untraced':<44}{traced / plain:>14.2f}{'<= 1.10':>12}")
+
+
+if __name__ == "__main__":
+    main()
