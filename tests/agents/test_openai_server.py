@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from autogen_core.models import SystemMessage, UserMessage
+from autogen_core.models import CreateResult, SystemMessage, UserMessage
 
 from branchpoint.agents.backends import check_endpoint, make_chat_client, parse_model_spec
 from branchpoint.settings import Settings
@@ -20,9 +20,15 @@ def test_chat_call_through_the_openai_compatible_server(llama_server: str) -> No
         UserMessage(content="What is the capital of France?", source="user"),
     ]
     args = {"seed": 3, "temperature": 0.0, "max_tokens": 24}
-    first = asyncio.run(client.create(messages, extra_create_args=args))
-    second = asyncio.run(client.create(messages, extra_create_args=args))
-    asyncio.run(client.close())
+
+    async def two_calls() -> tuple[CreateResult, CreateResult]:
+        # One event loop: the OpenAI client's HTTP pool belongs to the loop that opened it.
+        first = await client.create(messages, extra_create_args=args)
+        second = await client.create(messages, extra_create_args=args)
+        await client.close()
+        return first, second
+
+    first, second = asyncio.run(two_calls())
     assert isinstance(first.content, str) and first.content.strip()
     assert "paris" in first.content.lower()
     assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0
