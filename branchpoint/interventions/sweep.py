@@ -42,7 +42,7 @@ def select_runs(store: Any, spec: SweepSpec) -> list[str]:
     read_statements(sql)
     try:
         return [r["run_id"] for r in store.query(sql)]
-    except Exception as exc:  # DuckDB's own message names the bad column or syntax
+    except Exception as exc:  # noqa: BLE001 - DuckDB's own message (through Ray) names the bad column
         raise BranchpointError(f"bad --where filter: {str(exc).splitlines()[0]}") from None
 
 
@@ -75,19 +75,27 @@ def execute_sweep(session: Session, sweep_id: str, spec: SweepSpec, judge: Judge
         reports.append(report)
         if on_run is not None:
             on_run(report)
-    session.store.write_rows("sweeps", [{"sweep_id": sweep_id, "status": "finished",
-                                         "spec": json.dumps(asdict(spec))}])
+    mark_finished(session.store, sweep_id)
     return reports
+
+
+def mark_finished(store: Any, sweep_id: str) -> None:
+    """Set a sweep's status to finished, keeping its other columns (an upsert replaces the row)."""
+    row = store.query("SELECT * FROM sweeps WHERE sweep_id = ?", [sweep_id])[0]
+    store.write_rows("sweeps", [{**row, "status": "finished"}])
 
 
 SWEEP_STATUS_SQL = """
 SELECT s.sweep_id, s.status, s.created_at,
        count(DISTINCT i.item_id) AS planned,
-       count(DISTINCT CASE WHEN i.status = 'done' THEN i.item_id END) AS done,
+       count(DISTINCT o.item_id) AS done,
        (SELECT count(*) FROM outcomes o WHERE o.sweep_id = s.sweep_id AND o.success) AS succeeded,
        (SELECT coalesce(sum(o.input_tokens + o.output_tokens), 0) FROM outcomes o
          WHERE o.sweep_id = s.sweep_id) AS tokens
 FROM sweeps s LEFT JOIN sweep_items i ON i.sweep_id = s.sweep_id
+-- an item is done when its outcome is stored (the item row may still say planned if the
+-- driver died between the two writes); the outcome's fork id starts with the item id
+LEFT JOIN (SELECT split_part(fork_run_id, '.', 1) AS item_id FROM outcomes) o ON o.item_id = i.item_id
 {where}
 GROUP BY s.sweep_id, s.status, s.created_at ORDER BY s.created_at
 """
