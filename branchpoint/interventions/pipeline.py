@@ -110,6 +110,7 @@ class ForkBatch:
         replay = replay_fork(self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id)
         outcome = self.score(replay, iv, hypothesis_id, repeat)
         self.session.store.write_rows("outcomes", [outcome.model_dump()])
+        self.done[item] = outcome  # a later arm with the same item (a control = a curve fork) reuses it
         if self.config.sweep_id:
             self.session.store.write_rows("sweep_items", [{
                 "item_id": item, "sweep_id": self.config.sweep_id, "status": "done",
