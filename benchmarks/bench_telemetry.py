@@ -27,14 +27,33 @@ def synthetic_rows(n: int) -> list[dict[str, object]]:
     """`n` span rows shaped like `span_to_row` output (chat spans, ~500 bytes of attributes)."""
     return [
         {
-            "span_id": f"{i:016x}", "trace_id": f"{i // 50:032x}", "parent_span_id": f"{i // 2:016x}",
-            "name": "chat sim", "kind": "chat", "otel_kind": "INTERNAL", "run_id": f"run-{i // 50}",
-            "step": i % 50, "start_time": _T0, "end_time": _T0, "duration_ms": 0.5,
-            "status_code": "UNSET", "status_message": None,
-            "attributes": json.dumps({A.RUN_ID: f"run-{i // 50}", A.STEP: i % 50, A.AGENT_NAME: "Solver",
-                                      A.PROMPT: "p" * 200, A.COMPLETION: "c" * 200}),
-            "events": "[]", "links": "[]", "resource": '{"service.name":"bench"}', "scope": "bench",
-        }  # fmt: skip
+            "span_id": f"{i:016x}",
+            "trace_id": f"{i // 50:032x}",
+            "parent_span_id": f"{i // 2:016x}",
+            "name": "chat sim",
+            "kind": "chat",
+            "otel_kind": "INTERNAL",
+            "run_id": f"run-{i // 50}",
+            "step": i % 50,
+            "start_time": _T0,
+            "end_time": _T0,
+            "duration_ms": 0.5,
+            "status_code": "UNSET",
+            "status_message": None,
+            "attributes": json.dumps(
+                {
+                    A.RUN_ID: f"run-{i // 50}",
+                    A.STEP: i % 50,
+                    A.AGENT_NAME: "Solver",
+                    A.PROMPT: "p" * 200,
+                    A.COMPLETION: "c" * 200,
+                }
+            ),
+            "events": "[]",
+            "links": "[]",
+            "resource": '{"service.name":"bench"}',
+            "scope": "bench",
+        }
         for i in range(n)
     ]
 
@@ -54,7 +73,9 @@ def ingestion_rate(n: int, batch: int = MAX_EXPORT_BATCH) -> float:
 
 def sim_turn(i: int) -> str:
     """A stand-in for one `sim` agent turn: render the prompt, hash the request, serialise state."""
-    history = [f"[Step {k}] Agent{k % 3}: the value is {k * 7 % 13}" for k in range(max(0, i - 8), i)]
+    history = [
+        f"[Step {k}] Agent{k % 3}: the value is {k * 7 % 13}" for k in range(max(0, i - 8), i)
+    ]
     prompt = "You are Solver. Solve the task.\n" + "\n".join(history)
     request_hash = hashlib.sha256(prompt.encode()).hexdigest()
     reply = f"[Step {i}] Solver: operand {int(request_hash[:6], 16) % 97}"
@@ -75,7 +96,9 @@ def time_steps(step_fn: Callable[[int], str], n: int, traced: bool) -> float:
         provider = setup_tracing(store, "bench")
         tracer = provider.get_tracer("bench")
         started = time.perf_counter()
-        with tracer.start_as_current_span("branchpoint.run", attributes={A.KIND: "run", A.RUN_ID: "r"}):
+        with tracer.start_as_current_span(
+            "branchpoint.run", attributes={A.KIND: "run", A.RUN_ID: "r"}
+        ):
             for i in range(n):
                 with tracer.start_as_current_span(
                     "invoke_agent Solver",

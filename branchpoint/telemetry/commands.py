@@ -48,11 +48,15 @@ def render_table(columns: list[str], rows: list[tuple[Any, ...]]) -> Table:
     return table
 
 
-def _print(console: Console, columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat) -> None:
+def _print(
+    console: Console, columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat
+) -> None:
     if fmt is OutputFormat.table:
         console.print(render_table(columns, rows))
     else:
-        console.print(render_text(columns, rows, fmt), markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            render_text(columns, rows, fmt), markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def _db(db: Path | None) -> Path:

@@ -36,7 +36,7 @@ class ExportError(BranchpointError):
 def copy_statements(out_dir: Path) -> list[tuple[str, Path]]:
     """(COPY statement, file) for every exported table."""
     return [
-        (f"COPY {t} TO '{str(out_dir / f'{t}.parquet')}' (FORMAT PARQUET)", out_dir / f"{t}.parquet")
+        (f"COPY {t} TO '{out_dir / f'{t}.parquet'!s}' (FORMAT PARQUET)", out_dir / f"{t}.parquet")
         for t in EXPORT_TABLES
     ]
 

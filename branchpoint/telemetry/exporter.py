@@ -49,6 +49,8 @@ def _int(value: Any) -> int | None:
 def span_to_row(span: ReadableSpan) -> dict[str, Any]:
     """One `spans` table row for a finished span (ids as lowercase hex, times in UTC)."""
     context = span.get_span_context()
+    if context is None:
+        raise ValueError(f"span {span.name!r} has no span context")
     attrs = dict(span.attributes or {})
     start, end = span.start_time, span.end_time
     return {
@@ -100,7 +102,7 @@ class StoreSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             self._store.write_spans([span_to_row(s) for s in spans])
-        except Exception:  # noqa: BLE001 - telemetry must never raise into traced code
+        except Exception:
             log.exception("branchpoint: could not store %d spans", len(spans))
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

@@ -8,6 +8,7 @@ read-only connection; if a live writer holds the lock, it is sent to that writer
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = Non
         con.close()
 
 
-def _execute(con: duckdb.DuckDBPyConnection, statements: list[str], params: list[Any] | None) -> Table:
+def _execute(
+    con: duckdb.DuckDBPyConnection, statements: list[str], params: list[Any] | None
+) -> Table:
     result: Table = ([], [])
     for i, statement in enumerate(statements):
         cursor = con.execute(statement, (params or []) if i == len(statements) - 1 else [])
@@ -86,16 +89,24 @@ def _via_sink(path: Path, sql: str, params: list[Any] | None, cause: Exception) 
         "reach its Ray cluster (set RAY_ADDRESS)"
     )
     connected_here = not ray.is_initialized()
+    address_before = os.environ.get("RAY_ADDRESS")
     if connected_here:
         try:
-            ray.init(address="auto", namespace="branchpoint", logging_level=logging.ERROR,
-                     log_to_driver=False)
-        except Exception as exc:  # noqa: BLE001 - any failure to connect means "no sink"
+            ray.init(
+                address="auto",
+                namespace="branchpoint",
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
+        except Exception as exc:
             raise busy from exc
     sink = find_sink(path)
     if sink is None:
         if connected_here:
             ray.shutdown()
+            # ray.init publishes the address it joined; do not leave it steering later inits.
+            if address_before is None:
+                os.environ.pop("RAY_ADDRESS", None)
         raise busy
     try:
         result: Table = ray.get(sink.read_only_query.remote(sql, params))

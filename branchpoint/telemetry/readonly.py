@@ -16,6 +16,7 @@ from branchpoint.errors import BranchpointError, ReadOnlyQueryError
 class InvalidQueryError(BranchpointError):
     """SQL that DuckDB cannot parse or run (syntax, unknown table or column)."""
 
+
 # PRAGMAs that only report; anything else (or any `PRAGMA x = y`) may change settings or data.
 READ_PRAGMAS = frozenset(
     {

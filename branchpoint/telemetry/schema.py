@@ -157,9 +157,11 @@ def _create_table(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} ({cols}, PRIMARY KEY ({', '.join(map(_q, key))}))"
 
 
-_SPANS = "CREATE TABLE IF NOT EXISTS spans (" + ", ".join(
-    f"{c} {t}" for c, t in SPAN_COLUMNS.items()
-) + ")"
+_SPANS = (
+    "CREATE TABLE IF NOT EXISTS spans ("
+    + ", ".join(f"{c} {t}" for c, t in SPAN_COLUMNS.items())
+    + ")"
+)
 
 META_TABLE = "CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 

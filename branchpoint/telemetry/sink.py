@@ -70,7 +70,7 @@ class TraceSink:
         self._store.close()
 
 
-_RemoteSink = ray.remote(num_cpus=0)(TraceSink)
+_RemoteSink: Any = ray.remote(num_cpus=0)(TraceSink)
 
 
 def get_or_create_sink(db_path: str | Path) -> ActorHandle:
@@ -78,7 +78,7 @@ def get_or_create_sink(db_path: str | Path) -> ActorHandle:
 
     Its lifetime is tied to the driver that creates it.
     """
-    return _RemoteSink.options(  # type: ignore[attr-defined]
+    handle: ActorHandle = _RemoteSink.options(
         name=sink_name(db_path),
         namespace=NAMESPACE,
         get_if_exists=True,
@@ -86,17 +86,18 @@ def get_or_create_sink(db_path: str | Path) -> ActorHandle:
             node_id=ray.get_runtime_context().get_node_id(), soft=False
         ),
     ).remote(str(Path(db_path).resolve()))
+    return handle
 
 
-def find_sink(db_path: str | Path) -> ActorHandle | None:
-    """The live sink for `db_path` in the connected cluster, or None."""
+def find_sink(db_path: str | Path) -> Any:
+    """The live sink (an ActorHandle) for `db_path` in the connected cluster, or None."""
     try:
         return ray.get_actor(sink_name(db_path), namespace=NAMESPACE)
     except ValueError:
         return None
 
 
-def close_sink(handle: ActorHandle) -> None:
+def close_sink(handle: Any) -> None:
     """Close the sink's database cleanly, then stop the actor."""
     ray.get(handle.close.remote())
     ray.kill(handle)
@@ -106,7 +107,7 @@ class SinkClient:
     """A `TraceStore` that forwards every call to a `TraceSink` actor."""
 
     def __init__(self, handle: ActorHandle) -> None:
-        self.handle = handle
+        self.handle: Any = handle
 
     def write_spans(self, rows: list[dict[str, Any]]) -> int:
         """Store span rows idempotently in the sink."""

@@ -203,7 +203,11 @@ class DuckDBTraceStore:
         with self._lock:
             self._run(
                 "INSERT OR REPLACE INTO llm_records VALUES (?, ?, ?, ?, now())",
-                [row["request_hash"], row["model"], *(_json(row[k]) for k in ("request", "response"))],
+                [
+                    row["request_hash"],
+                    row["model"],
+                    *(_json(row[k]) for k in ("request", "response")),
+                ],
             )
 
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:

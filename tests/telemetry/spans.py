@@ -55,7 +55,9 @@ def step_attributes(run_id: str, step: int, agent: str, content: str) -> dict[st
     }
 
 
-def chat_attributes(run_id: str, step: int, agent: str, prompt: str, completion: str) -> dict[str, Any]:
+def chat_attributes(
+    run_id: str, step: int, agent: str, prompt: str, completion: str
+) -> dict[str, Any]:
     """Attributes of a chat (LLM call) span."""
     return {
         A.KIND: "chat",
@@ -117,7 +119,9 @@ def emit_step(provider: TracerProvider, run: Span, run_id: str, step: int, agent
     content = f"[{agent}] answer is {step + 4}"
     context: Context = set_span_in_context(run)
     with tracer.start_as_current_span(
-        f"invoke_agent {agent}", context=context, attributes=step_attributes(run_id, step, agent, content)
+        f"invoke_agent {agent}",
+        context=context,
+        attributes=step_attributes(run_id, step, agent, content),
     ):
         with tracer.start_as_current_span(
             "chat sim", attributes=chat_attributes(run_id, step, agent, f"prompt {step}", content)
@@ -125,7 +129,8 @@ def emit_step(provider: TracerProvider, run: Span, run_id: str, step: int, agent
             pass
         if step == 1:
             with tracer.start_as_current_span(
-                "execute_tool calculator", attributes=tool_attributes(run_id, step, "calculator", True)
+                "execute_tool calculator",
+                attributes=tool_attributes(run_id, step, "calculator", True),
             ):
                 pass
             return 3
@@ -146,7 +151,9 @@ def batch(k: int) -> list[dict[str, object]]:
             "kind": "step" if i else "run",
             "run_id": f"run-{k}",
             "step": i,
-            "attributes": json.dumps({"branchpoint.run_id": f"run-{k}", "branchpoint.content": "x" * 300}),
+            "attributes": json.dumps(
+                {"branchpoint.run_id": f"run-{k}", "branchpoint.content": "x" * 300}
+            ),
         }
         for i in range(BATCH)
     ]

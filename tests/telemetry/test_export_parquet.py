@@ -35,8 +35,12 @@ def test_export_parquet_writes_every_table(tmp_path: Path) -> None:
     files = export_parquet(tmp_path / "t.duckdb", tmp_path / "out")
     assert sorted(f.stem for f in files) == sorted(EXPORT_TABLES)
     con = duckdb.connect()
-    assert con.execute(f"SELECT count(*) FROM '{tmp_path / 'out' / 'spans.parquet'}'").fetchall() == [(8,)]
-    assert con.execute(f"SELECT \"end\" FROM '{tmp_path / 'out' / 'trials.parquet'}'").fetchall() == [(3,)]
+    assert con.execute(
+        f"SELECT count(*) FROM '{tmp_path / 'out' / 'spans.parquet'}'"
+    ).fetchall() == [(8,)]
+    assert con.execute(
+        f"SELECT \"end\" FROM '{tmp_path / 'out' / 'trials.parquet'}'"
+    ).fetchall() == [(3,)]
 
 
 def test_export_parquet_while_this_process_holds_the_store(tmp_path: Path) -> None:
@@ -53,7 +57,9 @@ def test_rows_rebuild_the_same_span(tmp_path: Path) -> None:
     rows = store.query("SELECT * FROM spans")
     for row in rows:
         again = span_to_row(row_to_span(row))
-        assert again["span_id"] == row["span_id"] and again["parent_span_id"] == row["parent_span_id"]
+        assert (
+            again["span_id"] == row["span_id"] and again["parent_span_id"] == row["parent_span_id"]
+        )
         assert again["start_time"] == row["start_time"] and again["attributes"] == row["attributes"]
     assert traces_url("http://h:1/") == "http://h:1/v1/traces" == traces_url("http://h:1/v1/traces")
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from branchpoint.telemetry.exporter import StoreSpanExporter, span_to_row
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import flush, setup_tracing
+
 from .spans import emit_run
 
 
@@ -71,9 +70,19 @@ def _store_with_runs() -> DuckDBTraceStore:
     store = DuckDBTraceStore(":memory:")
     provider = setup_tracing(store, "test")
     emit_run(provider, "root")
-    emit_run(provider, "fork1", **{"branchpoint.parent_run_id": "root", "branchpoint.fork_step": 1,
-                                   "branchpoint.intervention_id": "iv-1", "branchpoint.success": True})
-    emit_run(provider, "fork2", **{"branchpoint.parent_run_id": "fork1", "branchpoint.fork_step": 2})
+    emit_run(
+        provider,
+        "fork1",
+        **{
+            "branchpoint.parent_run_id": "root",
+            "branchpoint.fork_step": 1,
+            "branchpoint.intervention_id": "iv-1",
+            "branchpoint.success": True,
+        },
+    )
+    emit_run(
+        provider, "fork2", **{"branchpoint.parent_run_id": "fork1", "branchpoint.fork_step": 2}
+    )
     flush(provider)
     provider.shutdown()
     return store
@@ -95,7 +104,9 @@ def test_steps_llm_and_tool_views() -> None:
     store = _store_with_runs()
     steps = store.query("SELECT * FROM steps WHERE run_id = 'root' ORDER BY step")
     assert [(s["step"], s["agent"], s["kind"]) for s in steps] == [
-        (0, "Planner", "message"), (1, "Solver", "message"), (2, "Verifier", "final")
+        (0, "Planner", "message"),
+        (1, "Solver", "message"),
+        (2, "Verifier", "final"),
     ]
     assert steps[1]["content"] == "[Solver] answer is 5" and steps[1]["tokens"] == 14
     assert steps[0]["checkpoint_id"] == "ckpt-0" and steps[0]["intervened"] is False
@@ -103,7 +114,11 @@ def test_steps_llm_and_tool_views() -> None:
         "SELECT c.*, s.step AS parent_step FROM llm_calls c JOIN steps s ON s.span_id = c.parent_span_id "
         "WHERE c.run_id = 'root' ORDER BY c.step"
     )
-    assert [(c["step"], c["parent_step"], c["model"]) for c in chats] == [(0, 0, "sim"), (1, 1, "sim"), (2, 2, "sim")]
+    assert [(c["step"], c["parent_step"], c["model"]) for c in chats] == [
+        (0, 0, "sim"),
+        (1, 1, "sim"),
+        (2, 2, "sim"),
+    ]
     assert chats[0]["prompt"] == "prompt 0" and chats[0]["cached"] is False
     tools = store.query("SELECT * FROM tool_calls WHERE run_id = 'root'")
     assert [(t["tool"], t["ok"], t["step"]) for t in tools] == [("calculator", True, 1)]
@@ -114,5 +129,6 @@ def test_steps_llm_and_tool_views() -> None:
 def test_forks_view_finds_the_root() -> None:
     forks = _store_with_runs().query("SELECT * FROM forks ORDER BY run_id")
     assert [(f["run_id"], f["parent_run_id"], f["root_run_id"], f["depth"]) for f in forks] == [
-        ("fork1", "root", "root", 1), ("fork2", "fork1", "root", 2)
+        ("fork1", "root", "root", 1),
+        ("fork2", "fork1", "root", 2),
     ]

@@ -45,14 +45,19 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "phoenix.server.main", "serve"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"phoenix exited ({proc.returncode}): {(workdir / 'server.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"phoenix exited ({proc.returncode}): {(workdir / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
                     break
@@ -77,7 +82,9 @@ def _phoenix_spans(url: str, trace_id: str, expected: int) -> list[dict[str, obj
     deadline = time.monotonic() + 30
     while True:
         got = httpx.get(
-            f"{url}/v1/projects/default/spans", params={"trace_id": trace_id, "limit": 1000}, timeout=10
+            f"{url}/v1/projects/default/spans",
+            params={"trace_id": trace_id, "limit": 1000},
+            timeout=10,
         ).json()["data"]
         if len(got) >= expected or time.monotonic() > deadline:
             return list(got)
@@ -92,7 +99,9 @@ def test_export_otlp_to_phoenix_keeps_count_and_parent_links(phoenix: str, tmp_p
     emit_run(provider, "r2")
     flush(provider)
     provider.shutdown()
-    ours = store.query("SELECT span_id, parent_span_id, trace_id, name FROM spans WHERE run_id = 'r1'")
+    ours = store.query(
+        "SELECT span_id, parent_span_id, trace_id, name FROM spans WHERE run_id = 'r1'"
+    )
     store.close()
 
     assert export_otlp(db, phoenix, run_id="r1") == len(ours) == 8

@@ -18,6 +18,7 @@ from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import flush, setup_tracing
+
 from .spans import emit_run
 
 WRITES = [
@@ -87,7 +88,9 @@ def test_reads_pass(db: Path, statement: str) -> None:
 
 
 def test_last_statement_result_and_params(db: Path) -> None:
-    assert readonly_query(db, "SELECT 1; SELECT count(*) FROM steps WHERE run_id = ?", ["r1"])[1] == [(3,)]
+    assert readonly_query(db, "SELECT 1; SELECT count(*) FROM steps WHERE run_id = ?", ["r1"])[
+        1
+    ] == [(3,)]
 
 
 def test_missing_file_and_bad_sql_are_clear_errors(db: Path, tmp_path: Path) -> None:
@@ -110,7 +113,9 @@ time.sleep(60)
 
 
 def test_locked_file_without_a_sink_is_database_busy(db: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         started = time.monotonic()
@@ -131,12 +136,20 @@ def _app() -> typer.Typer:
 
 def test_sql_command_formats(db: Path) -> None:
     runner = CliRunner()
-    out = runner.invoke(_app(), ["sql", "SELECT step, agent FROM steps ORDER BY step", "--db", str(db), "--format", "json"])
+    out = runner.invoke(
+        _app(),
+        ["sql", "SELECT step, agent FROM steps ORDER BY step", "--db", str(db), "--format", "json"],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == [
-        {"step": 0, "agent": "Planner"}, {"step": 1, "agent": "Solver"}, {"step": 2, "agent": "Verifier"}
+        {"step": 0, "agent": "Planner"},
+        {"step": 1, "agent": "Solver"},
+        {"step": 2, "agent": "Verifier"},
     ]
-    out = runner.invoke(_app(), ["sql", "SELECT step, agent FROM steps ORDER BY step", "--db", str(db), "--format", "csv"])
+    out = runner.invoke(
+        _app(),
+        ["sql", "SELECT step, agent FROM steps ORDER BY step", "--db", str(db), "--format", "csv"],
+    )
     assert out.output.splitlines() == ["step,agent", "0,Planner", "1,Solver", "2,Verifier"]
     out = runner.invoke(_app(), ["sql", "SELECT agent FROM steps WHERE step = 2", "--db", str(db)])
     assert "Verifier" in out.output and "1 row(s)" in out.output

@@ -13,7 +13,6 @@ from branchpoint.telemetry.store import DuckDBTraceStore
 
 from .spans import BATCH, batch
 
-
 _WRITER = """
 import sys
 sys.path.insert(0, sys.argv[2])
@@ -52,7 +51,9 @@ def test_sigkill_mid_write_loses_no_committed_span(tmp_path: Path) -> None:
     assert counts["n"] == counts["d"] and counts["n"] % BATCH == 0
     stored_batches = counts["n"] // BATCH
     assert stored_batches >= committed + 1  # every batch the writer saw committed is there
-    per_run = store.query("SELECT run_id, count(*) AS n FROM spans GROUP BY run_id HAVING n <> ?", [BATCH])
+    per_run = store.query(
+        "SELECT run_id, count(*) AS n FROM spans GROUP BY run_id HAVING n <> ?", [BATCH]
+    )
     assert per_run == []  # no half-written batch
     intact = store.query(
         "SELECT count(*) AS n FROM spans WHERE length(attributes->>'$.\"branchpoint.content\"') = 300"

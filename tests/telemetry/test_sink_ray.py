@@ -15,6 +15,7 @@ from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.query import readonly_query
 from branchpoint.telemetry.sink import SinkClient, close_sink, find_sink, get_or_create_sink
 from branchpoint.telemetry.tracing import extract_context, flush, inject_context, setup_tracing
+
 from .spans import chat_attributes, run_attributes, step_attributes
 
 
@@ -28,7 +29,9 @@ class ChatActor:
     def chat(self, carrier: dict[str, str], run_id: str, step: int) -> str:
         tracer = self.provider.get_tracer("test-actor")
         attrs = chat_attributes(run_id, step, "Solver", "prompt", "completion")
-        with tracer.start_as_current_span("chat sim", context=extract_context(carrier), attributes=attrs):
+        with tracer.start_as_current_span(
+            "chat sim", context=extract_context(carrier), attributes=attrs
+        ):
             pass
         flush(self.provider)
         return ray.get_runtime_context().get_actor_id()
@@ -39,7 +42,12 @@ def ray_cluster() -> Iterator[None]:
     # Workers import this module by the name pytest gave it: put its roots on their path.
     tests_dir = Path(__file__).resolve().parents[1]
     paths = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": paths}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": paths}},
+    )
     yield
     ray.shutdown()
 
@@ -58,7 +66,7 @@ def test_actor_chat_span_is_child_of_driver_step_span(ray_cluster: None, tmp_pat
                 ray.get(actor.chat.remote(inject_context(span), "r1", step))
     flush(provider)
 
-    columns, rows = readonly_query(
+    _, rows = readonly_query(
         db,
         "SELECT c.run_id, s.run_id AS step_run, c.step, s.step AS step_step, "
         "c.resource->>'$.\"service.name\"' AS svc FROM spans c JOIN spans s ON s.span_id = c.parent_span_id "
@@ -76,4 +84,7 @@ def test_actor_chat_span_is_child_of_driver_step_span(ray_cluster: None, tmp_pat
     provider.shutdown()
     close_sink(sink)
     assert find_sink(db) is None
-    assert readonly_query(db, f"SELECT count(*) FROM spans WHERE kind = 'chat' AND attributes->>'$.\"{A.RUN_ID}\"' = 'r1'")[1] == [(2,)]
+    assert readonly_query(
+        db,
+        f"SELECT count(*) FROM spans WHERE kind = 'chat' AND attributes->>'$.\"{A.RUN_ID}\"' = 'r1'",
+    )[1] == [(2,)]

@@ -48,9 +48,18 @@ def test_write_rows_upserts_by_primary_key() -> None:
     store.write_rows("hypotheses", [{**row, "reason": "updated"}, {**row, "reason": "last"}])
     assert store.query("SELECT reason FROM hypotheses") == [{"reason": "last"}]
     verdict = Verdict(
-        hypothesis_id=hyp.hypothesis_id, run_id="r1", intervention_id="iv-1", label="validated",
-        n=3, successes=3, fulfilled=3, mean_progress=1.0, wilson_low=0.4, wilson_high=1.0,
-        control_n=3, control_successes=1,
+        hypothesis_id=hyp.hypothesis_id,
+        run_id="r1",
+        intervention_id="iv-1",
+        label="validated",
+        n=3,
+        successes=3,
+        fulfilled=3,
+        mean_progress=1.0,
+        wilson_low=0.4,
+        wilson_high=1.0,
+        control_n=3,
+        control_successes=1,
     )
     vrow = {**verdict.model_dump(mode="json"), "control_rate": verdict.control_rate}
     store.write_rows("verdicts", [vrow, vrow])
