@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -33,11 +33,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def llama_server(local_gguf: Path) -> Iterator[str]:
+def llama_server(local_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1; yields its `openai:` spec text."""
     port = _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(local_gguf),
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log_path.open("wb") as log:
+        yield from _serve(local_gguf, port, log, log_path)
+
+
+def _serve(gguf: Path, port: int, log: IO[bytes], log_path: Path) -> Iterator[str]:
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
            "--model_alias", SERVER_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", "4096", "--n_threads", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -46,7 +51,9 @@ def llama_server(local_gguf: Path) -> Iterator[str]:
         deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama server exited ({proc.returncode}): {Path(log.name).read_text()[-2000:]}")
+                pytest.fail(
+                    f"llama server exited ({proc.returncode}): {log_path.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
                     break
@@ -63,5 +70,3 @@ def llama_server(local_gguf: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)

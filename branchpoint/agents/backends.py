@@ -80,7 +80,7 @@ def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClien
     """The autogen chat client for a `local` or `openai` spec (`sim` is built by agents.sim)."""
     if spec.backend == "local":
         return LlamaCppClient(resolve_gguf(spec.path, settings.model_cache), model_name=spec.name)
-    if spec.backend == "openai":
+    if spec.backend == "openai" and spec.base_url is not None:
         from autogen_ext.models.openai import OpenAIChatCompletionClient
 
         return OpenAIChatCompletionClient(

@@ -181,7 +181,9 @@ def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
         if isinstance(msg, SystemMessage):
             converted.append({"role": "system", "content": msg.content})
         elif isinstance(msg, UserMessage):
-            if not isinstance(msg.content, str) and not all(isinstance(p, str) for p in msg.content):
+            if not isinstance(msg.content, str) and not all(
+                isinstance(p, str) for p in msg.content
+            ):
                 raise ValueError("the local backend takes text messages only, not images")
             text = msg.content if isinstance(msg.content, str) else "\n".join(msg.content)  # type: ignore[arg-type]
             converted.append({"role": "user", "content": text})
@@ -252,9 +254,8 @@ class LlamaCppClient(ChatCompletionClient):
             prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
             completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
         )
-        finish = "length" if choice.get("finish_reason") == "length" else "stop"
         return CreateResult(
-            finish_reason=finish,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             content=choice["message"]["content"] or "",
             usage=usage,
             cached=False,

@@ -102,7 +102,7 @@ def _namespace_prefix() -> tuple[str, ...]:
     base = ("unshare", "--net", "--pid", "--fork", "--kill-child")
     prefix = base if os.geteuid() == 0 else ("unshare", "--map-root-user", *base[1:])
     try:
-        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+        probe = subprocess.run([*prefix, "true"], check=False, capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return prefix if probe.returncode == 0 else ()
@@ -236,7 +236,8 @@ def run_python(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_limiter(memory_mb, int(timeout_s) + 1, cgroup_procs),
+            # Limits must bind the child alone; the hook only calls setrlimit and write(2).
+            preexec_fn=_limiter(memory_mb, int(timeout_s) + 1, cgroup_procs),  # noqa: PLW1509
         )
         try:
             head, tail, total, timed_out = _collect(proc, started + timeout_s)

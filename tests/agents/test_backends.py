@@ -108,7 +108,9 @@ def test_corrupted_copy_of_the_chunks_is_rejected(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "model.gguf").exists()
 
 
-def test_corrupted_cached_model_is_rebuilt_from_the_chunks(local_gguf: Path, tmp_path: Path) -> None:
+def test_corrupted_cached_model_is_rebuilt_from_the_chunks(
+    local_gguf: Path, tmp_path: Path
+) -> None:
     cached = Path(shutil.copy(local_gguf, tmp_path / local_gguf.name))
     with cached.open("r+b") as f:
         f.seek(4096)
@@ -144,7 +146,9 @@ def test_unreachable_openai_endpoint_fails_fast() -> None:
         port = probe.getsockname()[1]
     spec = parse_model_spec(f"openai:qwen@http://127.0.0.1:{port}/v1")
     started = time.monotonic()
-    with pytest.raises(ModelUnavailableError, match=r"cannot reach model endpoint http://127\.0\.0\.1"):
+    with pytest.raises(
+        ModelUnavailableError, match=r"cannot reach model endpoint http://127\.0\.0\.1"
+    ):
         check_endpoint(spec, timeout_s=2.0)
     assert time.monotonic() - started < 5.0
     check_endpoint(parse_model_spec("sim"))  # nothing to reach
@@ -176,7 +180,9 @@ def test_same_seed_gives_the_same_text_and_other_seeds_can_differ(
     first = _ask(local_client, prompt, seed=11, temperature=1.0, max_tokens=8)
     _ask(local_client, "Name a colour.", seed=5, temperature=1.0, max_tokens=2)  # other KV state
     assert _ask(local_client, prompt, seed=11, temperature=1.0, max_tokens=8) == first
-    resampled = (_ask(local_client, prompt, seed=s, temperature=1.0, max_tokens=8) for s in range(4))
+    resampled = (
+        _ask(local_client, prompt, seed=s, temperature=1.0, max_tokens=8) for s in range(4)
+    )
     assert any(text != first for text in resampled)
 
 

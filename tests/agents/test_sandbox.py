@@ -50,7 +50,9 @@ def test_sleeping_program_is_killed_at_the_deadline() -> None:
 
 
 def test_memory_bomb_fails_without_taking_the_machine() -> None:
-    result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))", memory_mb=256)
+    result = run_python(
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))", memory_mb=256
+    )
     assert not result.ok
     assert "MemoryError" in result.output
 
