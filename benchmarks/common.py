@@ -1,0 +1,100 @@
+"""Shared helpers of the benchmark scripts: a session on a scratch database, synthetic tasks, timing."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from branchpoint.model import Step, Task
+from branchpoint.orchestrator.session import Session
+from branchpoint.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+@contextlib.contextmanager
+def scratch_session(db: Path | None = None, **settings: Any) -> Iterator[Session]:
+    """A Session on `db`, or on a fresh temporary trace database that is removed afterwards."""
+    with contextlib.ExitStack() as stack:
+        if db is None:
+            db = (
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+                / "traces.duckdb"
+            )
+        session = stack.enter_context(Session(Settings(db_path=db, **settings)))
+        yield session
+
+
+def chain_task(n: int) -> Task:
+    """A synthetic task whose worked solution is n calculator steps: i+1=<<i+1=i+1>>."""
+    lines = "\n".join(f"{i}+1=<<{i}+1={i + 1}>>{i + 1}" for i in range(n))
+    return Task(
+        task_id=f"chain-{n}",
+        question=f"Count from 0 to {n}, one step at a time.",
+        answer=str(n),
+        solution=lines + f"\n#### {n}",
+    )
+
+
+def set_max_steps(session: Session, max_steps: int) -> None:
+    """Change the step limit of a live session (Settings is frozen; forks read it at fork time)."""
+    object.__setattr__(session.settings, "max_steps", max_steps)
+
+
+class AppendClock:
+    """Wraps the session's message store to time-stamp every step it records.
+
+    `record_step` appends each step's message right after the step's turn finished, so the first
+    append after a mark is the moment the first new step exists.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.stamps: list[tuple[float, Step]] = []
+        store = session.messages
+        original = store.append
+
+        def append(parent_id: str | None, step: Step) -> str:
+            message_id = original(parent_id, step)
+            self.stamps.append((time.perf_counter(), step))
+            return message_id
+
+        store.append = append  # type: ignore[method-assign]
+
+    def first_after(self, t0: float) -> float:
+        """Seconds from t0 to the first step recorded after it."""
+        return next(t for t, _ in self.stamps if t >= t0) - t0
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of one call."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    return statistics.median(values)
+
+
+def progress_bar() -> Progress:
+    """The rich progress bar of the benchmarks."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )

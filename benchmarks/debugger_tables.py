@@ -1,0 +1,187 @@
+"""Result tables of the debugger benchmark, from its saved state: localisation, flips, value-curve misses.
+
+Also two offline re-analyses of the stored value curves (binomial change point, last step with
+V > 0) that show what a different change-point rule in `attribution.value_curve_hypothesis`
+would have scored on the very same forks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from benchmarks.common import console
+from branchpoint.interventions.pipeline import JUDGE_METHODS
+
+CURVE_METHODS = ("value_curve", "ground_truth")
+
+
+def first_hyp(hyps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A method's main hypothesis (its first), if any."""
+    return hyps[0] if hyps else None
+
+
+def accuracy_row(name: str, picks: list[tuple[dict[str, Any] | None, dict[str, Any]]]) -> list[str]:
+    """A table row: runs, hypotheses given, agent-level and step-level (exact) accuracy."""
+    n = len(picks)
+    agent = sum(h is not None and h["agent"] == f["agent"] for h, f in picks)
+    step = sum(h is not None and h["step"] == f["step"] for h, f in picks)
+    given = sum(h is not None for h, _ in picks)
+    return [
+        name,
+        str(n),
+        str(given),
+        f"{agent}/{n} = {agent / max(n, 1):.0%}",
+        f"{step}/{n} = {step / max(n, 1):.0%}",
+    ]
+
+
+def binomial_change_point(curve: dict[str, float], repeats: int) -> int | None:
+    """Offline re-analysis: the change point of V(k) by a two-segment binomial likelihood.
+
+    Successes s_k = V(k)·repeats; the failed original is one more point (0 of 1) after the last
+    step. The split maximising the likelihood of one success rate before and one after wins
+    (ties to the later k). None when no fork succeeded.
+    """
+    points = sorted((int(k), round(v * repeats)) for k, v in curve.items())
+    counts = [(s, repeats) for _, s in points] + [(0, 1)]
+    if not any(s for s, _ in counts):
+        return None
+
+    def loglik(segment: list[tuple[int, int]]) -> float:
+        s, n = sum(a for a, _ in segment), sum(b for _, b in segment)
+        p = s / n
+        return (s * math.log(p) if s else 0.0) + ((n - s) * math.log(1 - p) if n - s else 0.0)
+
+    best = max(
+        range(len(points)), key=lambda i: (loglik(counts[: i + 1]) + loglik(counts[i + 1 :]), i)
+    )
+    return points[best][0]
+
+
+def last_recoverable(curve: dict[str, float]) -> int | None:
+    """Offline re-analysis: the last step from which some resample fork still succeeded."""
+    alive = [int(k) for k, v in curve.items() if v > 0]
+    return max(alive) if alive else None
+
+
+def majority(successes: int, n: int) -> bool:
+    """At least 2/3 of the forks succeeded."""
+    return n > 0 and 3 * successes >= 2 * n
+
+
+def print_tables(state: dict[str, Any]) -> None:
+    """All result tables from the saved state (partial if the benchmark is unfinished)."""
+    runs, debug = state["runs"], state["debug"]
+    cfg = state["config"]
+    failed = sum(v["status"] == "failed" for v in runs.values())
+    console.print(
+        f"{len(runs)} sim runs with one injected fault each (recurrence R={cfg['recurrence']}, seed "
+        f"{cfg['seed']}); {failed} failed; {len(debug)} debugged "
+        f"(curve_repeats={cfg['curve_repeats']}, repeats={cfg['repeats']})"
+    )
+    loc = Table(title=f"localisation vs the injected fault ({len(debug)} failed runs)")
+    for col in ("method", "runs", "with hypothesis", "agent-level", "step-level (exact)"):
+        loc.add_column(col, justify="right")
+    for method in CURVE_METHODS:
+        picks = [
+            (first_hyp([h for h in d["hyps"] if h["method"] == method]), d["fault"])
+            for d in debug.values()
+        ]
+        loc.add_row(*accuracy_row(method, picks))
+    subset = [rid for rid in state["judge"] if rid in debug]
+    for method in JUDGE_METHODS:
+        picks = [
+            (first_hyp(state["judge"][rid].get(method, {}).get("hyps", [])), debug[rid]["fault"])
+            for rid in subset
+            if method in state["judge"][rid]
+        ]
+        if picks:
+            loc.add_row(*accuracy_row(f"{method} (local 0.5B judge)", picks))
+    if subset:
+        picks = [
+            (
+                first_hyp([h for h in debug[r]["hyps"] if h["method"] == "value_curve"]),
+                debug[r]["fault"],
+            )
+            for r in subset
+        ]
+        loc.add_row(*accuracy_row("value_curve on the judge subset", picks))
+    for name, pick in (
+        (
+            "binomial change point",
+            lambda d: binomial_change_point(d["curve"], cfg["curve_repeats"]),
+        ),
+        ("last step with V > 0", lambda d: last_recoverable(d["curve"])),
+    ):
+        picks = [
+            ({"agent": d["agents"][k], "step": k} if k is not None else None, d["fault"])
+            for d in debug.values()
+            for k in [pick(d)]
+        ]
+        loc.add_row(*accuracy_row(f"offline: {name} on the same V(k)", picks))
+    console.print(loc)
+
+    flips = Table(
+        title="interventions from correct hypotheses (hypothesis step = fault step) vs resample controls"
+    )
+    for col in (
+        "method",
+        "fault kind",
+        "correct hyps",
+        "flipped (≥2/3 forks)",
+        "control flipped (≥2/3)",
+        "control success rate",
+    ):
+        flips.add_column(col, justify="right")
+    kinds = sorted({d["fault"]["kind"] for d in debug.values()})
+    for method in CURVE_METHODS:
+        for kind in [*kinds, "all"]:
+            tests = [
+                t
+                for d in debug.values()
+                for t in d["tests"]
+                if t["method"] == method
+                and t["step"] == d["fault"]["step"]
+                and kind in ("all", d["fault"]["kind"])
+            ]
+            n = len(tests)
+            flipped = sum(majority(t["successes"], t["n"]) for t in tests)
+            ctrl = sum(majority(t["control_successes"], t["control_n"]) for t in tests)
+            rate = sum(t["control_successes"] for t in tests) / max(
+                1, sum(t["control_n"] for t in tests)
+            )
+            flips.add_row(
+                method,
+                kind,
+                str(n),
+                f"{flipped}/{n} = {flipped / max(n, 1):.0%}",
+                f"{ctrl}/{n} = {ctrl / max(n, 1):.0%}",
+                f"{rate:.0%}",
+            )
+    console.print(flips)
+
+    misses = [
+        d
+        for d in debug.values()
+        if (first_hyp([h for h in d["hyps"] if h["method"] == "value_curve"]) or {}).get("step")
+        != d["fault"]["step"]
+    ]
+    if misses:
+        table = Table(title=f"value-curve misses ({len(misses)}; first 8 shown): V(k) per step")
+        for col in ("fault", "guess", "V(0..n-1)"):
+            table.add_column(col)
+        for d in misses[:8]:
+            guess = first_hyp([h for h in d["hyps"] if h["method"] == "value_curve"])
+            curve = " ".join(
+                f"{float(v):.2f}" for _, v in sorted(d["curve"].items(), key=lambda kv: int(kv[0]))
+            )
+            f = d["fault"]
+            table.add_row(
+                f"{f['kind']} @ {f['agent']} step {f['step']}",
+                f"step {guess['step']}" if guess else "none",
+                curve,
+            )
+        console.print(table)
