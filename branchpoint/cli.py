@@ -93,12 +93,14 @@ def run(
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.agents.teams import get_team
-    from branchpoint.orchestrator.runner import plan_faults, run_tasks, sim_tasks
+    from branchpoint.orchestrator.runner import plan_faults, preflight_model, run_tasks, sim_tasks
     from branchpoint.orchestrator.session import Session, is_sim
     from branchpoint.tasks import load_tasks
 
     team_spec = get_team(team)
+    settings = settings_from(db, address, checkpointer)
     task_list = load_tasks(tasks, None if is_sim(model) else limit)
+    preflight_model(model, team_spec, settings)
     faults = {}
     if is_sim(model):
         task_list, skipped = sim_tasks(task_list)
@@ -106,7 +108,7 @@ def run(
         if skipped:
             console.print(f"[dim]sim: left out {skipped} tasks whose worked solution it cannot follow[/dim]")
         faults = plan_faults(task_list, fault_rate, seed)
-    with Session(settings_from(db, address, checkpointer)) as session, progress_bar() as bar:
+    with Session(settings) as session, progress_bar() as bar:
         job = bar.add_task(f"{team} × {model}", total=len(task_list), status="")
         counts = {"succeeded": 0, "failed": 0, "errored": 0}
 

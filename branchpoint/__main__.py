@@ -1,0 +1,5 @@
+"""`python -m branchpoint` runs the CLI."""
+
+from branchpoint.cli import main
+
+main()

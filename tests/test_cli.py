@@ -1,0 +1,90 @@
+"""The `branchpoint` command as a user runs it: real processes, real Ray, real DuckDB files."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_first200.jsonl"
+
+
+def bp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "branchpoint", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_sim_run_is_deterministic_for_a_seed_and_traced(tmp_path: Path) -> None:
+    outcomes = []
+    for name in ("a", "b"):
+        db = tmp_path / f"{name}.duckdb"
+        result = bp("run", "--team", "math", "--model", "sim", "--tasks", str(GSM8K), "--limit", "50",
+                    "--seed", "7", "--concurrency", "4", "--db", str(db))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "summary" in result.stdout
+        outcomes.append(rows(db, "SELECT task_id, status, final_answer, faults FROM runs ORDER BY task_id"))
+        assert len(outcomes[-1]) == 50
+        assert {r[1] for r in outcomes[-1]} <= {"succeeded", "failed"}
+        # every step the runs report is a step span; every chat span hangs off a step span of its run
+        assert rows(db, "SELECT sum(n_steps) FROM runs")[0][0] == rows(db, "SELECT count(*) FROM steps")[0][0]
+        orphans = rows(db, """SELECT count(*) FROM spans c LEFT JOIN spans s ON s.span_id = c.parent_span_id
+                              WHERE c.kind = 'chat' AND (s.kind IS DISTINCT FROM 'step' OR s.run_id <> c.run_id)""")
+        assert orphans[0][0] == 0
+    assert outcomes[0] == outcomes[1]
+    failed_with_fault = [r for r in outcomes[0] if r[1] == "failed"]
+    assert failed_with_fault and all(json.loads(r[3]) for r in failed_with_fault)
+
+
+def test_malformed_task_file_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x", "answer": "1"}\n{oops\n')
+    result = bp("run", "--model", "sim", "--tasks", str(bad), "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 2
+    assert "bad.jsonl:2" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_missing_model_file_is_one_line_error(tmp_path: Path) -> None:
+    result = bp("run", "--model", f"local:{tmp_path}/nope.gguf", "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 3
+    assert "nope.gguf" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_unreachable_endpoint_is_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = bp("run", "--model", f"openai:m@http://127.0.0.1:{port}/v1", "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 3
+    assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_fork_and_sql_requests_exit_non_zero_and_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    assert bp("run", "--model", "sim", "--tasks", str(GSM8K), "--limit", "3", "--db", str(db)).returncode == 0
+    before = rows(db, "SELECT count(*) FROM spans")[0][0]
+    run_id = rows(db, "SELECT run_id FROM runs LIMIT 1")[0][0]
+    bad_json = tmp_path / "iv.json"
+    bad_json.write_text("{not json")
+    cases = [
+        (("fork", "run-nope", "--step", "1", "--db", str(db)), "unknown run id"),
+        (("fork", run_id, "--step", "99", "--db", str(db)), "out of range"),
+        (("fork", run_id, "--step", "1", "--intervention", str(bad_json), "--db", str(db)), "not valid JSON"),
+        (("sql", "DELETE FROM spans", "--db", str(db)), "read-only"),
+        (("sql", "DROP VIEW runs", "--db", str(db)), "read-only"),
+    ]
+    for args, message in cases:
+        result = bp(*args)
+        assert result.returncode != 0, args
+        assert message in result.stderr.lower() or message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+    assert rows(db, "SELECT count(*) FROM spans")[0][0] == before
