@@ -81,6 +81,8 @@ class ChatClientJudge:
         """Stop the private event loop."""
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 @cache
