@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +28,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "BOOLEAN": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us"),
 }
+
+CHECKPOINT_THRESHOLD = "256MB"
 
 # Open writable stores of this process, by resolved path: DuckDB refuses a second, differently
 # configured connection to the same file from one process, so read-only queries reuse these.
@@ -72,21 +73,26 @@ def _json_columns(columns: dict[str, str]) -> list[str]:
     return [name for name, ddl in columns.items() if ddl.split()[0] == "JSON"]
 
 
-def _encode_json(rows: Iterable[dict[str, Any]], json_cols: list[str]) -> list[dict[str, Any]]:
-    """Rows with dict/list values of JSON columns serialised (strings pass through)."""
-    out = []
-    for row in rows:
-        fixed = dict(row)
-        for col in json_cols:
-            value = fixed.get(col)
-            if value is not None and not isinstance(value, str):
-                fixed[col] = json.dumps(value, default=str)
-        out.append(fixed)
-    return out
+def _json_text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set[str]) -> pa.Table:
+    """Rows as an Arrow table, built column by column (faster than row-wise conversion).
+
+    Dict/list values of JSON columns are serialised; strings pass through as JSON text.
+    """
+    arrays = []
+    for field in arrow_schema:
+        values = [row.get(field.name) for row in rows]
+        if field.name in json_cols:
+            values = [_json_text(v) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
 
 _SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
-_SPAN_JSON = _json_columns(schema.SPAN_COLUMNS)
+_SPAN_JSON = set(_json_columns(schema.SPAN_COLUMNS))
 _TABLE_SCHEMAS = {t: _schema_of(cols) for t, (cols, _) in schema.TABLES.items()}
 
 
@@ -105,6 +111,8 @@ class DuckDBTraceStore:
 
     def _migrate(self) -> None:
         with self._lock:
+            # Fewer automatic checkpoints while spans stream in; the WAL keeps every commit durable.
+            self._run(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             self._run(schema.META_TABLE)
             stored = self._run(schema.VERSION_READ)
             schema.check_version(stored[0][0] if stored else None)
@@ -120,7 +128,7 @@ class DuckDBTraceStore:
         """Insert span rows, skipping span ids already stored; returns the number inserted."""
         if not rows:
             return 0
-        table = pa.Table.from_pylist(_encode_json(rows, _SPAN_JSON), schema=_SPAN_SCHEMA)
+        table = to_arrow(rows, _SPAN_SCHEMA, _SPAN_JSON)
         with self._lock:
             self._con.register("_incoming_spans", table)
             try:
@@ -140,8 +148,7 @@ class DuckDBTraceStore:
         unknown = {k for row in rows for k in row} - set(columns)
         if unknown:
             raise ValueError(f"{table} has no columns {sorted(unknown)}")
-        encoded = _encode_json(rows, _json_columns(columns))
-        arrow = pa.Table.from_pylist(encoded, schema=_TABLE_SCHEMAS[table])
+        arrow = to_arrow(rows, _TABLE_SCHEMAS[table], set(_json_columns(columns)))
         names = ", ".join(schema.quote(c) for c in columns)
         dedup = ", ".join(schema.quote(c) for c in key)
         with self._lock:
