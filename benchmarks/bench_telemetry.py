@@ -126,20 +126,40 @@ def overhead(step_fn: Callable[[int], str], n: int, repeats: int = 5) -> tuple[f
     return statistics.median(plain), statistics.median(traced)
 
 
+class _TurnHost:
+    """A Ray actor running `sim_turn`, as an AgentHost runs a sim agent's turn."""
+
+    def turn(self, i: int) -> str:
+        return sim_turn(i)
+
+
+def ray_turn_fn() -> Callable[[int], str]:
+    """A step function that runs `sim_turn` in a Ray actor (the real path of a sim step)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    host = ray.remote(num_cpus=0)(_TurnHost).remote()
+    return lambda i: str(ray.get(host.turn.remote(i)))
+
+
 def main() -> None:
     """Print the benchmark table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=2_000)
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray-actor step variant")
     args = parser.parse_args()
     rate = ingestion_rate(args.spans)
-    plain, traced = overhead(sim_turn, args.steps)
-    print(f"{'measure':<44}{'value':>14}{'goal':>12}")
-    print(f"{'ingestion into DuckDBTraceStore (spans/s)':<44}{rate:>14,.0f}{'>= 100,000':>12}")
-    print(f"{'sim-turn stand-in, untraced (us/step)':<44}{plain * 1e6:>14.1f}{'':>12}")
-    print(f"{'sim-turn stand-in, traced (us/step)':<44}{traced * 1e6:>14.1f}{'':>12}")
-    print(f"{'tracing cost (us/step, 2 spans)':<44}{(traced - plain) * 1e6:>14.1f}{'':>12}")
-    print(f"{'traced / untraced':<44}{traced / plain:>14.2f}{'<= 1.10':>12}")
+    print(f"{'measure':<50}{'value':>14}{'goal':>12}")
+    print(f"{'ingestion into DuckDBTraceStore (spans/s)':<50}{rate:>14,.0f}{'>= 100,000':>12}")
+    variants = [("in-process sim turn", sim_turn, args.steps)]
+    if not args.no_ray:
+        variants.append(("sim turn in a Ray actor", ray_turn_fn(), max(1, args.steps // 4)))
+    for label, step_fn, n in variants:
+        plain, traced = overhead(step_fn, n)
+        print(f"{label + ', untraced (us/step)':<50}{plain * 1e6:>14.1f}")
+        print(f"{label + ', traced (us/step)':<50}{traced * 1e6:>14.1f}")
+        print(f"{label + ', traced / untraced':<50}{traced / plain:>14.2f}{'<= 1.10':>12}")
 
 
 if __name__ == "__main__":
