@@ -11,10 +11,14 @@ own parent run, so no LLM call is answered from the record store of an earlier m
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from branchpoint.agents.teams import MATH
 from branchpoint.interventions.pipeline import DebugConfig, ForkBatch
@@ -29,6 +33,29 @@ from branchpoint.tasks import load_tasks
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_first200.jsonl"
 MODEL = "sim:0.5"
 CONCURRENCY = (8, 32, 128)
+PARTS = ("driver", "sink", "hosts", "ray")
+
+
+def cpu_seconds() -> Counter[str]:
+    """CPU seconds used so far by this driver and the local Ray it started, by part."""
+    me = psutil.Process(os.getpid())
+    used: Counter[str] = Counter()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            title, times = " ".join(proc.cmdline()), proc.cpu_times()
+        except psutil.Error:
+            continue
+        part = (
+            "driver"
+            if proc.pid == me.pid
+            else "sink"
+            if "TraceSink" in title
+            else "hosts"
+            if "AgentHost" in title
+            else "ray"
+        )
+        used[part] += times.user + times.system
+    return used
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,12 @@ class Measurement:
     forks: int
     seconds: float
     llm_calls_per_fork: float
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per fork, by part
+
+    @property
+    def cpu_per_fork(self) -> float:
+        """CPU seconds one fork costs in all processes together."""
+        return sum(self.cpu.values())
 
     @property
     def forks_per_s(self) -> float:
@@ -63,28 +96,40 @@ def measure(session: Session, parent: Run, forks: int, concurrency: int) -> Meas
     config = DebugConfig(methods=(), repeats=forks, concurrency=concurrency, sweep_id=sweep_id)
     batch = ForkBatch(session, parent, steps, [], config)
     last = Resample(step=len(steps) - 1)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds()
     (outcomes,) = batch.outcomes([(last, None)], forks)
-    seconds = time.perf_counter() - started
-    session.flush()
+    session.flush()  # the forks' spans are part of their cost
+    seconds, cpu_used = time.perf_counter() - started, cpu_seconds() - cpu_before
     rows = session.store.query(
         "SELECT count(*) AS n FROM llm_calls WHERE run_id IN (SELECT run_id FROM runs WHERE sweep_id = ?)",
         [sweep_id],
     )
-    return Measurement(concurrency, len(outcomes), seconds, rows[0]["n"] / len(outcomes))
+    n = len(outcomes)
+    cpu = {part: cpu_used[part] / n for part in PARTS}
+    return Measurement(concurrency, n, seconds, rows[0]["n"] / n, cpu)
 
 
 def report(sequential: Measurement, concurrent: list[Measurement]) -> str:
     """The table: forks/s per concurrency and the ratio to sequential."""
+    cpu_cols = " ".join(f"{'ms ' + p:>9}" for p in PARTS)
     lines = [
-        f"{'concurrency':>11} {'forks':>6} {'seconds':>8} {'forks/s':>8} {'calls/fork':>10} {'× seq':>6}"
+        f"{'concurrency':>11} {'forks':>6} {'seconds':>8} {'forks/s':>8} {'calls/fork':>10} "
+        + f"{'× seq':>6} {'cpu ms/fork':>11} {cpu_cols}"
     ]
     for m in [sequential, *concurrent]:
         ratio = m.forks_per_s / sequential.forks_per_s
+        parts = " ".join(f"{1000 * m.cpu[p]:>9.0f}" for p in PARTS)
         lines.append(
             f"{m.concurrency:>11} {m.forks:>6} {m.seconds:>8.1f} {m.forks_per_s:>8.2f} "
-            f"{m.llm_calls_per_fork:>10.2f} {ratio:>6.1f}"
+            f"{m.llm_calls_per_fork:>10.2f} {ratio:>6.1f} {1000 * m.cpu_per_fork:>11.0f} {parts}"
         )
+    cores = psutil.cpu_count() or 1
+    best = min(m.cpu_per_fork for m in concurrent)
+    lines.append(
+        f"CPU ceiling on {cores} cores: {cores / best:.1f} forks/s "
+        f"(= {cores / best / sequential.forks_per_s:.1f}× sequential); load average now "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     return "\n".join(lines)
 
 
@@ -96,10 +141,12 @@ def main() -> None:
         "--sequential-forks", type=int, default=16, help="forks for the sequential baseline"
     )
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCY))
+    parser.add_argument("--hosts", type=int, default=Settings().n_hosts, help="AgentHost actors")
     args = parser.parse_args()
+    settings = Settings(n_hosts=args.hosts)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Session(Settings(db_path=Path(tmp) / "bench.duckdb")) as session,
+        Session(settings.with_overrides(db_path=Path(tmp) / "bench.duckdb")) as session,
     ):
         parents = seed_parents(session, 1 + len(args.concurrency))
         sequential = measure(session, parents[0], args.sequential_forks, 1)
@@ -109,7 +156,7 @@ def main() -> None:
         ]
     print(
         f"sweep throughput, model {MODEL} (0.5 s per LLM call); sequential measured on "
-        f"{sequential.forks} forks, concurrent on {args.forks}"
+        f"{sequential.forks} forks, concurrent on {args.forks}; {args.hosts} AgentHost actors"
     )
     print(report(sequential, concurrent))
 
