@@ -137,7 +137,7 @@ def ray_turn_fn() -> Callable[[int], str]:
     """A step function that runs `sim_turn` in a Ray actor (the real path of a sim step)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     host = ray.remote(num_cpus=0)(_TurnHost).remote()
     return lambda i: str(ray.get(host.turn.remote(i)))
 
