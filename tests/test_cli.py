@@ -88,3 +88,14 @@ def test_bad_fork_and_sql_requests_exit_non_zero_and_lose_nothing(tmp_path: Path
         assert message in result.stderr.lower() or message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr + result.stdout
     assert rows(db, "SELECT count(*) FROM spans")[0][0] == before
+
+
+def test_run_against_an_openai_compatible_server(tmp_path: Path, llama_server: str) -> None:
+    db = tmp_path / "http.duckdb"
+    result = bp("run", "--team", "math", "--model", llama_server, "--tasks", "builtin", "--limit", "1",
+                "--db", str(db), timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [(status, model, answer)] = rows(db, "SELECT status, model, final_answer FROM runs")
+    assert status in ("succeeded", "failed") and model == llama_server
+    calls = rows(db, "SELECT count(*), sum(output_tokens) FROM llm_calls")[0]
+    assert calls[0] >= 3 and calls[1] > 0  # Planner, Solver, Verifier answered over real HTTP
