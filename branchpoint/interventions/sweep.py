@@ -60,7 +60,8 @@ def load_spec(store: Any, sweep_id: str) -> SweepSpec:
     if not rows:
         raise UnknownSweepError(f"unknown sweep id {sweep_id!r}; see `branchpoint sweep list`")
     data = json.loads(rows[0]["spec"]) if isinstance(rows[0]["spec"], str) else rows[0]["spec"]
-    return SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return SweepSpec(**fields)
 
 
 def execute_sweep(session: Session, sweep_id: str, spec: SweepSpec, judge: Judge | None,
