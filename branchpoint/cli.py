@@ -178,9 +178,9 @@ def make_judge(session: Any, judge: str | None) -> Any:
         return None
     from branchpoint.agents.backends import make_chat_client, parse_model_spec
     from branchpoint.agents.recording import RecordingClient, TraceRecordStore
+    from branchpoint.agents.teams import MATH
     from branchpoint.interventions.judge import ChatClientJudge
     from branchpoint.orchestrator.runner import preflight_model
-    from branchpoint.agents.teams import MATH
 
     preflight_model(judge, MATH, session.settings)
     client = make_chat_client(parse_model_spec(judge), session.settings)

@@ -19,7 +19,9 @@ BUILTIN = "builtin"
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _FINAL = re.compile(r"FINAL ANSWER\s*[:=]?\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
 _GSM8K_ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
-_PLAIN_EQUATION = re.compile(r"([\d.][\d.\s+\-*/x×()]*[+\-*/x×][\d.\s+\-*/x×()]*)=\s*\$?(-?[\d,]*\.?\d+)")
+_PLAIN_EQUATION = re.compile(
+    r"([\d.][\d.\s+\-*/x×()]*[+\-*/x×][\d.\s+\-*/x×()]*)=\s*\$?(-?[\d,]*\.?\d+)"
+)
 
 
 def normalize_number(text: str) -> float | None:

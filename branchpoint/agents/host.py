@@ -23,7 +23,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from branchpoint.agents.backends import make_chat_client, parse_model_spec
-from branchpoint.agents.recording import MemoryRecordStore, RecordingClient, RecordStore, TraceRecordStore
+from branchpoint.agents.recording import (
+    MemoryRecordStore,
+    RecordingClient,
+    RecordStore,
+    TraceRecordStore,
+)
 from branchpoint.agents.sandbox import extract_code_blocks, run_python
 from branchpoint.agents.sim import SimChatCompletionClient, SimContext
 from branchpoint.agents.teams import get_team
@@ -58,8 +63,14 @@ def sim_spec(model: str) -> float | None:
 class TracedClient(RecordingClient):
     """A recording client that also emits one `chat` span per call and injects sampling args."""
 
-    def __init__(self, *args: Any, tracer: trace.Tracer, span_attrs: Mapping[str, Any],
-                 sampling: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        tracer: trace.Tracer,
+        span_attrs: Mapping[str, Any],
+        sampling: Mapping[str, Any],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.tracer = tracer
         self.span_attrs = dict(span_attrs)
@@ -68,18 +79,35 @@ class TracedClient(RecordingClient):
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         """Record/replay the call inside a `chat` span carrying GenAI and OpenInference fields."""
-        prompt = "\n".join(f"{getattr(m, 'source', m.type)}: {getattr(m, 'content', '')}" for m in messages)
+        prompt = "\n".join(
+            f"{getattr(m, 'source', m.type)}: {getattr(m, 'content', '')}" for m in messages
+        )
         with self.tracer.start_as_current_span(f"chat {self.model}") as span:
-            span.set_attributes({**self.span_attrs, A.KIND: "chat", A.OPERATION: "chat",
-                                 A.REQUEST_MODEL: self.model, A.OI_KIND: "LLM", A.OI_MODEL: self.model,
-                                 A.PROMPT: A.cap(prompt), A.OI_INPUT: A.cap(prompt)})
+            span.set_attributes(
+                {
+                    **self.span_attrs,
+                    A.KIND: "chat",
+                    A.OPERATION: "chat",
+                    A.REQUEST_MODEL: self.model,
+                    A.OI_KIND: "LLM",
+                    A.OI_MODEL: self.model,
+                    A.PROMPT: A.cap(prompt),
+                    A.OI_INPUT: A.cap(prompt),
+                }
+            )
             kwargs["extra_create_args"] = {**self.sampling, **kwargs.get("extra_create_args", {})}
             result = await super().create(messages, **kwargs)
             text = str(result.content)
-            span.set_attributes({A.COMPLETION: A.cap(text), A.OI_OUTPUT: A.cap(text),
-                                 A.INPUT_TOKENS: result.usage.prompt_tokens,
-                                 A.OUTPUT_TOKENS: result.usage.completion_tokens,
-                                 A.REQUEST_HASH: self.last_hash or "", A.CACHED: self.last_cached})
+            span.set_attributes(
+                {
+                    A.COMPLETION: A.cap(text),
+                    A.OI_OUTPUT: A.cap(text),
+                    A.INPUT_TOKENS: result.usage.prompt_tokens,
+                    A.OUTPUT_TOKENS: result.usage.completion_tokens,
+                    A.REQUEST_HASH: self.last_hash or "",
+                    A.CACHED: self.last_cached,
+                }
+            )
         self.calls += 1
         return result
 
@@ -91,19 +119,26 @@ def request_messages(req: StepRequest) -> list[TextMessage]:
     if req.plan and req.agent not in ("Planner",):
         messages.append(TextMessage(source="user", content=f"Current plan:\n{req.plan}"))
     for step in req.transcript[-req.max_context_steps :]:
-        messages.append(TextMessage(source=step.agent, content=step.content[:MAX_STEP_CHARS] or "(empty)"))
+        messages.append(
+            TextMessage(source=step.agent, content=step.content[:MAX_STEP_CHARS] or "(empty)")
+        )
     if req.directive:
-        messages.append(TextMessage(source="user", content=f"Instruction for {req.agent}: {req.directive}"))
+        messages.append(
+            TextMessage(source="user", content=f"Instruction for {req.agent}: {req.directive}")
+        )
     return messages
 
 
 class AgentRuntime:
     """Runs agent turns; the Ray actor `AgentHost` is this class with `num_cpus=0`."""
 
-    def __init__(self, settings: Settings, store: Any | None = None,
-                 provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Any | None = None, provider: TracerProvider | None = None
+    ) -> None:
         self.settings = settings
-        self.records: RecordStore = TraceRecordStore(store) if store is not None else MemoryRecordStore()
+        self.records: RecordStore = (
+            TraceRecordStore(store) if store is not None else MemoryRecordStore()
+        )
         self.provider = provider
         self.tracer = provider.get_tracer("branchpoint.agents") if provider else trace.NoOpTracer()
         self._clients: dict[str, ChatCompletionClient] = {}
@@ -113,9 +148,18 @@ class AgentRuntime:
         """The model client for a request and whether calls to it must be serialised."""
         latency = sim_spec(req.model)
         if latency is not None:
-            ctx = SimContext(task=req.task, agent=req.agent, step=req.step, faults=req.faults,
-                             seed=req.seed, sample=req.sample, transcript=req.transcript,
-                             plan=req.plan, directive=req.directive, latency_s=latency)
+            ctx = SimContext(
+                task=req.task,
+                agent=req.agent,
+                step=req.step,
+                faults=req.faults,
+                seed=req.seed,
+                sample=req.sample,
+                transcript=req.transcript,
+                plan=req.plan,
+                directive=req.directive,
+                latency_s=latency,
+            )
             return SimChatCompletionClient(ctx), False
         if req.record_mode == "replay":
             return None, False
@@ -126,9 +170,12 @@ class AgentRuntime:
     async def run_step(self, req: StepRequest) -> StepResult:
         """Run one agent turn and return its message, usage and tool calls."""
         started = time.perf_counter()
-        attrs = {A.RUN_ID: req.run_id, A.STEP: req.step, A.AGENT_NAME: req.agent, A.NODE_ID: node_id()}
+        node = node_id()
+        attrs = {A.RUN_ID: req.run_id, A.STEP: req.step, A.AGENT_NAME: req.agent, A.NODE_ID: node}
         tools: list[ToolCall] = []
-        token = otel_context.attach(extract_context(req.trace_carrier))  # spans below: children of the step
+        token = otel_context.attach(
+            extract_context(req.trace_carrier)
+        )  # spans below: children of the step
         try:
             spec = get_team(req.team).agent(req.agent)
             client = None if spec.prompt is None else self._client(req, attrs)
@@ -146,21 +193,47 @@ class AgentRuntime:
             llm_calls=client.calls if client else 0,
             tool_calls=tuple(tools),
             seconds=time.perf_counter() - started,
-            node_id=attrs[A.NODE_ID],
+            node_id=node,
         )
 
     def _client(self, req: StepRequest, attrs: Mapping[str, Any]) -> TracedClient:
         inner, _ = self._inner_client(req)
         hash_extra: dict[str, Any] = {}
         if sim_spec(req.model) is not None:  # the sim's answer depends on more than the messages
-            hash_extra = {"sim": [req.step, req.sample, req.seed, [f.model_dump() for f in req.faults],
-                                  req.plan, req.directive, [s.content for s in req.transcript]]}
-        sampling = {"seed": sampling_seed(req.seed, req.sample), "temperature": 0.7, "max_tokens": 384}
-        return TracedClient(inner, self.records, req.model, req.record_mode, hash_extra,
-                            tracer=self.tracer, span_attrs=attrs, sampling=sampling)
+            hash_extra = {
+                "sim": [
+                    req.step,
+                    req.sample,
+                    req.seed,
+                    [f.model_dump() for f in req.faults],
+                    req.plan,
+                    req.directive,
+                    [s.content for s in req.transcript],
+                ]
+            }
+        sampling = {
+            "seed": sampling_seed(req.seed, req.sample),
+            "temperature": 0.7,
+            "max_tokens": 384,
+        }
+        return TracedClient(
+            inner,
+            self.records,
+            req.model,
+            req.record_mode,
+            hash_extra,
+            tracer=self.tracer,
+            span_attrs=attrs,
+            sampling=sampling,
+        )
 
-    async def _llm_turn(self, req: StepRequest, client: TracedClient, attrs: Mapping[str, Any],
-                        tools: list[ToolCall]) -> str:
+    async def _llm_turn(
+        self,
+        req: StepRequest,
+        client: TracedClient,
+        attrs: Mapping[str, Any],
+        tools: list[ToolCall],
+    ) -> str:
         system = req.system_prompt
         agent = AssistantAgent(name=req.agent, model_client=client, system_message=system)
         serialise = req.model.startswith("local")
@@ -190,24 +263,47 @@ class AgentRuntime:
             call = self._run_tool("read_file", " ".join(sorted(req.task.files)), req, attrs)
             tools.append(call)
             return call.output
-        code = next((b for s in reversed(req.transcript) for b in reversed(extract_code_blocks(s.content))), None)
+        code = next(
+            (b for s in reversed(req.transcript) for b in reversed(extract_code_blocks(s.content))),
+            None,
+        )
         if code is None:
             return "No code block to run. The Coder must write one in a ```python fence."
         call = self._run_tool("python", code, req, attrs)
         tools.append(call)
         return f"Exit {'ok' if call.ok else 'error'}. Output:\n{call.output}"
 
-    def _run_tool(self, tool: str, text: str, req: StepRequest, attrs: Mapping[str, Any]) -> ToolCall:
+    def _run_tool(
+        self, tool: str, text: str, req: StepRequest, attrs: Mapping[str, Any]
+    ) -> ToolCall:
         with self.tracer.start_as_current_span(f"execute_tool {tool}") as span:
-            span.set_attributes({**attrs, A.KIND: "tool", A.OPERATION: "execute_tool", A.TOOL_NAME: tool,
-                                 A.OI_KIND: "TOOL", A.TOOL_INPUT: A.cap(text), A.OI_INPUT: A.cap(text)})
+            span.set_attributes(
+                {
+                    **attrs,
+                    A.KIND: "tool",
+                    A.OPERATION: "execute_tool",
+                    A.TOOL_NAME: tool,
+                    A.OI_KIND: "TOOL",
+                    A.TOOL_INPUT: A.cap(text),
+                    A.OI_INPUT: A.cap(text),
+                }
+            )
             if tool == "read_file":
-                body = "\n\n".join(f"== {name} ==\n{req.task.files[name]}" for name in sorted(req.task.files))
-                call = ToolCall(tool=tool, input=text, output=body or "The workspace is empty.", ok=True)
+                body = "\n\n".join(
+                    f"== {name} ==\n{req.task.files[name]}" for name in sorted(req.task.files)
+                )
+                call = ToolCall(
+                    tool=tool, input=text, output=body or "The workspace is empty.", ok=True
+                )
             else:
                 call = run_python(text, files=dict(req.task.files))
-            span.set_attributes({A.TOOL_OUTPUT: A.cap(call.output), A.OI_OUTPUT: A.cap(call.output),
-                                 A.TOOL_OK: call.ok})
+            span.set_attributes(
+                {
+                    A.TOOL_OUTPUT: A.cap(call.output),
+                    A.OI_OUTPUT: A.cap(call.output),
+                    A.TOOL_OK: call.ok,
+                }
+            )
             return call
 
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autogen_core import CancellationToken
 from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
@@ -36,7 +35,12 @@ CONTINUE = "CONTINUE"
 _ITEM = re.compile(r"^Item (\d+): (.+?) = (-?[\d.]+)", re.MULTILINE)
 _PLAN_LINE = re.compile(r"^\s*(\d+)\.", re.MULTILINE)
 _REJECT = re.compile(r"Item (\d+) is wrong")
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def evaluate(expr: str) -> float:
 
 def fmt(value: float) -> str:
     """Numbers as a person writes them: 12 not 12.0, at most 4 decimals."""
-    return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.4f}".rstrip("0")
+    return str(round(value)) if abs(value - round(value)) < 1e-9 else f"{value:.4f}".rstrip("0")
 
 
 def sim_solvable(task: Task) -> bool:
@@ -120,7 +124,9 @@ def done_items(transcript: Sequence[Step]) -> dict[int, tuple[str, float]]:
     return done
 
 
-def _substitute(expr: str, index: int, chain: list[tuple[str, float]], done: dict[int, tuple[str, float]]) -> str:
+def _substitute(
+    expr: str, index: int, chain: list[tuple[str, float]], done: dict[int, tuple[str, float]]
+) -> str:
     """Replace references to earlier results by the values this run actually computed."""
     last_value = 0.0
     replacements: dict[float, float] = {}
@@ -193,7 +199,9 @@ def verifier_turn(ctx: SimContext) -> str:
     accept = fault_fires(ctx, "accept_wrong") is not None
     for item, (expr, value) in sorted(done.items()):
         if not accept and not same_number(evaluate(expr), value):
-            return f"Item {item} is wrong: {expr} is not {fmt(value)}. Please recompute item {item}."
+            return (
+                f"Item {item} is wrong: {expr} is not {fmt(value)}. Please recompute item {item}."
+            )
     if not done:
         return "No calculations were done. Please solve the plan."
     return f"FINAL ANSWER: {fmt(done[max(done)][1])}"

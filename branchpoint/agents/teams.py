@@ -127,7 +127,9 @@ def _magentic_advance(state: Mapping[str, Any], agent: str, content: str) -> Adv
     stall = int(state.get("stall") or 0)
     answer = extract_final_answer(content)
     if agent != "Orchestrator":
-        return Advance(kind="tool_result" if agent != "Coder" else "message", next="Orchestrator", stall=stall)
+        return Advance(
+            kind="tool_result" if agent != "Coder" else "message", next="Orchestrator", stall=stall
+        )
     if answer is not None:
         return Advance(kind="final", next=None, done=True, final_answer=answer)
     if _is_planning(state):
@@ -176,4 +178,6 @@ def get_team(name: str) -> TeamSpec:
     try:
         return TEAMS[name]
     except KeyError:
-        raise BranchpointError(f"unknown team {name!r}; choose one of: {', '.join(TEAMS)}") from None
+        raise BranchpointError(
+            f"unknown team {name!r}; choose one of: {', '.join(TEAMS)}"
+        ) from None

@@ -14,14 +14,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from branchpoint.agents.teams import TEAMS
+from branchpoint.errors import BranchpointError
 from branchpoint.interventions import attribution
 from branchpoint.interventions.judge import Judge
-from branchpoint.interventions.milestones import Milestone, achieved, judge_milestones, predicate_milestones, progress_delta
+from branchpoint.interventions.milestones import (
+    Milestone,
+    achieved,
+    judge_milestones,
+    predicate_milestones,
+    progress_delta,
+)
 from branchpoint.interventions.recommend import leaks_answer, recommend
 from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
 from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled
 from branchpoint.model import (
-    Hypothesis, Intervention, Outcome, Resample, Run, Step, Trial, Verdict, content_id,
+    Hypothesis,
+    Intervention,
+    Outcome,
+    Resample,
+    Run,
+    Step,
+    Trial,
+    Verdict,
+    content_id,
 )
 from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
 from branchpoint.orchestrator.runs import load_run, load_steps
@@ -74,23 +89,47 @@ class ForkBatch:
     stored is not run again, so a killed sweep resumes without running any fork twice.
     """
 
-    def __init__(self, session: Session, run: Run, steps: list[Step], milestones: list[Milestone],
-                 config: DebugConfig, on_fork: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        run: Run,
+        steps: list[Step],
+        milestones: list[Milestone],
+        config: DebugConfig,
+        on_fork: Callable[[], None] | None = None,
+    ) -> None:
         self.session, self.run, self.steps, self.config = session, run, steps, config
         self.milestones = milestones
         self.original_achieved = achieved(milestones, steps)
         self.on_fork = on_fork
         self.done = stored_outcomes(session.store, config.sweep_id, run.run_id)
 
-    def outcomes(self, arms: Sequence[tuple[Intervention, str | None]], repeats: int) -> list[list[Outcome]]:
+    def outcomes(
+        self, arms: Sequence[tuple[Intervention, str | None]], repeats: int
+    ) -> list[list[Outcome]]:
         """For each (intervention, hypothesis id) arm, its `repeats` scored replays."""
         jobs = [(i, iv, hyp, r) for i, (iv, hyp) in enumerate(arms) for r in range(repeats)]
         if self.config.sweep_id:
-            self.session.store.write_rows("sweep_items", [
-                {"item_id": self.item_id(iv, hyp, r), "sweep_id": self.config.sweep_id, "status": "planned",
-                 "payload": json.dumps({"run_id": self.run.run_id, "intervention": iv.model_dump(mode="json"),
-                                        "hypothesis_id": hyp, "repeat": r})}
-                for _, iv, hyp, r in jobs if self.item_id(iv, hyp, r) not in self.done])
+            self.session.store.write_rows(
+                "sweep_items",
+                [
+                    {
+                        "item_id": self.item_id(iv, hyp, r),
+                        "sweep_id": self.config.sweep_id,
+                        "status": "planned",
+                        "payload": json.dumps(
+                            {
+                                "run_id": self.run.run_id,
+                                "intervention": iv.model_dump(mode="json"),
+                                "hypothesis_id": hyp,
+                                "repeat": r,
+                            }
+                        ),
+                    }
+                    for _, iv, hyp, r in jobs
+                    if self.item_id(iv, hyp, r) not in self.done
+                ],
+            )
         with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
             scored = list(pool.map(lambda job: self._one(*job[1:]), jobs))
         grouped: list[list[Outcome]] = [[] for _ in arms]
@@ -100,26 +139,44 @@ class ForkBatch:
 
     def item_id(self, iv: Intervention, hypothesis_id: str | None, repeat: int) -> str:
         """The stable id of one planned replay."""
-        return content_id("item", [self.config.sweep_id, self.run.run_id, iv.intervention_id, hypothesis_id, repeat])
+        return content_id(
+            "item",
+            [self.config.sweep_id, self.run.run_id, iv.intervention_id, hypothesis_id, repeat],
+        )
 
     def _one(self, iv: Intervention, hypothesis_id: str | None, repeat: int) -> Outcome:
         item = self.item_id(iv, hypothesis_id, repeat)
         if item in self.done:
             return self.done[item]
         fork_id = f"{item}.{uuid.uuid4().hex[:6]}" if self.config.sweep_id else None
-        replay = replay_fork(self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id)
+        replay = replay_fork(
+            self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id
+        )
         outcome = self.score(replay, iv, hypothesis_id, repeat)
         self.session.store.write_rows("outcomes", [outcome.model_dump()])
-        self.done[item] = outcome  # a later arm with the same item (a control = a curve fork) reuses it
+        self.done[item] = (
+            outcome  # a later arm with the same item (a control = a curve fork) reuses it
+        )
         if self.config.sweep_id:
-            self.session.store.write_rows("sweep_items", [{
-                "item_id": item, "sweep_id": self.config.sweep_id, "status": "done",
-                "fork_run_id": outcome.fork_run_id, "payload": json.dumps({"run_id": self.run.run_id})}])
+            self.session.store.write_rows(
+                "sweep_items",
+                [
+                    {
+                        "item_id": item,
+                        "sweep_id": self.config.sweep_id,
+                        "status": "done",
+                        "fork_run_id": outcome.fork_run_id,
+                        "payload": json.dumps({"run_id": self.run.run_id}),
+                    }
+                ],
+            )
         if self.on_fork is not None:
             self.on_fork()
         return outcome
 
-    def score(self, replay: ForkReplay, iv: Intervention, hypothesis_id: str | None, repeat: int) -> Outcome:
+    def score(
+        self, replay: ForkReplay, iv: Intervention, hypothesis_id: str | None, repeat: int
+    ) -> Outcome:
         """An Outcome for one replay: success, milestone progress, fulfilment, cost."""
         k = len(self.milestones)
         got = achieved(self.milestones, replay.steps)
@@ -127,36 +184,58 @@ class ForkBatch:
         forked = replay.steps[iv.step] if iv.step < len(replay.steps) else None
         run = replay.run
         return Outcome(
-            fork_run_id=run.run_id, parent_run_id=self.run.run_id, intervention_id=iv.intervention_id,
-            intervention_kind=iv.kind, step=iv.step, repeat=repeat, success=bool(run.success),
-            milestones_achieved=got, milestones_total=k,
+            fork_run_id=run.run_id,
+            parent_run_id=self.run.run_id,
+            intervention_id=iv.intervention_id,
+            intervention_kind=iv.kind,
+            step=iv.step,
+            repeat=repeat,
+            success=bool(run.success),
+            milestones_achieved=got,
+            milestones_total=k,
             progress_delta=progress_delta(got, self.original_achieved, k),
             fulfilled=run.status != "errored" and is_fulfilled(original, forked, iv),
-            input_tokens=run.input_tokens, output_tokens=run.output_tokens, seconds=run.seconds,
-            hypothesis_id=hypothesis_id, sweep_id=self.config.sweep_id)
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            seconds=run.seconds,
+            hypothesis_id=hypothesis_id,
+            sweep_id=self.config.sweep_id,
+        )
 
 
 def stored_outcomes(store: Any, sweep_id: str | None, run_id: str) -> dict[str, Outcome]:
     """Outcomes a sweep already has for a run, keyed by item id (the fork id before its dot)."""
     if sweep_id is None:
         return {}
-    rows = store.query("SELECT * FROM outcomes WHERE sweep_id = ? AND parent_run_id = ?", [sweep_id, run_id])
+    rows = store.query(
+        "SELECT * FROM outcomes WHERE sweep_id = ? AND parent_run_id = ?", [sweep_id, run_id]
+    )
     return {r["fork_run_id"].split(".")[0]: Outcome.model_validate(r) for r in rows}
 
 
 def value_curve(batch: ForkBatch, repeats: int) -> dict[int, float]:
     """V(k): the success rate of `resample` forks from each step k."""
-    arms: list[tuple[Intervention, str | None]] = [(Resample(step=k), None) for k in range(len(batch.steps))]
+    arms: list[tuple[Intervention, str | None]] = [
+        (Resample(step=k), None) for k in range(len(batch.steps))
+    ]
     results = batch.outcomes(arms, repeats)
     return {k: sum(o.success for o in group) / len(group) for k, group in enumerate(results)}
 
 
-def hypothesize(run: Run, steps: list[Step], trials: list[Trial], method: str, judge: Judge | None,
-                curve: dict[int, float]) -> attribution.AttributionResult:
+def hypothesize(
+    run: Run,
+    steps: list[Step],
+    trials: list[Trial],
+    method: str,
+    judge: Judge | None,
+    curve: dict[int, float],
+) -> attribution.AttributionResult:
     """Hypotheses of one method (an empty result with the reason when it cannot run)."""
     if method == "value_curve":
         hyp = attribution.value_curve_hypothesis(run, steps, curve)
-        return attribution.AttributionResult([hyp] if hyp else [], [] if hyp else ["value curve is flat"])
+        return attribution.AttributionResult(
+            [hyp] if hyp else [], [] if hyp else ["value curve is flat"]
+        )
     if method == "ground_truth":
         return attribution.AttributionResult(attribution.sim_ground_truth(run), [])
     if judge is None:
@@ -172,14 +251,19 @@ def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
     return found if found or judge is None else judge_milestones(run.task, judge)
 
 
-def debug_run(session: Session, run_id: str, config: DebugConfig,
-              on_fork: Callable[[], None] | None = None) -> RunDebug:
+def debug_run(
+    session: Session, run_id: str, config: DebugConfig, on_fork: Callable[[], None] | None = None
+) -> RunDebug:
     """Run the whole pipeline on one run and store its tables."""
     session.flush()
     run = load_run(session.store, run_id)
     steps = load_steps(session.store, run)
     team = TEAMS[run.team]
-    trials = segment_by_kinds(steps) if config.judge is None else segment_with_judge(run, steps, config.judge)
+    trials = (
+        segment_by_kinds(steps)
+        if config.judge is None
+        else segment_with_judge(run, steps, config.judge)
+    )
     report = RunDebug(run=run, steps=steps, trials=trials)
     batch = ForkBatch(session, run, steps, milestones_for(run, config.judge), config, on_fork)
     if "value_curve" in config.methods:
@@ -193,7 +277,9 @@ def debug_run(session: Session, run_id: str, config: DebugConfig,
         iv = recommend(hyp, run, steps, config.judge)
         try:
             check_fits(iv, steps, team)
-        except Exception as exc:  # an edit that does not fit its step is a failed recommendation
+        except (
+            BranchpointError
+        ) as exc:  # an edit that does not fit its step is a failed recommendation
             report.failures.append(f"{hyp.method}: recommendation rejected ({exc})")
             continue
         if leaks_answer(iv, run.task.answer, run.task.question):
@@ -201,11 +287,15 @@ def debug_run(session: Session, run_id: str, config: DebugConfig,
             continue
         tested.append((hyp, iv))
     control_steps = sorted({iv.step for _, iv in tested})
-    arms = [(iv, hyp.hypothesis_id) for hyp, iv in tested] + [(Resample(step=k), None) for k in control_steps]
+    arms = [(iv, hyp.hypothesis_id) for hyp, iv in tested] + [
+        (Resample(step=k), None) for k in control_steps
+    ]
     results = batch.outcomes(arms, config.repeats)
-    controls = dict(zip(control_steps, results[len(tested):], strict=True))
+    controls = dict(zip(control_steps, results[len(tested) :], strict=True))
     for (hyp, iv), outcomes in zip(tested, results, strict=False):
-        verdict = decide_verdict(hyp.hypothesis_id, run.run_id, iv.intervention_id, outcomes, controls[iv.step])
+        verdict = decide_verdict(
+            hyp.hypothesis_id, run.run_id, iv.intervention_id, outcomes, controls[iv.step]
+        )
         report.tests.append(HypothesisTest(hyp, iv, outcomes, controls[iv.step], verdict))
     store_report(session.store, report, config.sweep_id)
     return report
@@ -214,11 +304,26 @@ def debug_run(session: Session, run_id: str, config: DebugConfig,
 def store_report(store: Any, report: RunDebug, sweep_id: str | None) -> None:
     """Write trials, hypotheses, interventions and verdicts of one debugged run."""
     store.write_rows("trials", [t.model_dump() for t in report.trials])
-    store.write_rows("hypotheses", [{**h.model_dump(), "hypothesis_id": h.hypothesis_id} for h in report.hypotheses])
-    store.write_rows("interventions", [
-        {"intervention_id": t.intervention.intervention_id, "run_id": report.run.run_id,
-         "hypothesis_id": t.hypothesis.hypothesis_id, "kind": t.intervention.kind, "step": t.intervention.step,
-         "payload": json.dumps(t.intervention.model_dump(mode="json")), "sweep_id": sweep_id}
-        for t in report.tests])
-    store.write_rows("verdicts", [{**t.verdict.model_dump(), "control_rate": t.verdict.control_rate}
-                                  for t in report.tests])
+    store.write_rows(
+        "hypotheses",
+        [{**h.model_dump(), "hypothesis_id": h.hypothesis_id} for h in report.hypotheses],
+    )
+    store.write_rows(
+        "interventions",
+        [
+            {
+                "intervention_id": t.intervention.intervention_id,
+                "run_id": report.run.run_id,
+                "hypothesis_id": t.hypothesis.hypothesis_id,
+                "kind": t.intervention.kind,
+                "step": t.intervention.step,
+                "payload": json.dumps(t.intervention.model_dump(mode="json")),
+                "sweep_id": sweep_id,
+            }
+            for t in report.tests
+        ],
+    )
+    store.write_rows(
+        "verdicts",
+        [{**t.verdict.model_dump(), "control_rate": t.verdict.control_rate} for t in report.tests],
+    )

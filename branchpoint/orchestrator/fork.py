@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph import START
+from pydantic import ValidationError
 
 from branchpoint.agents.teams import TeamSpec, get_team
 from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError
@@ -41,31 +42,40 @@ def parse_intervention(text: str, step: int | None = None) -> Intervention:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInterventionError(f"intervention is not valid JSON: {exc.msg} at char {exc.pos}") from None
+        raise InvalidInterventionError(
+            f"intervention is not valid JSON: {exc.msg} at char {exc.pos}"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInterventionError("intervention must be a JSON object with a 'kind'")
     if step is not None:
         if "step" in data and data["step"] != step:
-            raise InvalidInterventionError(f"intervention says step {data['step']} but --step is {step}")
+            raise InvalidInterventionError(
+                f"intervention says step {data['step']} but --step is {step}"
+            )
         data["step"] = step
     try:
         return INTERVENTION_ADAPTER.validate_python(data)
-    except Exception as exc:  # pydantic's ValidationError: reduce to its first line for the CLI
+    except ValidationError as exc:  # reduce pydantic's report to its first lines for the CLI
         first = str(exc).splitlines()
         raise InvalidInterventionError(
-            "invalid intervention: " + "; ".join(first[:3]) +
-            " (kinds: replace_message, replace_plan, instruct, resample, swap_model)") from None
+            "invalid intervention: "
+            + "; ".join(first[:3])
+            + " (kinds: replace_message, replace_plan, instruct, resample, swap_model)"
+        ) from None
 
 
 def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) -> Step:
     """The step an intervention edits, after checking it exists and the edit suits its kind."""
     k = intervention.step
     if not 0 <= k < len(steps):
-        raise StepOutOfRangeError(f"step {k} is out of range: the run has steps 0..{len(steps) - 1}")
+        raise StepOutOfRangeError(
+            f"step {k} is out of range: the run has steps 0..{len(steps) - 1}"
+        )
     target = steps[k]
     if isinstance(intervention, Instruct | SwapModel) and team.agent(target.agent).prompt is None:
         raise InvalidInterventionError(
-            f"step {k} is a {target.agent} turn, which calls no model; use replace_message instead")
+            f"step {k} is a {target.agent} turn, which calls no model; use replace_message instead"
+        )
     if isinstance(intervention, ReplacePlan) and not (intervention.facts or intervention.plan):
         raise InvalidInterventionError("replace_plan needs 'facts' or 'plan'")
     if target.checkpoint_id is None:
@@ -85,12 +95,23 @@ def plan_text(intervention: ReplacePlan) -> str:
     return "\n".join(parts + ([f"Plan:\n{intervention.plan}"] if intervention.plan else []))
 
 
-def _prepare(session: Session, ctx: RunContext, parent: Run, steps: list[Step],
-             intervention: Intervention, sample: int) -> Callable[[], tuple[Any, dict[str, Any]]]:
+def _prepare(
+    session: Session,
+    ctx: RunContext,
+    parent: Run,
+    steps: list[Step],
+    intervention: Intervention,
+    sample: int,
+) -> Callable[[], tuple[Any, dict[str, Any]]]:
     graph = session.graph(ctx.team)
     target = steps[intervention.step]
-    base = {"configurable": {"thread_id": parent.thread_id, "checkpoint_ns": "",
-                             "checkpoint_id": target.checkpoint_id}}
+    base = {
+        "configurable": {
+            "thread_id": parent.thread_id,
+            "checkpoint_ns": "",
+            "checkpoint_id": target.checkpoint_id,
+        }
+    }
 
     def prepare() -> tuple[Any, dict[str, Any]]:
         state = {**graph.get_state(base).values, "run_id": ctx.run_id, "sample": sample}
@@ -99,17 +120,28 @@ def _prepare(session: Session, ctx: RunContext, parent: Run, steps: list[Step],
         if isinstance(intervention, ReplaceMessage) or (
             isinstance(intervention, ReplacePlan) and target.kind == "plan"
         ):
-            content = intervention.content if isinstance(intervention, ReplaceMessage) else plan_text(intervention)
+            content = (
+                intervention.content
+                if isinstance(intervention, ReplaceMessage)
+                else plan_text(intervention)
+            )
             with step_span(ctx, target.agent) as span:
-                update = record_step(ctx, state, target.agent, content, None, span, target.checkpoint_id)
+                update = record_step(
+                    ctx, state, target.agent, content, None, span, target.checkpoint_id
+                )
             update, as_node = {**update, **common}, target.agent
         else:
             update = dict(common)
             if isinstance(intervention, Instruct):
                 update["directive"] = intervention.instruction
             if isinstance(intervention, ReplacePlan):
-                ledger = Step(run_id=ctx.run_id, index=intervention.step, agent="ledger", kind="plan",
-                              content=plan_text(intervention))
+                ledger = Step(
+                    run_id=ctx.run_id,
+                    index=intervention.step,
+                    agent="ledger",
+                    kind="plan",
+                    content=plan_text(intervention),
+                )
                 update["plan_id"] = ctx.messages.append(None, ledger)
             if isinstance(intervention, SwapModel):
                 update["model"] = intervention.model
@@ -127,28 +159,64 @@ class ForkReplay:
     steps: list[Step]
 
 
-def replay_fork(session: Session, parent: Run, steps: list[Step], intervention: Intervention,
-                repeat: int, sweep_id: str | None = None, fork_id: str | None = None) -> ForkReplay:
+def replay_fork(
+    session: Session,
+    parent: Run,
+    steps: list[Step],
+    intervention: Intervention,
+    repeat: int,
+    sweep_id: str | None = None,
+    fork_id: str | None = None,
+) -> ForkReplay:
     """One replay of a fork: a new Run with lineage to its parent."""
     team = get_team(parent.team)
     fork_id = fork_id or new_run_id()
     sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
     model = intervention.model if isinstance(intervention, SwapModel) else parent.model
-    run = Run(run_id=fork_id, task=parent.task, team=parent.team, model=model, seed=parent.seed,
-              faults=parent.faults, parent_run_id=parent.run_id, fork_step=intervention.step,
-              intervention_id=intervention.intervention_id, thread_id=parent.thread_id, sweep_id=sweep_id)
-    ctx = RunContext(run_id=fork_id, team=team, task=parent.task, seed=parent.seed, faults=parent.faults,
-                     messages=session.messages, tracer=session.tracer, run_span=None,  # type: ignore[arg-type]
-                     call_host=session.hosts.call, max_steps=session.settings.max_steps)
-    lineage = {A.PARENT_RUN_ID: parent.run_id, A.FORK_STEP: intervention.step,
-               A.INTERVENTION_ID: intervention.intervention_id,
-               "branchpoint.intervention": json.dumps(intervention.model_dump(mode="json"))}
-    done = execute_run(session, run, ctx, _prepare(session, ctx, parent, steps, intervention, sample), lineage)
+    run = Run(
+        run_id=fork_id,
+        task=parent.task,
+        team=parent.team,
+        model=model,
+        seed=parent.seed,
+        faults=parent.faults,
+        parent_run_id=parent.run_id,
+        fork_step=intervention.step,
+        intervention_id=intervention.intervention_id,
+        thread_id=parent.thread_id,
+        sweep_id=sweep_id,
+    )
+    ctx = RunContext(
+        run_id=fork_id,
+        team=team,
+        task=parent.task,
+        seed=parent.seed,
+        faults=parent.faults,
+        messages=session.messages,
+        tracer=session.tracer,
+        run_span=None,  # type: ignore[arg-type]
+        call_host=session.hosts.call,
+        max_steps=session.settings.max_steps,
+    )
+    lineage = {
+        A.PARENT_RUN_ID: parent.run_id,
+        A.FORK_STEP: intervention.step,
+        A.INTERVENTION_ID: intervention.intervention_id,
+        "branchpoint.intervention": json.dumps(intervention.model_dump(mode="json")),
+    }
+    done = execute_run(
+        session, run, ctx, _prepare(session, ctx, parent, steps, intervention, sample), lineage
+    )
     return ForkReplay(done, steps[: intervention.step] + ctx.steps)
 
 
-def fork_run(session: Session, run_id: str, intervention: Intervention, repeats: int = 1,
-             sweep_id: str | None = None) -> list[Run]:
+def fork_run(
+    session: Session,
+    run_id: str,
+    intervention: Intervention,
+    repeats: int = 1,
+    sweep_id: str | None = None,
+) -> list[Run]:
     """Fork `run_id` at the intervention's step and replay it `repeats` times concurrently."""
     session.flush()
     parent = load_run(session.store, run_id)
@@ -157,7 +225,11 @@ def fork_run(session: Session, run_id: str, intervention: Intervention, repeats:
     if isinstance(intervention, SwapModel):
         preflight_model(intervention.model, get_team(parent.team), session.settings)
     with ThreadPoolExecutor(max_workers=max(1, repeats)) as pool:
-        replays = list(pool.map(lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),
-                                range(repeats)))
+        replays = list(
+            pool.map(
+                lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),
+                range(repeats),
+            )
+        )
     session.flush()
     return [r.run for r in replays]

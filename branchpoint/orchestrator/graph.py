@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -66,17 +66,36 @@ class RunContext:
 
 def initial_state(run_id: str, team: TeamSpec, model: str) -> TeamState:
     """The state before the first step of a run."""
-    return TeamState(run_id=run_id, head=None, step=0, next=team.first, plan_id=None, directive=None,
-                     done=False, final_answer=None, model=model, sample=0, stall=0, last_worker=None)
+    return TeamState(
+        run_id=run_id,
+        head=None,
+        step=0,
+        next=team.first,
+        plan_id=None,
+        directive=None,
+        done=False,
+        final_answer=None,
+        model=model,
+        sample=0,
+        stall=0,
+        last_worker=None,
+    )
 
 
-def state_update(state: Mapping[str, Any], agent: str, advance: Advance, head: str,
-                 max_steps: int) -> dict[str, Any]:
+def state_update(
+    state: Mapping[str, Any], agent: str, advance: Advance, head: str, max_steps: int
+) -> dict[str, Any]:
     """The state change after `agent` took step `state['step']` (pure)."""
     step = int(state.get("step", 0)) + 1
-    update: dict[str, Any] = {"head": head, "step": step, "next": advance.next, "directive": None,
-                              "done": advance.done or step >= max_steps, "stall": advance.stall,
-                              "final_answer": advance.final_answer}
+    update: dict[str, Any] = {
+        "head": head,
+        "step": step,
+        "next": advance.next,
+        "directive": None,
+        "done": advance.done or step >= max_steps,
+        "stall": advance.stall,
+        "final_answer": advance.final_answer,
+    }
     if advance.sets_plan:
         update["plan_id"] = head
     if agent != "Orchestrator" and agent in ("Coder", "ComputerTerminal", "FileSurfer"):
@@ -84,26 +103,51 @@ def state_update(state: Mapping[str, Any], agent: str, advance: Advance, head: s
     return update
 
 
-def record_step(ctx: RunContext, state: Mapping[str, Any], agent: str, content: str,
-                result: StepResult | None, span: Span, checkpoint_id: str | None) -> dict[str, Any]:
+def record_step(
+    ctx: RunContext,
+    state: Mapping[str, Any],
+    agent: str,
+    content: str,
+    result: StepResult | None,
+    span: Span,
+    checkpoint_id: str | None,
+) -> dict[str, Any]:
     """Apply the team's rule to a turn's message, store it, annotate the step span."""
     advance = ctx.team.advance(state, agent, content)
     index = int(state.get("step", 0))
-    step = Step(run_id=ctx.run_id, index=index, agent=agent, kind=advance.kind, content=content,
-                checkpoint_id=checkpoint_id,
-                input_tokens=result.input_tokens if result else 0,
-                output_tokens=result.output_tokens if result else 0,
-                llm_calls=result.llm_calls if result else 0,
-                seconds=result.seconds if result else 0.0,
-                tool_calls=result.tool_calls if result else ())
+    step = Step(
+        run_id=ctx.run_id,
+        index=index,
+        agent=agent,
+        kind=advance.kind,
+        content=content,
+        checkpoint_id=checkpoint_id,
+        input_tokens=result.input_tokens if result else 0,
+        output_tokens=result.output_tokens if result else 0,
+        llm_calls=result.llm_calls if result else 0,
+        seconds=result.seconds if result else 0.0,
+        tool_calls=result.tool_calls if result else (),
+    )
     head = ctx.messages.append(state.get("head"), step)
     ctx.steps.append(step)
-    span.set_attributes({A.KIND: "step", A.OPERATION: "invoke_agent", A.RUN_ID: ctx.run_id,
-                         A.STEP: index, A.AGENT_NAME: agent, A.STEP_KIND: advance.kind,
-                         A.CONTENT: A.cap(content), A.CHECKPOINT_ID: checkpoint_id or "",
-                         A.INTERVENED: result is None, A.NODE_ID: result.node_id if result else "",
-                         A.INPUT_TOKENS: step.input_tokens, A.OUTPUT_TOKENS: step.output_tokens,
-                         A.OI_KIND: "AGENT", A.OI_OUTPUT: A.cap(content)})
+    span.set_attributes(
+        {
+            A.KIND: "step",
+            A.OPERATION: "invoke_agent",
+            A.RUN_ID: ctx.run_id,
+            A.STEP: index,
+            A.AGENT_NAME: agent,
+            A.STEP_KIND: advance.kind,
+            A.CONTENT: A.cap(content),
+            A.CHECKPOINT_ID: checkpoint_id or "",
+            A.INTERVENED: result is None,
+            A.NODE_ID: result.node_id if result else "",
+            A.INPUT_TOKENS: step.input_tokens,
+            A.OUTPUT_TOKENS: step.output_tokens,
+            A.OI_KIND: "AGENT",
+            A.OI_OUTPUT: A.cap(content),
+        }
+    )
     return state_update(state, agent, advance, head, ctx.max_steps)
 
 
@@ -114,18 +158,30 @@ def step_span(ctx: RunContext, agent: str) -> Any:
     )
 
 
-def take_turn(ctx: RunContext, state: Mapping[str, Any], agent: str, checkpoint_id: str | None) -> dict[str, Any]:
+def take_turn(
+    ctx: RunContext, state: Mapping[str, Any], agent: str, checkpoint_id: str | None
+) -> dict[str, Any]:
     """One agent turn: ask a host to run it, then record it."""
     transcript = tuple(ctx.messages.chain(state.get("head")))
     spec = ctx.team.agent(agent)
     with step_span(ctx, agent) as span:
         request = StepRequest(
-            run_id=ctx.run_id, team=ctx.team.name, step=int(state.get("step", 0)), agent=agent,
-            system_prompt=ctx.team.prompt_for(state, agent) or "", task=ctx.task,
-            transcript=transcript, plan=current_plan(ctx.messages, state),
-            directive=state.get("directive"), tools=spec.tools, model=str(state["model"]),
-            seed=ctx.seed, sample=int(state.get("sample", 0)), faults=ctx.faults,
-            trace_carrier=inject_context(span), record_mode=ctx.record_mode,  # type: ignore[arg-type]
+            run_id=ctx.run_id,
+            team=ctx.team.name,
+            step=int(state.get("step", 0)),
+            agent=agent,
+            system_prompt=ctx.team.prompt_for(state, agent) or "",
+            task=ctx.task,
+            transcript=transcript,
+            plan=current_plan(ctx.messages, state),
+            directive=state.get("directive"),
+            tools=spec.tools,
+            model=str(state["model"]),
+            seed=ctx.seed,
+            sample=int(state.get("sample", 0)),
+            faults=ctx.faults,
+            trace_carrier=inject_context(span),
+            record_mode=ctx.record_mode,  # type: ignore[arg-type]
         )
         result = ctx.call_host(request)
         return record_step(ctx, state, agent, result.content, result, span, checkpoint_id)
@@ -145,15 +201,19 @@ def route(state: Mapping[str, Any]) -> str:
 def build_graph(team: TeamSpec, checkpointer: BaseCheckpointSaver[Any]) -> Any:
     """Compile a team into a checkpointed LangGraph StateGraph."""
     builder = StateGraph(TeamState, context_schema=RunContext)
+    targets: dict[Hashable, str] = {END: END}
+    targets.update({n: n for n in team.agent_names})
     for name in team.agent_names:
         builder.add_node(name, _node(name))
-        builder.add_conditional_edges(name, route, {n: n for n in team.agent_names} | {END: END})
-    builder.add_conditional_edges(START, route, {n: n for n in team.agent_names} | {END: END})
+        builder.add_conditional_edges(name, route, targets)
+    builder.add_conditional_edges(START, route, targets)
     return builder.compile(checkpointer=checkpointer)
 
 
 def _node(agent: str) -> Callable[..., dict[str, Any]]:
-    def node(state: TeamState, config: RunnableConfig, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    def node(
+        state: TeamState, config: RunnableConfig, runtime: Runtime[RunContext]
+    ) -> dict[str, Any]:
         # The checkpoint this step starts from: forking at this step resumes from it.
         checkpoint_id = ((config.get("configurable") or {}).get("checkpoint_map") or {}).get("")
         return take_turn(runtime.context, state, agent, checkpoint_id)

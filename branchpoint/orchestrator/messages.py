@@ -89,7 +89,8 @@ class SqliteMessageStore:
         message_id = uuid.uuid4().hex
         with self._lock:
             self._conn.execute(
-                "INSERT INTO messages VALUES (?, ?, ?)", (message_id, parent_id, step.model_dump_json())
+                "INSERT INTO messages VALUES (?, ?, ?)",
+                (message_id, parent_id, step.model_dump_json()),
             )
         return message_id
 
@@ -104,7 +105,9 @@ class SqliteMessageStore:
     def get(self, message_id: str) -> Step:
         """One stored message."""
         with self._lock:
-            row = self._conn.execute("SELECT step_json FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT step_json FROM messages WHERE message_id = ?", (message_id,)
+            ).fetchone()
         return Step.model_validate_json(row[0])
 
     def close(self) -> None:

@@ -24,22 +24,29 @@ class ReplayReport:
     @property
     def identical(self) -> bool:
         """Every step's agent and content match byte for byte, and so does the outcome."""
-        return (not self.mismatches and self.replayed.status == self.original.status
-                and self.replayed.final_answer == self.original.final_answer)
+        return (
+            not self.mismatches
+            and self.replayed.status == self.original.status
+            and self.replayed.final_answer == self.original.final_answer
+        )
 
     def render(self) -> str:
         """One line for the CLI."""
         verdict = "identical" if self.identical else f"differs at steps {list(self.mismatches)}"
-        return (f"replayed {self.original.run_id} as {self.replayed.run_id}: {self.n_steps} steps, "
-                f"{verdict}; status {self.replayed.status}, answer {self.replayed.final_answer}")
+        return (
+            f"replayed {self.original.run_id} as {self.replayed.run_id}: {self.n_steps} steps, "
+            f"{verdict}; status {self.replayed.status}, answer {self.replayed.final_answer}"
+        )
 
 
 def compare_steps(original: list[Step], replayed: list[Step]) -> tuple[int, ...]:
     """Indices where the replay's agent or content differs (a missing step counts)."""
     n = max(len(original), len(replayed))
     return tuple(
-        i for i in range(n)
-        if i >= len(original) or i >= len(replayed)
+        i
+        for i in range(n)
+        if i >= len(original)
+        or i >= len(replayed)
         or (original[i].agent, original[i].content) != (replayed[i].agent, replayed[i].content)
     )
 
@@ -49,11 +56,22 @@ def replay_run(session: Session, run_id: str) -> ReplayReport:
     session.flush()
     original = load_run(session.store, run_id)
     if original.parent_run_id is not None:
-        raise BranchpointError(f"{run_id} is a fork; replay its root run {original.parent_run_id} instead")
-    replayed = run_task(session, get_team(original.team), original.task, original.model,
-                        seed=original.seed, faults=original.faults, record_mode="replay")
+        raise BranchpointError(
+            f"{run_id} is a fork; replay its root run {original.parent_run_id} instead"
+        )
+    replayed = run_task(
+        session,
+        get_team(original.team),
+        original.task,
+        original.model,
+        seed=original.seed,
+        faults=original.faults,
+        record_mode="replay",
+    )
     if replayed.status == "errored":
         raise BranchpointError(f"replay of {run_id} failed: {replayed.error}")
     session.flush()
-    mismatches = compare_steps(load_steps(session.store, original), load_steps(session.store, replayed))
+    mismatches = compare_steps(
+        load_steps(session.store, original), load_steps(session.store, replayed)
+    )
     return ReplayReport(original, replayed, mismatches, original.n_steps)

@@ -46,7 +46,9 @@ def preflight_model(model: str, team: TeamSpec, session_settings: Any) -> None:
 def score(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
     """Whether a run solved its task: HumanEval tests pass, or the numeric answer matches."""
     if task.test and task.entry_point:
-        code = next((b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None)
+        code = next(
+            (b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None
+        )
         return code is not None and run_humaneval(code, task.test, task.entry_point)
     return is_correct(final_answer, task)
 
@@ -60,8 +62,13 @@ def user_error(exc: BaseException) -> str:
 Prepare = Callable[[], tuple[Any, Mapping[str, Any]]]
 
 
-def execute_run(session: Session, run: Run, ctx: RunContext, prepare: Prepare,
-                lineage: Mapping[str, Any] | None = None) -> Run:
+def execute_run(
+    session: Session,
+    run: Run,
+    ctx: RunContext,
+    prepare: Prepare,
+    lineage: Mapping[str, Any] | None = None,
+) -> Run:
     """Invoke (or resume) a graph for one run inside its run span; returns the finished Run.
 
     `prepare` runs inside the span and returns the graph input and config (a fork applies its
@@ -69,12 +76,22 @@ def execute_run(session: Session, run: Run, ctx: RunContext, prepare: Prepare,
     """
     graph = session.graph(ctx.team)
     started = time.perf_counter()
-    attrs = {A.KIND: "run", A.OPERATION: "invoke_workflow", A.RUN_ID: run.run_id, A.TEAM: run.team,
-             A.TASK_ID: run.task.task_id, A.TASK: run.task.model_dump_json(), A.REQUEST_MODEL: run.model,
-             A.SEED: run.seed, A.THREAD_ID: run.thread_id or "", A.OI_KIND: "CHAIN",
-             A.OI_INPUT: A.cap(run.task.question),
-             A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
-             **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}), **(lineage or {})}
+    attrs = {
+        A.KIND: "run",
+        A.OPERATION: "invoke_workflow",
+        A.RUN_ID: run.run_id,
+        A.TEAM: run.team,
+        A.TASK_ID: run.task.task_id,
+        A.TASK: run.task.model_dump_json(),
+        A.REQUEST_MODEL: run.model,
+        A.SEED: run.seed,
+        A.THREAD_ID: run.thread_id or "",
+        A.OI_KIND: "CHAIN",
+        A.OI_INPUT: A.cap(run.task.question),
+        A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
+        **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}),
+        **(lineage or {}),
+    }
     status, final_answer, error, success = "errored", None, None, False
     with session.tracer.start_as_current_span("branchpoint.run", attributes=attrs) as span:
         ctx.run_span = span
@@ -87,37 +104,80 @@ def execute_run(session: Session, run: Run, ctx: RunContext, prepare: Prepare,
         except (BranchpointError, RayError) as exc:
             error = user_error(exc)
         steps = ctx.steps
-        done = run.model_copy(update={
-            "status": status, "final_answer": final_answer, "success": success, "error": error,
-            "input_tokens": sum(s.input_tokens for s in steps),
-            "output_tokens": sum(s.output_tokens for s in steps),
-            "seconds": time.perf_counter() - started, "n_steps": len(steps)})
-        span.set_attributes({A.STATUS: status, A.SUCCESS: success, A.FINAL_ANSWER: final_answer or "",
-                             A.ERROR: error or "", A.INPUT_TOKENS: done.input_tokens,
-                             A.OUTPUT_TOKENS: done.output_tokens, A.OI_OUTPUT: final_answer or ""})
+        done = run.model_copy(
+            update={
+                "status": status,
+                "final_answer": final_answer,
+                "success": success,
+                "error": error,
+                "input_tokens": sum(s.input_tokens for s in steps),
+                "output_tokens": sum(s.output_tokens for s in steps),
+                "seconds": time.perf_counter() - started,
+                "n_steps": len(steps),
+            }
+        )
+        span.set_attributes(
+            {
+                A.STATUS: status,
+                A.SUCCESS: success,
+                A.FINAL_ANSWER: final_answer or "",
+                A.ERROR: error or "",
+                A.INPUT_TOKENS: done.input_tokens,
+                A.OUTPUT_TOKENS: done.output_tokens,
+                A.OI_OUTPUT: final_answer or "",
+            }
+        )
     return done
 
 
-def run_task(session: Session, team: TeamSpec, task: Task, model: str, seed: int = 0,
-             faults: Iterable[Fault] = (), sweep_id: str | None = None,
-             record_mode: str = "record") -> Run:
+def run_task(
+    session: Session,
+    team: TeamSpec,
+    task: Task,
+    model: str,
+    seed: int = 0,
+    faults: Iterable[Fault] = (),
+    sweep_id: str | None = None,
+    record_mode: str = "record",
+) -> Run:
     """Run a team on one task from the start."""
     run_id = new_run_id()
-    run = Run(run_id=run_id, task=task, team=team.name, model=model, seed=seed,
-              faults=tuple(faults), thread_id=run_id, sweep_id=sweep_id)
-    ctx = RunContext(run_id=run_id, team=team, task=task, seed=seed, faults=run.faults,
-                     messages=session.messages, tracer=session.tracer, run_span=None,  # type: ignore[arg-type]
-                     call_host=session.hosts.call, max_steps=session.settings.max_steps,
-                     record_mode=record_mode)
+    run = Run(
+        run_id=run_id,
+        task=task,
+        team=team.name,
+        model=model,
+        seed=seed,
+        faults=tuple(faults),
+        thread_id=run_id,
+        sweep_id=sweep_id,
+    )
+    ctx = RunContext(
+        run_id=run_id,
+        team=team,
+        task=task,
+        seed=seed,
+        faults=run.faults,
+        messages=session.messages,
+        tracer=session.tracer,
+        run_span=None,  # type: ignore[arg-type]
+        call_host=session.hosts.call,
+        max_steps=session.settings.max_steps,
+        record_mode=record_mode,
+    )
     config = {"configurable": {"thread_id": run_id}}
     return execute_run(session, run, ctx, lambda: (initial_state(run_id, team, model), config))
 
 
-def plan_faults(tasks: list[Task], fault_rate: float, seed: int, recurrence: float = 1.0) -> dict[str, tuple[Fault, ...]]:
+def plan_faults(
+    tasks: list[Task], fault_rate: float, seed: int, recurrence: float = 1.0
+) -> dict[str, tuple[Fault, ...]]:
     """Seeded random faults for sim runs: each task gets one with probability `fault_rate`."""
     rng = random.Random(seed)
-    return {t.task_id: (random_fault(t, rng, recurrence),) if rng.random() < fault_rate else ()
-            for t in tasks}
+    return {
+        t.task_id: (random_fault(t, rng, recurrence),) if rng.random() < fault_rate else ()
+        for t in tasks
+    }
 
 
 def sim_tasks(tasks: list[Task]) -> tuple[list[Task], int]:
@@ -126,16 +186,27 @@ def sim_tasks(tasks: list[Task]) -> tuple[list[Task], int]:
     return kept, len(tasks) - len(kept)
 
 
-def run_tasks(session: Session, team: TeamSpec, tasks: list[Task], model: str, *, seed: int = 0,
-              concurrency: int = 2, faults: Mapping[str, tuple[Fault, ...]] | None = None,
-              on_done: Callable[[Run], None] | None = None) -> list[Run]:
+def run_tasks(
+    session: Session,
+    team: TeamSpec,
+    tasks: list[Task],
+    model: str,
+    *,
+    seed: int = 0,
+    concurrency: int = 2,
+    faults: Mapping[str, tuple[Fault, ...]] | None = None,
+    on_done: Callable[[Run], None] | None = None,
+) -> list[Run]:
     """Run a team on many tasks, `concurrency` at a time; results in task order."""
     preflight_model(model, team, session.settings)
     results: dict[int, Run] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(run_task, session, team, task, model, seed,
-                               (faults or {}).get(task.task_id, ())): i
-                   for i, task in enumerate(tasks)}
+        futures = {
+            pool.submit(
+                run_task, session, team, task, model, seed, (faults or {}).get(task.task_id, ())
+            ): i
+            for i, task in enumerate(tasks)
+        }
         for future in as_completed(futures):
             run = future.result()
             results[futures[future]] = run

@@ -20,24 +20,42 @@ def run_from_row(row: dict[str, Any]) -> Run:
     """A Run from a row of the `runs` view joined with its task JSON."""
     faults = row.get("faults") or "[]"
     return Run(
-        run_id=row["run_id"], task=Task.model_validate_json(row["task_json"]), team=row["team"],
-        model=row["model"], seed=int(row.get("seed") or 0), status=row["status"] or "errored",
-        final_answer=row.get("final_answer") or None, success=bool(row.get("success")),
-        error=row.get("error") or None, parent_run_id=row.get("parent_run_id") or None,
-        fork_step=row.get("fork_step"), intervention_id=row.get("intervention_id") or None,
-        thread_id=row.get("thread_id") or None, sweep_id=row.get("sweep_id") or None,
-        faults=tuple(Fault.model_validate(f) for f in (json.loads(faults) if isinstance(faults, str) else faults)),
-        input_tokens=int(row.get("input_tokens") or 0), output_tokens=int(row.get("output_tokens") or 0),
-        seconds=float(row.get("seconds") or 0.0), n_steps=int(row.get("n_steps") or 0),
+        run_id=row["run_id"],
+        task=Task.model_validate_json(row["task_json"]),
+        team=row["team"],
+        model=row["model"],
+        seed=int(row.get("seed") or 0),
+        status=row["status"] or "errored",
+        final_answer=row.get("final_answer") or None,
+        success=bool(row.get("success")),
+        error=row.get("error") or None,
+        parent_run_id=row.get("parent_run_id") or None,
+        fork_step=row.get("fork_step"),
+        intervention_id=row.get("intervention_id") or None,
+        thread_id=row.get("thread_id") or None,
+        sweep_id=row.get("sweep_id") or None,
+        faults=tuple(
+            Fault.model_validate(f)
+            for f in (json.loads(faults) if isinstance(faults, str) else faults)
+        ),
+        input_tokens=int(row.get("input_tokens") or 0),
+        output_tokens=int(row.get("output_tokens") or 0),
+        seconds=float(row.get("seconds") or 0.0),
+        n_steps=int(row.get("n_steps") or 0),
     )
 
 
 def step_from_row(row: dict[str, Any]) -> Step:
     """A Step from a row of the `steps` view."""
     return Step(
-        run_id=row["run_id"], index=int(row["step"]), agent=row["agent"], kind=row["kind"],
-        content=row.get("content") or "", checkpoint_id=row.get("checkpoint_id") or None,
-        input_tokens=int(row.get("input_tokens") or 0), output_tokens=int(row.get("output_tokens") or 0),
+        run_id=row["run_id"],
+        index=int(row["step"]),
+        agent=row["agent"],
+        kind=row["kind"],
+        content=row.get("content") or "",
+        checkpoint_id=row.get("checkpoint_id") or None,
+        input_tokens=int(row.get("input_tokens") or 0),
+        output_tokens=int(row.get("output_tokens") or 0),
         seconds=float(row.get("seconds") or 0.0),
     )
 
@@ -46,7 +64,9 @@ def load_run(store: Any, run_id: str) -> Run:
     """The run with this id, or UnknownRunError."""
     rows = store.query(_RUN_SQL, [run_id])
     if not rows:
-        raise UnknownRunError(f"unknown run id {run_id!r}; list runs with: branchpoint sql \"SELECT run_id, status FROM runs\"")
+        raise UnknownRunError(
+            f'unknown run id {run_id!r}; list runs with: branchpoint sql "SELECT run_id, status FROM runs"'
+        )
     return run_from_row(rows[0])
 
 

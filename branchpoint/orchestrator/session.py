@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import ray
 
@@ -29,12 +29,20 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, namespace="branchpoint", include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING,
-                 configure_logging=True, ignore_reinit_error=True)
+        ray.init(
+            address=address,
+            namespace="branchpoint",
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            ignore_reinit_error=True,
+        )
     except ConnectionError as exc:
-        raise BranchpointError(f"cannot reach the Ray cluster at {address!r}: {exc}; "
-                               "start it with `ray start --head` or drop --address") from None
+        raise BranchpointError(
+            f"cannot reach the Ray cluster at {address!r}: {exc}; "
+            "start it with `ray start --head` or drop --address"
+        ) from None
 
 
 class Session:
@@ -83,7 +91,7 @@ class Session:
         self.messages.close()
         self._stack.close()
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

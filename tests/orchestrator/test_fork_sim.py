@@ -17,8 +17,12 @@ from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
 
-TASK = Task(task_id="t-wage", question="Leo earns $15 per hour for 8 hours a day over 5 days and spends $200. What is left?",
-            answer="400", solution="15*8=<<15*8=120>>120\n120*5=<<120*5=600>>600\n600-200=<<600-200=400>>400\n#### 400")
+TASK = Task(
+    task_id="t-wage",
+    question="Leo earns $15 per hour for 8 hours a day over 5 days and spends $200. What is left?",
+    answer="400",
+    solution="15*8=<<15*8=120>>120\n120*5=<<120*5=600>>600\n600-200=<<600-200=400>>400\n#### 400",
+)
 FAULT = Fault(agent="Solver", step=2, kind="wrong_operand")
 
 
@@ -37,29 +41,39 @@ def test_replace_message_fixes_the_injected_fault_and_resample_does_not(session:
     correct = load_steps(session.store, clean)[FAULT.step].content
     assert load_steps(session.store, faulty)[FAULT.step].content != correct
 
-    fixed = fork_run(session, faulty.run_id, ReplaceMessage(step=FAULT.step, content=correct), repeats=3)
+    fixed = fork_run(
+        session, faulty.run_id, ReplaceMessage(step=FAULT.step, content=correct), repeats=3
+    )
     controls = fork_run(session, faulty.run_id, Resample(step=FAULT.step), repeats=3)
 
     assert [r.status for r in fixed] == ["succeeded"] * 3
     assert [r.status for r in controls] == ["failed"] * 3
     forks = session.store.query(
         "SELECT run_id, parent_run_id, fork_step, intervention_id FROM forks WHERE parent_run_id = ?",
-        [faulty.run_id])
+        [faulty.run_id],
+    )
     assert len(forks) == 6
     assert {f["fork_step"] for f in forks} == {FAULT.step}
     assert {f["run_id"] for f in forks} == {r.run_id for r in fixed + controls}
 
 
-def test_fork_shares_the_prefix_and_makes_no_llm_call_before_the_fork_step(session: Session) -> None:
+def test_fork_shares_the_prefix_and_makes_no_llm_call_before_the_fork_step(
+    session: Session,
+) -> None:
     faulty = run_task(session, MATH, TASK, "sim", seed=2, faults=[FAULT])
-    [fork] = fork_run(session, faulty.run_id, Instruct(step=FAULT.step, instruction="Re-check the operands."))
+    [fork] = fork_run(
+        session, faulty.run_id, Instruct(step=FAULT.step, instruction="Re-check the operands.")
+    )
     assert fork.status == "succeeded"
-    calls = session.store.query("SELECT step, count(*) AS n FROM llm_calls WHERE run_id = ? GROUP BY step",
-                                [fork.run_id])
+    calls = session.store.query(
+        "SELECT step, count(*) AS n FROM llm_calls WHERE run_id = ? GROUP BY step", [fork.run_id]
+    )
     assert calls and min(c["step"] for c in calls) == FAULT.step
     parent_steps = load_steps(session.store, faulty)
     fork_steps = load_steps(session.store, load_run(session.store, fork.run_id))
-    assert [s.content for s in fork_steps[: FAULT.step]] == [s.content for s in parent_steps[: FAULT.step]]
+    assert [s.content for s in fork_steps[: FAULT.step]] == [
+        s.content for s in parent_steps[: FAULT.step]
+    ]
     assert fork_steps[FAULT.step].content.startswith("(Re-checked as instructed.)")
 
 
@@ -67,7 +81,9 @@ def test_fork_at_step_zero_and_fork_of_a_fork(session: Session) -> None:
     faulty = run_task(session, MATH, TASK, "sim", seed=3, faults=[FAULT])
     [first] = fork_run(session, faulty.run_id, Resample(step=0))
     assert first.status == "failed"  # the seeded fault recurs
-    [second] = fork_run(session, first.run_id, Instruct(step=FAULT.step, instruction="Check the operands."))
+    [second] = fork_run(
+        session, first.run_id, Instruct(step=FAULT.step, instruction="Check the operands.")
+    )
     assert second.status == "succeeded"
     steps = load_steps(session.store, load_run(session.store, second.run_id))
     assert [s.index for s in steps] == list(range(len(steps)))
@@ -91,8 +107,10 @@ def test_replay_reproduces_a_sim_run_from_the_record_store(session: Session) -> 
     original = run_task(session, MATH, TASK, "sim", seed=5, faults=[FAULT])
     report = replay_run(session, original.run_id)
     assert report.identical, report.render()
-    replayed = session.store.query("SELECT count(*) AS n, bool_and(cached) AS all_cached FROM llm_calls WHERE run_id = ?",
-                                   [report.replayed.run_id])[0]
+    replayed = session.store.query(
+        "SELECT count(*) AS n, bool_and(cached) AS all_cached FROM llm_calls WHERE run_id = ?",
+        [report.replayed.run_id],
+    )[0]
     assert replayed["n"] == original.n_steps and replayed["all_cached"]
 
 
@@ -105,10 +123,14 @@ def test_checkpoint_storage_is_linear_in_run_length(session: Session, tmp_path: 
 
     def bytes_of(run_id: str) -> int:
         with sqlite3.connect(session.settings.checkpoint_path) as con:
-            row = con.execute("SELECT sum(length(checkpoint)) + sum(length(metadata)) FROM checkpoints "
-                              "WHERE thread_id = ?", (run_id,)).fetchone()
-            writes = con.execute("SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
-                                 (run_id,)).fetchone()
+            row = con.execute(
+                "SELECT sum(length(checkpoint)) + sum(length(metadata)) FROM checkpoints "
+                "WHERE thread_id = ?",
+                (run_id,),
+            ).fetchone()
+            writes = con.execute(
+                "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?", (run_id,)
+            ).fetchone()
         return int(row[0]) + int(writes[0])
 
     old = session.settings.max_steps
