@@ -30,6 +30,8 @@ class Settings:
     api_key_env: str = field(default_factory=lambda: _env("API_KEY_ENV", "OPENAI_API_KEY") or "")
     llm_timeout_s: float = field(default_factory=lambda: float(_env("LLM_TIMEOUT", "120") or 120))
     max_steps: int = 24
+    # Spans on (the default); off only for measuring what tracing costs.
+    tracing: bool = True
     n_hosts: int = 2
 
     @property

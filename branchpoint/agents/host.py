@@ -316,7 +316,8 @@ class AgentHost:
         from branchpoint.telemetry.tracing import setup_tracing
 
         store = SinkClient(sink) if sink is not None else None
-        provider = setup_tracing(store, "branchpoint-agent-host") if store is not None else None
+        traced = store is not None and settings.tracing
+        provider = setup_tracing(store, "branchpoint-agent-host") if traced else None
         self.runtime = AgentRuntime(settings, store, provider)
 
     async def run_step(self, req: StepRequest) -> StepResult:

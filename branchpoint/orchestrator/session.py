@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import ray
+from opentelemetry import trace
 
 from branchpoint.agents.host import AgentHost, sim_spec
 from branchpoint.agents.teams import TeamSpec
@@ -55,7 +56,11 @@ class Session:
         self.sink = get_or_create_sink(str(Path(settings.db_path).resolve()))
         self.store = SinkClient(self.sink)
         self.provider = setup_tracing(self.store, "branchpoint-driver")
-        self.tracer = self.provider.get_tracer("branchpoint.orchestrator")
+        self.tracer: trace.Tracer = (
+            self.provider.get_tracer("branchpoint.orchestrator")
+            if settings.tracing
+            else trace.NoOpTracer()
+        )
         checkpoint_spec = settings.checkpointer
         self.checkpointer = self._stack.enter_context(
             open_checkpointer(checkpoint_spec, settings.checkpoint_path)
