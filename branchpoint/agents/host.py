@@ -316,8 +316,9 @@ class AgentHost:
         from branchpoint.telemetry.tracing import setup_tracing
 
         store = SinkClient(sink) if sink is not None else None
-        traced = store is not None and settings.tracing
-        provider = setup_tracing(store, "branchpoint-agent-host") if traced else None
+        provider = None
+        if store is not None and settings.tracing:
+            provider = setup_tracing(store, "branchpoint-agent-host")
         self.runtime = AgentRuntime(settings, store, provider)
 
     async def run_step(self, req: StepRequest) -> StepResult:
