@@ -21,6 +21,7 @@ from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import MAX_EXPORT_BATCH, flush, setup_tracing
 
 _T0 = datetime(2025, 1, 1)
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def synthetic_rows(n: int) -> list[dict[str, object]]:
@@ -142,12 +143,41 @@ def ray_turn_fn() -> Callable[[int], str]:
     return lambda i: str(ray.get(host.turn.remote(i)))
 
 
+def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path) -> float:
+    """Seconds per step of the real sim math team (graph, checkpoints, Ray hosts), traced or not."""
+    from branchpoint.agents.teams import MATH
+    from branchpoint.orchestrator.runner import run_tasks, sim_tasks
+    from branchpoint.orchestrator.session import Session
+    from branchpoint.settings import Settings
+    from branchpoint.tasks import load_tasks
+
+    tasks, _ = sim_tasks(load_tasks(DATA / "gsm8k_test_first200.jsonl"))
+    db = workdir / f"team-{'traced' if traced else 'plain'}-{time.monotonic_ns()}.duckdb"
+    with Session(Settings(db_path=db, tracing=traced)) as session:
+        run_tasks(session, MATH, tasks[:2], "sim", concurrency=1)  # warm up hosts and graph
+        started = time.perf_counter()
+        runs = run_tasks(session, MATH, tasks[:n_tasks], "sim", concurrency=1)
+        elapsed = time.perf_counter() - started
+    return elapsed / sum(r.n_steps for r in runs)
+
+
+def sim_team_overhead(n_tasks: int, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds per sim-team step (untraced, traced), arms alternated to share noise."""
+    plain, traced = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            plain.append(sim_team_seconds_per_step(False, n_tasks, Path(tmp)))
+            traced.append(sim_team_seconds_per_step(True, n_tasks, Path(tmp)))
+    return statistics.median(plain), statistics.median(traced)
+
+
 def main() -> None:
     """Print the benchmark table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=2_000)
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray-actor step variant")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray-actor step variants")
+    parser.add_argument("--team-tasks", type=int, default=20, help="sim tasks per arm, end to end")
     args = parser.parse_args()
     rate = ingestion_rate(args.spans)
     print(f"{'measure':<50}{'value':>14}{'goal':>12}")
@@ -159,6 +189,12 @@ def main() -> None:
         plain, traced = overhead(step_fn, n)
         print(f"{label + ', untraced (us/step)':<50}{plain * 1e6:>14.1f}")
         print(f"{label + ', traced (us/step)':<50}{traced * 1e6:>14.1f}")
+        print(f"{label + ', traced / untraced':<50}{traced / plain:>14.2f}{'<= 1.10':>12}")
+    if not args.no_ray:
+        plain, traced = sim_team_overhead(args.team_tasks)
+        label = "sim math team end to end"
+        print(f"{label + ', untraced (ms/step)':<50}{plain * 1e3:>14.2f}")
+        print(f"{label + ', traced (ms/step)':<50}{traced * 1e3:>14.2f}")
         print(f"{label + ', traced / untraced':<50}{traced / plain:>14.2f}{'<= 1.10':>12}")
 
 
