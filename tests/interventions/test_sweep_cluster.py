@@ -36,8 +36,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_node(args: list[str], env: dict[str, str], temp_dir: Path) -> int:
-    """`ray start ARGS` in a new session; returns that session's process group id."""
+def start_node(args: list[str], env: dict[str, str], temp_dir: Path, groups: list[int]) -> None:
+    """`ray start ARGS` in a new session whose process group id is added to `groups` (for `stop_groups`)."""
     cmd = [
         str(BIN / "ray"),
         "start",
@@ -55,9 +55,9 @@ def start_node(args: list[str], env: dict[str, str], temp_dir: Path) -> int:
         text=True,
         start_new_session=True,
     )
+    groups.append(proc.pid)  # before waiting: a node that fails half-way is still stopped
     out, _ = proc.communicate(timeout=START_TIMEOUT_S)
     assert proc.returncode == 0, f"ray start failed:\n{out[-3000:]}"
-    return proc.pid
 
 
 def stop_groups(pgids: list[int]) -> None:
@@ -90,29 +90,13 @@ class Cluster:
     def start_head(self) -> None:
         """`ray start --head` with a `head_node` resource."""
         port = self.address.rsplit(":", 1)[1]
-        self.groups.append(
-            start_node(
-                [
-                    "--head",
-                    f"--port={port}",
-                    "--num-cpus=1",
-                    '--resources={"head_node": 1}',
-                    "--include-dashboard=false",
-                ],
-                self.env,
-                self.temp / "head",
-            )
-        )
+        head = ["--head", f"--port={port}", "--num-cpus=1", '--resources={"head_node": 1}']
+        start_node([*head, "--include-dashboard=false"], self.env, self.temp / "head", self.groups)
 
     def add_worker(self) -> None:
         """Join a second node with its own `worker_node` resource and temp dir."""
-        self.groups.append(
-            start_node(
-                [f"--address={self.address}", "--num-cpus=1", '--resources={"worker_node": 1}'],
-                self.env,
-                self.temp / "worker",
-            )
-        )
+        worker = [f"--address={self.address}", "--num-cpus=1", '--resources={"worker_node": 1}']
+        start_node(worker, self.env, self.temp / "worker", self.groups)
 
     def stop(self) -> None:
         """Kill this cluster's processes and remove its temp dirs."""
