@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from autogen_core.models import ChatCompletionClient, ModelInfo
+from autogen_core.models import ChatCompletionClient
 
+from branchpoint.agents.chat_client import TEXT_MODEL_INFO
 from branchpoint.agents.local_model import DEFAULT_GGUF_NAME, LlamaCppClient, resolve_gguf
 from branchpoint.errors import BranchpointError, ModelUnavailableError
 from branchpoint.settings import Settings
@@ -87,13 +88,7 @@ def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClien
             model=spec.name,
             base_url=spec.base_url,
             api_key=_api_key(settings),
-            model_info=ModelInfo(
-                vision=False,
-                function_calling=False,
-                json_output=False,
-                family="unknown",
-                structured_output=False,
-            ),
+            model_info=TEXT_MODEL_INFO,
             timeout=settings.llm_timeout_s,
         )
     raise ValueError(f"make_chat_client builds local and openai clients, not {spec.backend!r}")

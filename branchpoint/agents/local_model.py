@@ -21,17 +21,16 @@ from typing import TYPE_CHECKING, Any
 from autogen_core import CancellationToken
 from autogen_core.models import (
     AssistantMessage,
-    ChatCompletionClient,
     CreateResult,
     FunctionExecutionResultMessage,
     LLMMessage,
-    ModelInfo,
     RequestUsage,
     SystemMessage,
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
 
+from branchpoint.agents.chat_client import TextChatClient
 from branchpoint.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -195,7 +194,7 @@ def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
     return converted
 
 
-class LlamaCppClient(ChatCompletionClient):
+class LlamaCppClient(TextChatClient):
     """autogen ChatCompletionClient over an embedded llama-cpp model.
 
     Honours per-call `extra_create_args` {"seed", "temperature", "max_tokens", "top_p", "stop"};
@@ -207,8 +206,7 @@ class LlamaCppClient(ChatCompletionClient):
         self._name = model_name or self._path.stem
         self._llm = load_llama(self._path)
         self._lock = threading.Lock()  # one Llama context cannot serve two calls at once
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self._last_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        super().__init__()
 
     @property
     def model_name(self) -> str:
@@ -249,32 +247,13 @@ class LlamaCppClient(ChatCompletionClient):
             prompt_tokens=response["usage"]["prompt_tokens"],
             completion_tokens=response["usage"]["completion_tokens"],
         )
-        self._last_usage = usage
-        self._usage = RequestUsage(
-            prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
-        )
+        self._account(usage)
         return CreateResult(
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             content=choice["message"]["content"] or "",
             usage=usage,
             cached=False,
         )
-
-    def create_stream(self, *args: Any, **kwargs: Any) -> Any:
-        """Streaming is not offered by the local backend."""
-        raise NotImplementedError("the local backend does not stream; use create()")
-
-    async def close(self) -> None:
-        """Nothing to release: the model stays cached for the process."""
-
-    def actual_usage(self) -> RequestUsage:
-        """Tokens used by the last call."""
-        return self._last_usage
-
-    def total_usage(self) -> RequestUsage:
-        """Tokens used by every call of this client."""
-        return self._usage
 
     def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
         """Tokens of the messages' text under the model's tokenizer."""
@@ -284,19 +263,3 @@ class LlamaCppClient(ChatCompletionClient):
     def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
         """Room left in the context window."""
         return max(N_CTX - self.count_tokens(messages), 0)
-
-    @property
-    def capabilities(self) -> ModelInfo:  # type: ignore[override]
-        """Deprecated alias of `model_info` that autogen still requires."""
-        return self.model_info
-
-    @property
-    def model_info(self) -> ModelInfo:
-        """Text in, text out: no vision, tools or JSON mode."""
-        return ModelInfo(
-            vision=False,
-            function_calling=False,
-            json_output=False,
-            family="unknown",
-            structured_output=False,
-        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -19,22 +19,14 @@ from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
     LLMMessage,
-    ModelCapabilities,
     ModelInfo,
-    RequestUsage,
 )
 from autogen_core.tools import Tool, ToolSchema
 
+from branchpoint.agents.chat_client import TEXT_MODEL_INFO, TextChatClient
 from branchpoint.errors import ReplayMissError
 
 RecordMode = Literal["record", "replay"]
-DEFAULT_MODEL_INFO = ModelInfo(
-    vision=False,
-    function_calling=False,
-    json_output=False,
-    family="unknown",
-    structured_output=False,
-)
 
 
 class RecordStore(Protocol):
@@ -119,7 +111,7 @@ def request_hash(model: str, messages: Sequence[LLMMessage], params: Mapping[str
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class RecordingClient(ChatCompletionClient):
+class RecordingClient(TextChatClient):
     """A chat-completion client that records every response and can replay them exactly."""
 
     def __init__(
@@ -137,7 +129,7 @@ class RecordingClient(ChatCompletionClient):
         self.hash_extra = dict(hash_extra or {})
         self.last_hash: str | None = None
         self.last_cached = False
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        super().__init__()
 
     async def create(
         self,
@@ -177,49 +169,15 @@ class RecordingClient(ChatCompletionClient):
                     "response": result.model_dump(mode="json"),
                 },
             )
-        self._usage = RequestUsage(
-            prompt_tokens=self._usage.prompt_tokens + result.usage.prompt_tokens,
-            completion_tokens=self._usage.completion_tokens + result.usage.completion_tokens,
-        )
+        self._account(result.usage)
         return result
-
-    def create_stream(  # type: ignore[override]
-        self, messages: Sequence[LLMMessage], **kwargs: Any
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        """Streaming is served as one chunk: the recorded result."""
-
-        async def one_chunk() -> AsyncGenerator[str | CreateResult, None]:
-            yield await self.create(messages, **kwargs)
-
-        return one_chunk()
 
     async def close(self) -> None:
         """Close the wrapped client."""
         if self.inner is not None:
             await self.inner.close()
 
-    def actual_usage(self) -> RequestUsage:
-        """Tokens used by this client so far."""
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        """Tokens used by this client so far."""
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
-        """Rough token count (words), used only for budgeting."""
-        return sum(len(str(m.model_dump().get("content", "")).split()) for m in messages)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
-        """Tokens left in a 4k context."""
-        return 4096 - self.count_tokens(messages)
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        """Deprecated autogen property; mirrors model_info."""
-        return self.model_info  # type: ignore[return-value]
-
     @property
     def model_info(self) -> ModelInfo:
         """The wrapped client's model info, or a plain text-only one."""
-        return self.inner.model_info if self.inner is not None else DEFAULT_MODEL_INFO
+        return self.inner.model_info if self.inner is not None else TEXT_MODEL_INFO

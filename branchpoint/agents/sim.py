@@ -14,20 +14,17 @@ import asyncio
 import operator
 import random
 import re
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from autogen_core.models import (
-    ChatCompletionClient,
     CreateResult,
     LLMMessage,
-    ModelCapabilities,
-    ModelInfo,
     RequestUsage,
 )
 
-from branchpoint.agents.recording import DEFAULT_MODEL_INFO
+from branchpoint.agents.chat_client import TextChatClient
 from branchpoint.model import Fault, Step, Task
 from branchpoint.tasks import numbers_in, same_number, solution_chain
 
@@ -210,12 +207,12 @@ def verifier_turn(ctx: SimContext) -> str:
 TURNS = {"Planner": planner_turn, "Solver": solver_turn, "Verifier": verifier_turn}
 
 
-class SimChatCompletionClient(ChatCompletionClient):
+class SimChatCompletionClient(TextChatClient):
     """An autogen chat-completion client whose answers come from the simulated team."""
 
     def __init__(self, ctx: SimContext) -> None:
+        super().__init__()
         self.ctx = ctx
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
     async def create(
         self, messages: Sequence[LLMMessage], *, extra_create_args: Mapping[str, Any] = {}, **_: Any
@@ -229,47 +226,8 @@ class SimChatCompletionClient(ChatCompletionClient):
             prompt_tokens=sum(len(str(getattr(m, "content", "")).split()) for m in messages),
             completion_tokens=len(content.split()),
         )
-        self._usage = usage
+        self._account(usage)
         return CreateResult(finish_reason="stop", content=content, usage=usage, cached=False)
-
-    def create_stream(  # type: ignore[override]
-        self, messages: Sequence[LLMMessage], **kwargs: Any
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        """One chunk: the whole turn."""
-
-        async def one_chunk() -> AsyncGenerator[str | CreateResult, None]:
-            yield await self.create(messages, **kwargs)
-
-        return one_chunk()
-
-    async def close(self) -> None:
-        """Nothing to close."""
-
-    def actual_usage(self) -> RequestUsage:
-        """Usage of the last call."""
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        """Usage of the last call (one call per client)."""
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
-        """Word count of the messages."""
-        return sum(len(str(getattr(m, "content", "")).split()) for m in messages)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], **kwargs: Any) -> int:
-        """The sim has no context limit worth modelling."""
-        return 1_000_000
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        """Deprecated autogen property."""
-        return DEFAULT_MODEL_INFO  # type: ignore[return-value]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        """Text only."""
-        return DEFAULT_MODEL_INFO
 
 
 def random_fault(task: Task, rng: random.Random, recurrence: float = 1.0) -> Fault:
