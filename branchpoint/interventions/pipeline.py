@@ -7,6 +7,8 @@ Every fork is a real replay through the fork machinery; results land in the `tri
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +44,8 @@ from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 
+FLUSH_ROWS = 32
+FLUSH_SECONDS = 2.0
 JUDGE_METHODS = ("all_at_once", "step_by_step", "binary_search", "dover")
 METHODS = ("value_curve", *JUDGE_METHODS)
 
@@ -103,6 +107,9 @@ class ForkBatch:
         self.original_achieved = achieved(milestones, steps)
         self.on_fork = on_fork
         self.done = stored_outcomes(session.store, config.sweep_id, run.run_id)
+        self._pending: list[dict[str, Any]] = []
+        self._flushed = time.monotonic()
+        self._lock = threading.Lock()
 
     def outcomes(
         self, arms: Sequence[tuple[Intervention, str | None]], repeats: int
@@ -130,12 +137,31 @@ class ForkBatch:
                     if self.item_id(iv, hyp, r) not in self.done
                 ],
             )
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            scored = list(pool.map(lambda job: self._one(*job[1:]), jobs))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+                scored = list(pool.map(lambda job: self._one(*job[1:]), jobs))
+        finally:
+            self._store_outcome(None)
         grouped: list[list[Outcome]] = [[] for _ in arms]
         for (i, *_), outcome in zip(jobs, scored, strict=True):
             grouped[i].append(outcome)
         return grouped
+
+    def _store_outcome(self, outcome: Outcome | None) -> None:
+        """Buffer outcome rows and write them in batches (None: write what is buffered).
+
+        One upsert per fork would make the single trace sink the bottleneck of a sweep; a
+        batch is written every FLUSH_ROWS rows or FLUSH_SECONDS. A driver killed in between
+        loses only buffered outcomes, whose forks `--resume` runs again.
+        """
+        with self._lock:
+            if outcome is not None:
+                self._pending.append(outcome.model_dump())
+            due = outcome is None or len(self._pending) >= FLUSH_ROWS
+            if not (due or time.monotonic() - self._flushed > FLUSH_SECONDS) or not self._pending:
+                return
+            rows, self._pending, self._flushed = self._pending, [], time.monotonic()
+        self.session.store.write_rows("outcomes", rows)
 
     def item_id(self, iv: Intervention, hypothesis_id: str | None, repeat: int) -> str:
         """The stable id of one planned replay."""
@@ -153,23 +179,10 @@ class ForkBatch:
             self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id
         )
         outcome = self.score(replay, iv, hypothesis_id, repeat)
-        self.session.store.write_rows("outcomes", [outcome.model_dump()])
         self.done[item] = (
             outcome  # a later arm with the same item (a control = a curve fork) reuses it
         )
-        if self.config.sweep_id:
-            self.session.store.write_rows(
-                "sweep_items",
-                [
-                    {
-                        "item_id": item,
-                        "sweep_id": self.config.sweep_id,
-                        "status": "done",
-                        "fork_run_id": outcome.fork_run_id,
-                        "payload": json.dumps({"run_id": self.run.run_id}),
-                    }
-                ],
-            )
+        self._store_outcome(outcome)
         if self.on_fork is not None:
             self.on_fork()
         return outcome

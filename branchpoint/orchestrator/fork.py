@@ -31,7 +31,7 @@ from branchpoint.model import (
     SwapModel,
 )
 from branchpoint.orchestrator.graph import RunContext, record_step, step_span
-from branchpoint.orchestrator.runner import execute_run, new_run_id, preflight_model
+from branchpoint.orchestrator.runner import execute_run, new_run_id, preflight_model, run_context
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry import attributes as A
@@ -186,18 +186,7 @@ def replay_fork(
         thread_id=parent.thread_id,
         sweep_id=sweep_id,
     )
-    ctx = RunContext(
-        run_id=fork_id,
-        team=team,
-        task=parent.task,
-        seed=parent.seed,
-        faults=parent.faults,
-        messages=session.messages,
-        tracer=session.tracer,
-        run_span=None,  # type: ignore[arg-type]
-        call_host=session.hosts.call,
-        max_steps=session.settings.max_steps,
-    )
+    ctx = run_context(session, run, team)
     lineage = {
         A.PARENT_RUN_ID: parent.run_id,
         A.FORK_STEP: intervention.step,

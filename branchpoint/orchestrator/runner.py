@@ -130,6 +130,25 @@ def execute_run(
     return done
 
 
+def run_context(
+    session: Session, run: Run, team: TeamSpec, record_mode: str = "record"
+) -> RunContext:
+    """The per-run services a graph's nodes use, for a new run or a fork."""
+    return RunContext(
+        run_id=run.run_id,
+        team=team,
+        task=run.task,
+        seed=run.seed,
+        faults=run.faults,
+        messages=session.messages,
+        tracer=session.tracer,
+        run_span=None,  # type: ignore[arg-type]  # set by execute_run when the span starts
+        call_host=session.hosts.call,
+        max_steps=session.settings.max_steps,
+        record_mode=record_mode,
+    )
+
+
 def run_task(
     session: Session,
     team: TeamSpec,
@@ -152,19 +171,7 @@ def run_task(
         thread_id=run_id,
         sweep_id=sweep_id,
     )
-    ctx = RunContext(
-        run_id=run_id,
-        team=team,
-        task=task,
-        seed=seed,
-        faults=run.faults,
-        messages=session.messages,
-        tracer=session.tracer,
-        run_span=None,  # type: ignore[arg-type]
-        call_host=session.hosts.call,
-        max_steps=session.settings.max_steps,
-        record_mode=record_mode,
-    )
+    ctx = run_context(session, run, team, record_mode)
     config = {"configurable": {"thread_id": run_id}}
     return execute_run(session, run, ctx, lambda: (initial_state(run_id, team, model), config))
 
