@@ -144,7 +144,7 @@ def debug_failed(
         forks_job = bar.add_task("forks", total=None, status="")
         for run_id, fault in todo:
             report = debug_run(
-                session, run_id, config, on_fork=lambda: bar.update(forks_job, advance=1)
+                session, run_id, config, on_fork=lambda o: o is not None and bar.update(forks_job, advance=1)
             )
             record = debug_record(report, fault)
             state["debug"][run_id] = record

@@ -205,15 +205,24 @@ def sweep_with_progress(session: Any, sweep_id: str, spec: Any, judge: Any, conc
     from branchpoint.interventions.sweep import execute_sweep, select_runs
 
     n_runs = len(select_runs(session.store, spec))
-    started, forks = time.perf_counter(), [0]
+    started = time.perf_counter()
+    counts = {"done": 0, "running": 0, "failed": 0, "tokens": 0}
     with progress_bar() as bar:
         runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
         forks_job = bar.add_task("forks", total=None, status="")
 
-        def on_fork() -> None:
-            forks[0] += 1
-            rate = forks[0] / max(1e-9, time.perf_counter() - started)
-            bar.update(forks_job, advance=1, status=f"{rate:.1f} forks/s")
+        def on_fork(outcome: Any) -> None:
+            if outcome is None:
+                counts["running"] += 1
+            else:
+                counts["running"] -= 1
+                counts["done"] += 1
+                counts["failed"] += not outcome.success
+                counts["tokens"] += outcome.input_tokens + outcome.output_tokens
+            rate = counts["done"] / max(1e-9, time.perf_counter() - started)
+            status = (f"done {counts['done']} running {counts['running']} failed {counts['failed']} "
+                      f"· {rate:.1f} forks/s · {counts['tokens']} tokens")
+            bar.update(forks_job, completed=counts["done"], status=status)
 
         reports = execute_sweep(session, sweep_id, spec, judge, concurrency,
                                 on_run=lambda r: bar.update(runs_job, advance=1), on_fork=on_fork)

@@ -44,6 +44,8 @@ from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 
+# Called with None when a fork starts and with its Outcome when it ends (progress displays).
+ForkEvents = Callable[[Outcome | None], None]
 FLUSH_ROWS = 32
 FLUSH_SECONDS = 2.0
 JUDGE_METHODS = ("all_at_once", "step_by_step", "binary_search", "dover")
@@ -100,7 +102,7 @@ class ForkBatch:
         steps: list[Step],
         milestones: list[Milestone],
         config: DebugConfig,
-        on_fork: Callable[[], None] | None = None,
+        on_fork: ForkEvents | None = None,
     ) -> None:
         self.session, self.run, self.steps, self.config = session, run, steps, config
         self.milestones = milestones
@@ -174,6 +176,8 @@ class ForkBatch:
         item = self.item_id(iv, hypothesis_id, repeat)
         if item in self.done:
             return self.done[item]
+        if self.on_fork is not None:
+            self.on_fork(None)
         fork_id = f"{item}.{uuid.uuid4().hex[:6]}" if self.config.sweep_id else None
         replay = replay_fork(
             self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id
@@ -184,7 +188,7 @@ class ForkBatch:
         )
         self._store_outcome(outcome)
         if self.on_fork is not None:
-            self.on_fork()
+            self.on_fork(outcome)
         return outcome
 
     def score(
@@ -265,7 +269,7 @@ def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
 
 
 def debug_run(
-    session: Session, run_id: str, config: DebugConfig, on_fork: Callable[[], None] | None = None
+    session: Session, run_id: str, config: DebugConfig, on_fork: ForkEvents | None = None
 ) -> RunDebug:
     """Run the whole pipeline on one run and store its tables."""
     session.flush()

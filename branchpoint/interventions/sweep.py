@@ -16,7 +16,7 @@ from typing import Any
 
 from branchpoint.errors import BranchpointError, UnknownSweepError
 from branchpoint.interventions.judge import Judge
-from branchpoint.interventions.pipeline import DebugConfig, RunDebug, debug_run
+from branchpoint.interventions.pipeline import DebugConfig, ForkEvents, RunDebug, debug_run
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry.readonly import read_statements
 
@@ -66,7 +66,7 @@ def load_spec(store: Any, sweep_id: str) -> SweepSpec:
 
 def execute_sweep(session: Session, sweep_id: str, spec: SweepSpec, judge: Judge | None,
                   concurrency: int, on_run: Callable[[RunDebug], None] | None = None,
-                  on_fork: Callable[[], None] | None = None) -> list[RunDebug]:
+                  on_fork: ForkEvents | None = None) -> list[RunDebug]:
     """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks."""
     config = DebugConfig(methods=spec.methods, repeats=spec.repeats, curve_repeats=spec.curve_repeats,
                          concurrency=concurrency, judge=judge, sweep_id=sweep_id)
