@@ -30,7 +30,7 @@ from branchpoint.agents.recording import (
     TraceRecordStore,
 )
 from branchpoint.agents.sandbox import extract_code_blocks, run_python
-from branchpoint.agents.sim import SimChatCompletionClient, SimContext
+from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
 from branchpoint.agents.teams import get_team
 from branchpoint.model import StepRequest, StepResult, ToolCall
 from branchpoint.settings import Settings
@@ -202,6 +202,7 @@ class AgentRuntime:
         if sim_spec(req.model) is not None:  # the sim's answer depends on more than the messages
             hash_extra = {
                 "sim": [
+                    SIM_VERSION,
                     req.step,
                     req.sample,
                     req.seed,

@@ -29,6 +29,9 @@ from branchpoint.model import Fault, Step, Task
 from branchpoint.tasks import numbers_in, same_number, solution_chain
 
 CONTINUE = "CONTINUE"
+# Part of every sim request's record hash: bump it when the simulated agents change behaviour,
+# so recorded answers of the old simulation are not replayed as the new one's.
+SIM_VERSION = 2
 _ITEM = re.compile(r"^Item (\d+): (.+?) = (-?[\d.]+)", re.MULTILINE)
 _PLAN_LINE = re.compile(r"^\s*(\d+)\.", re.MULTILINE)
 _REJECT = re.compile(r"Item (\d+) is wrong")
