@@ -12,6 +12,7 @@ where it stopped (forks already scored are not re-run: the debug config carries 
 the tables are printed from whatever is finished.
 
 Usage: .venv/bin/python -m benchmarks.bench_debugger [--runs 100] [--judge-runs 15] [--recurrence 0.7]
+       .venv/bin/python -m benchmarks.bench_debugger --report   # tables of the saved state only
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ def debug_failed(
         forks_job = bar.add_task("forks", total=None, status="")
         for run_id, fault in todo:
             report = debug_run(
-                session, run_id, config, on_fork=lambda o: o is not None and bar.update(forks_job, advance=1)
+                session,
+                run_id,
+                config,
+                on_fork=lambda o: o is not None and bar.update(forks_job, advance=1),
             )
             record = debug_record(report, fault)
             state["debug"][run_id] = record
@@ -207,6 +211,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8, help="fork replays at once")
     parser.add_argument("--db", type=Path, default=Path("/tmp/branchpoint-bench/debugger.duckdb"))
+    parser.add_argument(
+        "--report", action="store_true", help="only print the tables of the saved state (no runs)"
+    )
     args = parser.parse_args()
     config = {
         "runs": args.runs,
@@ -218,10 +225,12 @@ def main() -> None:
     args.db.parent.mkdir(parents=True, exist_ok=True)
     path = args.db.with_suffix(".bench.json")
     state = load_state(path, config)
+    if args.report:
+        print_tables(state)
+        return
     if not state["runs"] and args.db.exists():
-        for f in args.db.parent.glob(
-            args.db.stem + "*"
-        ):  # a fresh benchmark starts from empty stores
+        # A fresh benchmark starts from empty stores.
+        for f in args.db.parent.glob(args.db.stem + "*"):
             if f != path:
                 f.unlink()
     try:
