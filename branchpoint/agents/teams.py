@@ -104,16 +104,30 @@ MAGENTIC_WORKERS = ("Coder", "ComputerTerminal", "FileSurfer")
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
+_LEDGER_FIELD = re.compile(r'"(\w+)"\s*:\s*("(?:[^"\\]|\\.)*"|true|false|-?[\d.]+)')
+
+
 def parse_progress_ledger(content: str) -> dict[str, Any] | None:
-    """The Orchestrator's progress ledger JSON, or None when the reply holds none."""
-    match = _JSON_OBJECT.search(content)
+    """The Orchestrator's progress ledger, or None when the reply holds none.
+
+    Small models often stop before the closing brace, so when the JSON object does not parse,
+    the fields that are complete are read one by one.
+    """
+    match = _JSON_OBJECT.search(content) or re.search(r"\{.*", content, re.DOTALL)
     if match is None:
         return None
     try:
         ledger = json.loads(match.group(0))
+        return ledger if isinstance(ledger, dict) else None
     except json.JSONDecodeError:
-        return None
-    return ledger if isinstance(ledger, dict) else None
+        fields = {key: json.loads(value) for key, value in _LEDGER_FIELD.findall(match.group(0))}
+        return fields or None
+
+
+def speaker_named(value: object) -> str | None:
+    """The first worker named in a ledger's next_speaker (models write "Coder|FileSurfer")."""
+    found = re.search("|".join(MAGENTIC_WORKERS), str(value or ""))
+    return found.group(0) if found else None
 
 
 def _fallback_speaker(state: Mapping[str, Any]) -> str:
@@ -140,10 +154,8 @@ def _magentic_advance(state: Mapping[str, Any], agent: str, content: str) -> Adv
         return Advance(kind="final", next=None, done=True, final_answer=final)
     stalled = ledger.get("is_in_loop") is True or ledger.get("is_progress_being_made") is False
     stall = stall + 1 if stalled or not ledger else 0
-    speaker = ledger.get("next_speaker")
-    if speaker not in MAGENTIC_WORKERS:
-        speaker = _fallback_speaker(state)
-    return Advance(kind="instruction", next=str(speaker), stall=stall)
+    speaker = speaker_named(ledger.get("next_speaker")) or _fallback_speaker(state)
+    return Advance(kind="instruction", next=speaker, stall=stall)
 
 
 def _is_planning(state: Mapping[str, Any]) -> bool:
