@@ -10,6 +10,7 @@ retries leaves no hypothesis, only a reason in `AttributionResult.failures`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,37 +222,50 @@ def dover_propose(
     return _logged(run, "dover", result)
 
 
-def value_curve_hypothesis(
-    run: Run, steps: Sequence[Step], curve: Mapping[int, float]
-) -> Hypothesis | None:
-    """The step where V, the success rate of resample forks from step k, drops most.
+def _binomial_loglik(successes: float, n: float) -> float:
+    """Log-likelihood of `successes` in `n` trials at their maximum-likelihood rate."""
+    if n <= 0 or successes <= 0 or successes >= n:
+        return 0.0
+    p = successes / n
+    return successes * math.log(p) + (n - successes) * math.log(1 - p)
 
-    The change point k maximises mean(V[<=k]) - mean(V[>k]), ties going to the later k. The failed
-    original counts as one more point V = 0 after the last step (nothing re-run, nothing fixed),
-    so a fault at the last step is visible too. None when no positive drop exists (e.g. V is
-    flat zero: nothing recoverable) or when k is not a step of the run.
+
+def value_curve_hypothesis(
+    run: Run, steps: Sequence[Step], curve: Mapping[int, float], repeats: int = 1
+) -> Hypothesis | None:
+    """The step after which V, the success rate of resample forks from step k, drops.
+
+    V(k) comes from `repeats` forks per step, so it is a binomial count, not a clean curve. The
+    change point k is the two-segment split (steps <= k at one rate, steps > k at a lower one)
+    with the highest binomial likelihood, ties going to the later k; the failed original counts
+    as one more failed trial after the last step (nothing re-run, nothing fixed), so a fault at
+    the last step is visible too. This is robust to noisy early V's, which a difference of means
+    is not. None when no split has a positive drop (e.g. V flat zero: nothing recoverable).
     """
     points = sorted((k, v) for k, v in curve.items())
     if not points or all(v <= 0 for _, v in points):
         return None
-    values = [v for _, v in points] + [0.0]
+    trials = [(v * repeats, float(repeats)) for _, v in points] + [(0.0, 1.0)]
     best: tuple[float, int, float, float] | None = None
     for i in range(len(points)):
-        before = sum(values[: i + 1]) / (i + 1)
-        after = sum(values[i + 1 :]) / (len(values) - i - 1)
+        s_a, n_a = (sum(t[j] for t in trials[: i + 1]) for j in (0, 1))
+        s_b, n_b = (sum(t[j] for t in trials[i + 1 :]) for j in (0, 1))
+        before, after = s_a / n_a, s_b / n_b
+        if before <= after:
+            continue
+        loglik = _binomial_loglik(s_a, n_a) + _binomial_loglik(s_b, n_b)
         # A small tolerance so that float noise cannot break a tie against the later k.
-        if best is None or before - after >= best[0] - 1e-9:
-            best = (before - after, i, before, after)
-    assert best is not None
-    drop, i, before, after = best
-    k = points[i][0]
+        if best is None or loglik >= best[0] - 1e-9:
+            best = (loglik, i, before, after)
     by_index = {s.index: s for s in steps}
-    if drop <= 0 or k not in by_index:
+    if best is None or points[best[1]][0] not in by_index:
         return None
+    _, i, before, after = best
+    k = points[i][0]
     reason = (
-        f"resample success rate drops by {drop:.2f} after step {k}: V({k})={points[i][1]:.2f}, "
-        f"mean V up to step {k}={before:.2f}, mean V after it={after:.2f} "
-        "(the failed original counts as V=0)"
+        f"resample success rate drops after step {k}: V({k})={points[i][1]:.2f}, "
+        f"rate up to step {k}={before:.2f}, after it={after:.2f} "
+        "(the failed original counts as one failed trial)"
     )
     return Hypothesis(
         run_id=run.run_id,
@@ -259,7 +273,7 @@ def value_curve_hypothesis(
         step=k,
         reason=reason,
         method="value_curve",
-        confidence=min(1.0, drop),
+        confidence=min(1.0, before - after),
     )
 
 

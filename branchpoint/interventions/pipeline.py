@@ -246,10 +246,11 @@ def hypothesize(
     method: str,
     judge: Judge | None,
     curve: dict[int, float],
+    curve_repeats: int = 1,
 ) -> attribution.AttributionResult:
     """Hypotheses of one method (an empty result with the reason when it cannot run)."""
     if method == "value_curve":
-        hyp = attribution.value_curve_hypothesis(run, steps, curve)
+        hyp = attribution.value_curve_hypothesis(run, steps, curve, curve_repeats)
         return attribution.AttributionResult(
             [hyp] if hyp else [], [] if hyp else ["value curve is flat"]
         )
@@ -286,7 +287,9 @@ def debug_run(
     if "value_curve" in config.methods:
         report.curve = value_curve(batch, config.curve_repeats)
     for method in config.methods:
-        result = hypothesize(run, steps, trials, method, config.judge, report.curve)
+        result = hypothesize(
+            run, steps, trials, method, config.judge, report.curve, config.curve_repeats
+        )
         report.hypotheses += result.hypotheses
         report.failures += [f"{method}: {f}" for f in result.failures]
     tested: list[tuple[Hypothesis, Intervention]] = []

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from branchpoint.agents.teams import TEAMS
 from branchpoint.errors import StepOutOfRangeError
 from branchpoint.interventions.judge import Judge, ask_json, render_prompt
 from branchpoint.interventions.milestones import normalise_number, number_tokens
@@ -34,6 +35,10 @@ GENERIC_PLAN = (
     "Re-derive the plan from the question. For the item that went wrong, recompute it "
     "carefully from the quantities stated in the question, check each operation, and only "
     "then use its result in later items."
+)
+GENERIC_REPLAN = (
+    "Re-plan from the question: list every calculation the question needs, one numbered item "
+    "each, without leaving any out."
 )
 GENERIC_INSTRUCTION = (
     "Re-check your previous work: recompute each intermediate value from the quantities "
@@ -81,20 +86,23 @@ def _target(hypothesis: Hypothesis, steps: Sequence[Step]) -> Step:
 
 
 def rule_based(
-    hypothesis: Hypothesis, steps: Sequence[Step], generic: bool = False
+    hypothesis: Hypothesis, steps: Sequence[Step], generic: bool = False, team: str | None = None
 ) -> Intervention:
     """The edit built from the step's kind and the hypothesis' reason, with no LLM.
 
     `generic` drops the reason and the original text, leaving a fixed text without numbers: the
-    fallback that cannot leak an answer.
+    fallback that cannot leak an answer. A plan written by an agent of a known team that calls
+    a model is re-planned under an instruction (copying the faulty plan into a replacement
+    would keep its mistake); other plans are replaced by the generic plan.
     """
     step = _target(hypothesis, steps)
     reason = "" if generic else " ".join(hypothesis.reason.split())
     if step.kind == "plan":
-        plan = GENERIC_PLAN if generic else f"{step.content}\n\nRevision: {GENERIC_PLAN}"
-        if reason:
-            plan += f" What went wrong before: {reason}"
-        return ReplacePlan(step=step.index, plan=plan)
+        note = f" What went wrong before: {reason}" if reason else ""
+        known = TEAMS.get(team or "")
+        if known is not None and step.agent in known.agent_names and known.agent(step.agent).prompt:
+            return Instruct(step=step.index, instruction=f"{GENERIC_REPLAN}{note}")
+        return ReplacePlan(step=step.index, plan=GENERIC_PLAN + note)
     if step.kind == "instruction" and not generic:
         return Instruct(
             step=step.index,
@@ -151,9 +159,9 @@ def recommend(
         edit = _judged(hypothesis, run, steps, judge)
         if edit is not None:
             return edit
-    edit = rule_based(hypothesis, steps)
+    edit = rule_based(hypothesis, steps, team=run.team)
     if leaks_answer(edit, answer, question):
-        edit = rule_based(hypothesis, steps, generic=True)
+        edit = rule_based(hypothesis, steps, generic=True, team=run.team)
     if leaks_answer(edit, answer, question):
         # Only a text answer that is a word of the generic text gets here: send no text at all.
         return Resample(step=edit.step)

@@ -74,3 +74,12 @@ def test_trial_summary_is_plan_line_and_last_step() -> None:
     summary = summarize_trial(first, steps)
     assert summary.startswith("Trial 0 (steps 0-2): plan: 1. Find the eggs left")
     assert "ended with [Step 2] Verifier: The plan item 1" in summary
+
+
+def test_value_curve_is_not_fooled_by_one_noisy_early_rate() -> None:
+    run, steps = math_run()
+    steps = [steps[i % len(steps)].model_copy(update={"index": i}) for i in range(7)]
+    # six resamples per step; the fault is at step 5 (V falls to 0 after it)
+    curve = {0: 3 / 6, 1: 1 / 6, 2: 1 / 6, 3: 1 / 6, 4: 1 / 6, 5: 2 / 6, 6: 0.0}
+    hyp = value_curve_hypothesis(run, steps, curve, repeats=6)
+    assert hyp is not None and hyp.step == 5

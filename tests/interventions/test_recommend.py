@@ -50,11 +50,23 @@ def _hyp(step: int, reason: str = "the subtraction is wrong") -> Hypothesis:
     return Hypothesis(run_id="math-ducks", agent="x", step=step, reason=reason, method="test")
 
 
-def test_plan_step_gets_a_replace_plan() -> None:
+def test_plan_of_a_model_agent_is_replanned_under_an_instruction() -> None:
     run, steps = math_run()
-    edit = recommend(_hyp(0), run, steps)
+    edit = recommend(_hyp(0), run, steps.copy())
+    assert isinstance(edit, Instruct) and edit.step == 0 and "re-plan" in edit.instruction.lower()
+    assert steps[0].content not in edit.instruction  # the faulty plan is not copied into the fix
+
+
+def test_plan_of_a_foreign_log_gets_a_replace_plan_without_the_old_items() -> None:
+    run, steps = math_run()
+    foreign = run.model_copy(update={"team": "whowhen-ag2"})
+    edit = recommend(_hyp(0), foreign, steps)
     assert isinstance(edit, ReplacePlan) and edit.step == 0
-    assert edit.plan is not None and steps[0].content in edit.plan and "re" in edit.plan.lower()
+    assert (
+        edit.plan is not None
+        and steps[0].content not in edit.plan
+        and "re-derive" in edit.plan.lower()
+    )
 
 
 def test_agent_step_gets_an_instruction_naming_the_step() -> None:
