@@ -42,6 +42,9 @@ def ray_cluster() -> Iterator[None]:
     # Workers import this module by the name pytest gave it: put its roots on their path.
     tests_dir = Path(__file__).resolve().parents[1]
     paths = os.pathsep.join([str(tests_dir.parent), str(tests_dir)])
+    # This module needs its own runtime env: leave any Ray an earlier test module started.
+    if ray.is_initialized():
+        ray.shutdown()
     ray.init(
         address="local",
         num_cpus=2,
