@@ -21,6 +21,7 @@ from branchpoint.tasks import extract_final_answer
 
 CONTINUE = "CONTINUE"
 STALL_LIMIT = 2
+MAX_REJECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,21 @@ def prompt_text(name: str) -> str:
 
 
 def _math_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance:
+    stall = int(state.get("stall") or 0)
     if agent == "Planner":
-        return Advance(kind="plan", next="Solver", sets_plan=True)
+        return Advance(kind="plan", next="Solver", sets_plan=True, stall=stall)
     if agent == "Solver":
-        return Advance(kind="message", next="Solver" if CONTINUE in content else "Verifier")
+        return Advance(
+            kind="message", next="Solver" if CONTINUE in content else "Verifier", stall=stall
+        )
     answer = extract_final_answer(content)
     if answer is not None:
         return Advance(kind="final", next=None, done=True, final_answer=answer)
-    return Advance(kind="message", next="Solver")
+    # Small models can reject and retry forever; after MAX_REJECTIONS the run ends unsolved.
+    rejections = stall + 1
+    return Advance(
+        kind="message", next="Solver", done=rejections >= MAX_REJECTIONS, stall=rejections
+    )
 
 
 def _math_prompt(state: Mapping[str, Any], agent: str) -> str | None:

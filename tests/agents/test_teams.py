@@ -5,6 +5,7 @@ from __future__ import annotations
 from branchpoint.agents.teams import (
     MAGENTIC,
     MATH,
+    MAX_REJECTIONS,
     STALL_LIMIT,
     parse_progress_ledger,
     speaker_named,
@@ -16,7 +17,9 @@ def test_math_team_routes_plan_solve_verify() -> None:
     assert MATH.advance({}, "Solver", "Item 1: 2+3 = 5\nCONTINUE").next == "Solver"
     assert MATH.advance({}, "Solver", "Item 2: 5-1 = 4").next == "Verifier"
     back = MATH.advance({}, "Verifier", "REJECT: item 2 uses the wrong value")
-    assert (back.kind, back.next, back.done) == ("message", "Solver", False)
+    assert (back.kind, back.next, back.done, back.stall) == ("message", "Solver", False, 1)
+    last = MATH.advance({"stall": MAX_REJECTIONS - 1}, "Verifier", "REJECT: still wrong")
+    assert last.done and last.final_answer is None  # no endless reject/retry loop
     final = MATH.advance({}, "Verifier", "All good. FINAL ANSWER: 1,200")
     assert (final.kind, final.done, final.final_answer) == ("final", True, "1200")
 
