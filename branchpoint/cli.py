@@ -19,16 +19,26 @@ from branchpoint.settings import Settings
 from branchpoint.telemetry.commands import export as export_command
 from branchpoint.telemetry.commands import sql as sql_command
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(
+    help=__doc__,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DbOpt = Annotated[Path | None, typer.Option("--db", help="Trace database (DuckDB file).")]
-AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster: auto or ray://HOST:10001.")]
-CheckpointerOpt = Annotated[str | None, typer.Option(
-    "--checkpointer", help="Checkpoint saver: sqlite (default), memory, or a postgresql:// URL.")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: auto or ray://HOST:10001.")
+]
+CheckpointerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--checkpointer", help="Checkpoint saver: sqlite (default), memory, or a postgresql:// URL."
+    ),
+]
 
 
 def user_errors(fn: F) -> F:
@@ -48,16 +58,28 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def settings_from(db: Path | None = None, address: str | None = None,
-                  checkpointer: str | None = None, **extra: Any) -> Settings:
+def settings_from(
+    db: Path | None = None,
+    address: str | None = None,
+    checkpointer: str | None = None,
+    **extra: Any,
+) -> Settings:
     """Settings from the environment with the given flags applied."""
-    return Settings().with_overrides(db_path=db, ray_address=address, checkpointer=checkpointer, **extra)
+    return Settings().with_overrides(
+        db_path=db, ray_address=address, checkpointer=checkpointer, **extra
+    )
 
 
 def progress_bar() -> Progress:
     """The progress bar every long command shows."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def run_summary(runs: list[Run], title: str = "runs") -> None:
@@ -67,15 +89,26 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
         for col in ("run_id", "task", "status", "answer", "truth", "steps", "tokens", "seconds"):
             table.add_column(col)
         for r in runs:
-            table.add_row(r.run_id, r.task.task_id, r.status, str(r.final_answer or r.error or ""),
-                          str(r.task.answer or "")[:12], str(r.n_steps),
-                          str(r.input_tokens + r.output_tokens), f"{r.seconds:.1f}")
+            table.add_row(
+                r.run_id,
+                r.task.task_id,
+                r.status,
+                str(r.final_answer or r.error or ""),
+                str(r.task.answer or "")[:12],
+                str(r.n_steps),
+                str(r.input_tokens + r.output_tokens),
+                f"{r.seconds:.1f}",
+            )
         console.print(table)
     totals = Table(title="summary")
     for col in ("runs", "succeeded", "failed", "errored", "tokens", "seconds"):
         totals.add_column(col, justify="right")
-    totals.add_row(str(len(runs)), *(str(sum(r.status == s for r in runs)) for s in ("succeeded", "failed", "errored")),
-                   str(sum(r.input_tokens + r.output_tokens for r in runs)), f"{sum(r.seconds for r in runs):.1f}")
+    totals.add_row(
+        str(len(runs)),
+        *(str(sum(r.status == s for r in runs)) for s in ("succeeded", "failed", "errored")),
+        str(sum(r.input_tokens + r.output_tokens for r in runs)),
+        f"{sum(r.seconds for r in runs):.1f}",
+    )
     console.print(totals)
 
 
@@ -83,13 +116,21 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
 @user_errors
 def run(
     team: Annotated[str, typer.Option(help="Team: math or magentic.")] = "math",
-    tasks: Annotated[str, typer.Option(help="Task file (GSM8K, GSM-Plus, HumanEval JSONL) or 'builtin'.")] = "builtin",
-    model: Annotated[str, typer.Option(help="sim | local | local:/path.gguf | openai:NAME@URL")] = "local",
+    tasks: Annotated[
+        str, typer.Option(help="Task file (GSM8K, GSM-Plus, HumanEval JSONL) or 'builtin'.")
+    ] = "builtin",
+    model: Annotated[
+        str, typer.Option(help="sim | local | local:/path.gguf | openai:NAME@URL")
+    ] = "local",
     limit: Annotated[int | None, typer.Option(help="Run at most N tasks.")] = None,
     concurrency: Annotated[int, typer.Option(help="Runs at the same time.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for sampling and sim faults.")] = 0,
-    fault_rate: Annotated[float, typer.Option(help="sim: share of runs that get one injected fault.")] = 0.5,
-    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+    fault_rate: Annotated[
+        float, typer.Option(help="sim: share of runs that get one injected fault.")
+    ] = 0.5,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.agents.teams import get_team
@@ -106,7 +147,9 @@ def run(
         task_list, skipped = sim_tasks(task_list)
         task_list = task_list[:limit]
         if skipped:
-            console.print(f"[dim]sim: left out {skipped} tasks whose worked solution it cannot follow[/dim]")
+            console.print(
+                f"[dim]sim: left out {skipped} tasks whose worked solution it cannot follow[/dim]"
+            )
         faults = plan_faults(task_list, fault_rate, seed)
     with Session(settings) as session, progress_bar() as bar:
         job = bar.add_task(f"{team} × {model}", total=len(task_list), status="")
@@ -116,8 +159,16 @@ def run(
             counts[r.status] = counts.get(r.status, 0) + 1
             bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
 
-        runs = run_tasks(session, team_spec, task_list, model, seed=seed, concurrency=concurrency,
-                         faults=faults, on_done=done)
+        runs = run_tasks(
+            session,
+            team_spec,
+            task_list,
+            model,
+            seed=seed,
+            concurrency=concurrency,
+            faults=faults,
+            on_done=done,
+        )
     run_summary(runs)
 
 
@@ -127,9 +178,13 @@ def fork(
     run_id: Annotated[str, typer.Argument(help="Run to fork.")],
     step: Annotated[int, typer.Option(help="Step k to edit; steps before it are shared.")],
     intervention: Annotated[Path | None, typer.Option(help="Intervention JSON file.")] = None,
-    edit: Annotated[str | None, typer.Option(help="Shortcut: replace step k's message with TEXT.")] = None,
+    edit: Annotated[
+        str | None, typer.Option(help="Shortcut: replace step k's message with TEXT.")
+    ] = None,
     repeats: Annotated[int, typer.Option(help="Replays of the fork.")] = 1,
-    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Fork a run at a step with an intervention and replay it."""
     from branchpoint.model import ReplaceMessage, Resample
@@ -154,7 +209,9 @@ def fork(
 @user_errors
 def replay(
     run_id: Annotated[str, typer.Argument(help="Run to re-execute from recorded LLM calls.")],
-    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Re-execute a run against the LLM record store alone (no model call) and compare its steps."""
     from branchpoint.orchestrator.replay import replay_run
@@ -167,9 +224,15 @@ def replay(
         raise typer.Exit(1)
 
 
-MethodsOpt = Annotated[str, typer.Option(
-    help="Comma-separated: value_curve, all_at_once, step_by_step, binary_search, dover.")]
-JudgeOpt = Annotated[str | None, typer.Option(help="Model for LLM judges (local, openai:…); none: value curve only.")]
+MethodsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated: value_curve, all_at_once, step_by_step, binary_search, dover."
+    ),
+]
+JudgeOpt = Annotated[
+    str | None, typer.Option(help="Model for LLM judges (local, openai:…); none: value curve only.")
+]
 
 
 def make_judge(session: Any, judge: str | None) -> Any:
@@ -198,7 +261,9 @@ def parse_methods(methods: str) -> tuple[str, ...]:
     return names
 
 
-def sweep_with_progress(session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int) -> list[Any]:
+def sweep_with_progress(
+    session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int
+) -> list[Any]:
     """Execute a sweep behind a live progress bar (forks done, forks/s, tokens)."""
     import time
 
@@ -220,31 +285,71 @@ def sweep_with_progress(session: Any, sweep_id: str, spec: Any, judge: Any, conc
                 counts["failed"] += not outcome.success
                 counts["tokens"] += outcome.input_tokens + outcome.output_tokens
             rate = counts["done"] / max(1e-9, time.perf_counter() - started)
-            status = (f"done {counts['done']} running {counts['running']} failed {counts['failed']} "
-                      f"· {rate:.1f} forks/s · {counts['tokens']} tokens")
+            status = (
+                f"done {counts['done']} running {counts['running']} failed {counts['failed']} "
+                f"· {rate:.1f} forks/s · {counts['tokens']} tokens"
+            )
             bar.update(forks_job, completed=counts["done"], status=status)
 
-        reports = execute_sweep(session, sweep_id, spec, judge, concurrency,
-                                on_run=lambda r: bar.update(runs_job, advance=1), on_fork=on_fork)
+        reports = execute_sweep(
+            session,
+            sweep_id,
+            spec,
+            judge,
+            concurrency,
+            on_run=lambda r: bar.update(runs_job, advance=1),
+            on_fork=on_fork,
+        )
     return reports
 
 
 def verdict_table(reports: list[Any]) -> None:
     """Print one row per tested hypothesis."""
     table = Table(title="verdicts")
-    for col in ("run_id", "method", "agent", "step", "intervention", "forks ok", "wilson 95%",
-                "fulfilled", "progress", "control ok", "verdict"):
+    for col in (
+        "run_id",
+        "method",
+        "agent",
+        "step",
+        "intervention",
+        "forks ok",
+        "wilson 95%",
+        "fulfilled",
+        "progress",
+        "control ok",
+        "verdict",
+    ):
         table.add_column(col)
     for report in reports:
         for t in report.tests:
             v = t.verdict
-            table.add_row(report.run.run_id, t.hypothesis.method, t.hypothesis.agent, str(t.hypothesis.step),
-                          t.intervention.kind, f"{v.successes}/{v.n}", f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
-                          f"{v.fulfilled}/{v.n}", f"{v.mean_progress:+.2f}",
-                          f"{v.control_successes}/{v.control_n}", v.label)
+            table.add_row(
+                report.run.run_id,
+                t.hypothesis.method,
+                t.hypothesis.agent,
+                str(t.hypothesis.step),
+                t.intervention.kind,
+                f"{v.successes}/{v.n}",
+                f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
+                f"{v.fulfilled}/{v.n}",
+                f"{v.mean_progress:+.2f}",
+                f"{v.control_successes}/{v.control_n}",
+                v.label,
+            )
         for failure in report.failures:
-            table.add_row(report.run.run_id, failure.split(":")[0], "", "", "", "", "", "", "", "",
-                          "no hypothesis" if "flat" in failure or "judge" in failure else "rejected")
+            table.add_row(
+                report.run.run_id,
+                failure.split(":")[0],
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "no hypothesis" if "flat" in failure or "judge" in failure else "rejected",
+            )
     console.print(table)
 
 
@@ -253,11 +358,14 @@ def verdict_table(reports: list[Any]) -> None:
 def debug(
     run_id: Annotated[str | None, typer.Argument(help="Run to debug (or use --failed).")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Debug every failed root run.")] = False,
-    methods: MethodsOpt = "value_curve,dover", judge: JudgeOpt = None,
+    methods: MethodsOpt = "value_curve,dover",
+    judge: JudgeOpt = None,
     repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
     curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 6,
     concurrency: Annotated[int, typer.Option(help="Forks at the same time.")] = 8,
-    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
     from branchpoint.interventions.sweep import SweepSpec, create_sweep
@@ -265,23 +373,35 @@ def debug(
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
-    spec = SweepSpec(run_ids=(run_id,) if run_id else (), where=None if run_id else "status = 'failed'",
-                     methods=parse_methods(methods), repeats=repeats, curve_repeats=curve_repeats,
-                     judge_model=judge)
+    spec = SweepSpec(
+        run_ids=(run_id,) if run_id else (),
+        where=None if run_id else "status = 'failed'",
+        methods=parse_methods(methods),
+        repeats=repeats,
+        curve_repeats=curve_repeats,
+        judge_model=judge,
+    )
     with Session(settings_from(db, address, checkpointer)) as session:
         if run_id:
             from branchpoint.orchestrator.runs import load_run
 
             load_run(session.store, run_id)
         sweep_id = create_sweep(session.store, spec)
-        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, judge), concurrency)
+        reports = sweep_with_progress(
+            session, sweep_id, spec, make_judge(session, judge), concurrency
+        )
     verdict_table(reports)
-    console.print(f"results: branchpoint sql \"SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) "
-                  f"WHERE h.run_id IN (SELECT run_id FROM runs)\"  (sweep {sweep_id})")
+    console.print(
+        f'results: branchpoint sql "SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) '
+        f'WHERE h.run_id IN (SELECT run_id FROM runs)"  (sweep {sweep_id})'
+    )
 
 
-sweep_app = typer.Typer(help="Intervention sweeps over many failed runs, on a Ray cluster.",
-                        invoke_without_command=True, no_args_is_help=False)
+sweep_app = typer.Typer(
+    help="Intervention sweeps over many failed runs, on a Ray cluster.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
 app.add_typer(sweep_app, name="sweep")
 
 
@@ -291,11 +411,14 @@ def sweep(
     ctx: typer.Context,
     where: Annotated[str | None, typer.Option(help="SQL filter over the runs view.")] = None,
     resume: Annotated[str | None, typer.Option(help="Finish the sweep with this id.")] = None,
-    methods: MethodsOpt = "value_curve", judge: JudgeOpt = None,
+    methods: MethodsOpt = "value_curve",
+    judge: JudgeOpt = None,
     repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
     curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 6,
     concurrency: Annotated[int, typer.Option(help="Forks at the same time.")] = 16,
-    db: DbOpt = None, address: AddressOpt = None, checkpointer: CheckpointerOpt = None,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Schedule (or --resume) failed runs × methods × interventions × repeats, plus controls."""
     if ctx.invoked_subcommand is not None:
@@ -307,11 +430,18 @@ def sweep(
         if resume:
             sweep_id, spec = resume, load_spec(session.store, resume)
         else:
-            spec = SweepSpec(where=where or "status = 'failed'", methods=parse_methods(methods),
-                             repeats=repeats, curve_repeats=curve_repeats, judge_model=judge)
+            spec = SweepSpec(
+                where=where or "status = 'failed'",
+                methods=parse_methods(methods),
+                repeats=repeats,
+                curve_repeats=curve_repeats,
+                judge_model=judge,
+            )
             sweep_id = create_sweep(session.store, spec)
         console.print(f"sweep {sweep_id}")
-        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, spec.judge_model), concurrency)
+        reports = sweep_with_progress(
+            session, sweep_id, spec, make_judge(session, spec.judge_model), concurrency
+        )
     verdict_table(reports)
 
 
@@ -320,14 +450,28 @@ def _sweep_table(rows: list[dict[str, Any]]) -> None:
     for col in ("sweep_id", "status", "created_at", "planned", "done", "succeeded", "tokens"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in ("sweep_id", "status", "created_at", "planned", "done",
-                                              "succeeded", "tokens")))
+        table.add_row(
+            *(
+                str(r[c])
+                for c in (
+                    "sweep_id",
+                    "status",
+                    "created_at",
+                    "planned",
+                    "done",
+                    "succeeded",
+                    "tokens",
+                )
+            )
+        )
     console.print(table)
 
 
 @sweep_app.command("status")
 @user_errors
-def sweep_status(sweep_id: Annotated[str, typer.Argument(help="Sweep id.")], db: DbOpt = None) -> None:
+def sweep_status(
+    sweep_id: Annotated[str, typer.Argument(help="Sweep id.")], db: DbOpt = None
+) -> None:
     """Progress of one sweep."""
     from branchpoint.interventions.sweep import sweep_rows
 
@@ -382,20 +526,35 @@ def demo(
         console.rule(f"1. the math team on {len(tasks)} built-in tasks ({model})")
         with progress_bar() as bar:
             job = bar.add_task("runs", total=len(tasks), status="")
-            runs = run_tasks(session, MATH, tasks, model, concurrency=2,
-                             on_done=lambda r: bar.update(job, advance=1, status=r.status))
+            runs = run_tasks(
+                session,
+                MATH,
+                tasks,
+                model,
+                concurrency=2,
+                on_done=lambda r: bar.update(job, advance=1, status=r.status),
+            )
         run_summary(runs)
         failed = tuple(r.run_id for r in runs if r.status == "failed")
         if not failed:
             console.print("no failed runs to debug")
             return
         console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
-        spec = SweepSpec(run_ids=failed, methods=parse_methods(methods), repeats=repeats,
-                         curve_repeats=curve_repeats, judge_model=model)
+        spec = SweepSpec(
+            run_ids=failed,
+            methods=parse_methods(methods),
+            repeats=repeats,
+            curve_repeats=curve_repeats,
+            judge_model=model,
+        )
         sweep_id = create_sweep(session.store, spec)
-        reports = sweep_with_progress(session, sweep_id, spec, make_judge(session, model), concurrency=2)
+        reports = sweep_with_progress(
+            session, sweep_id, spec, make_judge(session, model), concurrency=2
+        )
     verdict_table(reports)
-    console.print(f"traces: {settings_from(db).db_path}  —  try: branchpoint sql \"SELECT * FROM verdicts\"")
+    console.print(
+        f'traces: {settings_from(db).db_path}  —  try: branchpoint sql "SELECT * FROM verdicts"'
+    )
 
 
 @app.command("whowhen")
@@ -419,14 +578,24 @@ def whowhen(
         session.flush()
         with progress_bar() as bar:
             job = bar.add_task("attribution", total=len(logs) * len(names), status="")
-            scores = attribute_logs(session.store, logs, names, make_judge(session, judge),
-                                    on_done=lambda: bar.update(job, advance=1))
+            scores = attribute_logs(
+                session.store,
+                logs,
+                names,
+                make_judge(session, judge),
+                on_done=lambda: bar.update(job, advance=1),
+            )
     table = Table(title=f"attribution on {len(logs)} Who&When logs (exact step match)")
     for col in ("method", "predicted", "agent accuracy", "step accuracy", "both"):
         table.add_column(col)
     for method, score in scores.items():
-        table.add_row(method, f"{score['predicted']}/{score['n']}", f"{score['agent_accuracy']:.2f}",
-                      f"{score['step_accuracy']:.2f}", f"{score['joint_accuracy']:.2f}")
+        table.add_row(
+            method,
+            f"{score['predicted']}/{score['n']}",
+            f"{score['agent_accuracy']:.2f}",
+            f"{score['step_accuracy']:.2f}",
+            f"{score['joint_accuracy']:.2f}",
+        )
     console.print(table)
 
 

@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +40,7 @@ from branchpoint.model import (
     content_id,
 )
 from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
+from branchpoint.orchestrator.runner import worker_pool
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 
@@ -140,7 +140,7 @@ class ForkBatch:
                 ],
             )
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+            with worker_pool(self.config.concurrency) as pool:
                 scored = list(pool.map(lambda job: self._one(*job[1:]), jobs))
         finally:
             self._store_outcome(None)

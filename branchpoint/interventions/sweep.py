@@ -49,8 +49,17 @@ def select_runs(store: Any, spec: SweepSpec) -> list[str]:
 def create_sweep(store: Any, spec: SweepSpec) -> str:
     """Record a new sweep and return its id."""
     sweep_id = "sweep-" + uuid.uuid4().hex[:10]
-    store.write_rows("sweeps", [{"sweep_id": sweep_id, "created_at": datetime.now(UTC).replace(tzinfo=None),
-                                 "spec": json.dumps(asdict(spec)), "status": "running"}])
+    store.write_rows(
+        "sweeps",
+        [
+            {
+                "sweep_id": sweep_id,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+                "spec": json.dumps(asdict(spec)),
+                "status": "running",
+            }
+        ],
+    )
     return sweep_id
 
 
@@ -64,12 +73,24 @@ def load_spec(store: Any, sweep_id: str) -> SweepSpec:
     return SweepSpec(**fields)
 
 
-def execute_sweep(session: Session, sweep_id: str, spec: SweepSpec, judge: Judge | None,
-                  concurrency: int, on_run: Callable[[RunDebug], None] | None = None,
-                  on_fork: ForkEvents | None = None) -> list[RunDebug]:
+def execute_sweep(
+    session: Session,
+    sweep_id: str,
+    spec: SweepSpec,
+    judge: Judge | None,
+    concurrency: int,
+    on_run: Callable[[RunDebug], None] | None = None,
+    on_fork: ForkEvents | None = None,
+) -> list[RunDebug]:
     """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks."""
-    config = DebugConfig(methods=spec.methods, repeats=spec.repeats, curve_repeats=spec.curve_repeats,
-                         concurrency=concurrency, judge=judge, sweep_id=sweep_id)
+    config = DebugConfig(
+        methods=spec.methods,
+        repeats=spec.repeats,
+        curve_repeats=spec.curve_repeats,
+        concurrency=concurrency,
+        judge=judge,
+        sweep_id=sweep_id,
+    )
     reports = []
     for run_id in select_runs(session.store, spec):
         report = debug_run(session, run_id, config, on_fork)
@@ -105,7 +126,9 @@ GROUP BY s.sweep_id, s.status, s.created_at ORDER BY s.created_at
 def sweep_rows(store: Any, sweep_id: str | None = None) -> list[dict[str, Any]]:
     """Progress of one sweep or of all sweeps."""
     where = "WHERE s.sweep_id = ?" if sweep_id else ""
-    rows: list[dict[str, Any]] = store.query(SWEEP_STATUS_SQL.format(where=where), [sweep_id] if sweep_id else None)
+    rows: list[dict[str, Any]] = store.query(
+        SWEEP_STATUS_SQL.format(where=where), [sweep_id] if sweep_id else None
+    )
     if sweep_id and not rows:
         raise UnknownSweepError(f"unknown sweep id {sweep_id!r}; see `branchpoint sweep list`")
     return rows

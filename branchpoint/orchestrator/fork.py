@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,13 @@ from branchpoint.model import (
     SwapModel,
 )
 from branchpoint.orchestrator.graph import RunContext, record_step, step_span
-from branchpoint.orchestrator.runner import execute_run, new_run_id, preflight_model, run_context
+from branchpoint.orchestrator.runner import (
+    execute_run,
+    new_run_id,
+    preflight_model,
+    run_context,
+    worker_pool,
+)
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry import attributes as A
@@ -213,7 +218,7 @@ def fork_run(
     check_fits(intervention, steps, get_team(parent.team))
     if isinstance(intervention, SwapModel):
         preflight_model(intervention.model, get_team(parent.team), session.settings)
-    with ThreadPoolExecutor(max_workers=max(1, repeats)) as pool:
+    with worker_pool(repeats) as pool:
         replays = list(
             pool.map(
                 lambda r: replay_fork(session, parent, steps, intervention, r, sweep_id),

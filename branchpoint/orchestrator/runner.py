@@ -6,8 +6,9 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any
 
 from ray.exceptions import RayError, RayTaskError
@@ -23,6 +24,19 @@ from branchpoint.orchestrator.graph import RunContext, initial_state
 from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.tasks import is_correct
 from branchpoint.telemetry import attributes as A
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that drops the work not yet started when interrupted, so Ctrl-C stops a
+    long job after the runs in flight instead of after every queued one."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def new_run_id() -> str:
@@ -207,7 +221,7 @@ def run_tasks(
     """Run a team on many tasks, `concurrency` at a time; results in task order."""
     preflight_model(model, team, session.settings)
     results: dict[int, Run] = {}
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    with worker_pool(concurrency) as pool:
         futures = {
             pool.submit(
                 run_task, session, team, task, model, seed, (faults or {}).get(task.task_id, ())
