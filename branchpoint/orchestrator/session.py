@@ -10,6 +10,7 @@ from typing import Any, Self
 
 import ray
 from opentelemetry import trace
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from branchpoint.agents.host import AgentHost, sim_spec
 from branchpoint.agents.teams import TeamSpec
@@ -46,6 +47,20 @@ def start_ray(address: str | None) -> None:
         ) from None
 
 
+def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
+    """One placement per AgentHost, round-robin over the cluster's alive nodes.
+
+    SPREAD is only best effort (under load it may put every host on the driver's node), so each
+    host is pinned, softly, to a node: at least one host per node, so every node does agent work.
+    """
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    count = max(1, n_hosts, len(nodes))
+    return [
+        NodeAffinitySchedulingStrategy(node_id=nodes[i % len(nodes)], soft=True)
+        for i in range(count)
+    ]
+
+
 class Session:
     """Owns the long-lived services of a driver process; use as a context manager."""
 
@@ -67,8 +82,8 @@ class Session:
         )
         self.messages = SqliteMessageStore(Path(settings.db_path).with_suffix(".messages.sqlite"))
         self._host_actors = [
-            AgentHost.options(scheduling_strategy="SPREAD").remote(settings, self.sink)  # type: ignore[attr-defined]
-            for _ in range(max(1, settings.n_hosts))
+            AgentHost.options(scheduling_strategy=placement).remote(settings, self.sink)  # type: ignore[attr-defined]
+            for placement in host_placements(settings.n_hosts)
         ]
         self.hosts = HostPool(self._host_actors)
         self._graphs: dict[str, Any] = {}
