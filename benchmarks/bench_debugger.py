@@ -23,10 +23,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import DATA, console, progress_bar, scratch_session
+from benchmarks.common import DATA, console, scratch_session
 from benchmarks.debugger_tables import CURVE_METHODS, print_tables
 from branchpoint.agents.sim import random_fault
 from branchpoint.agents.teams import MATH
+from branchpoint.cli import progress_bar
 from branchpoint.interventions.pipeline import (
     JUDGE_METHODS,
     DebugConfig,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from branchpoint.model import Step, Task
 from branchpoint.orchestrator.session import Session
@@ -86,15 +85,3 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def median(values: list[float]) -> float:
     """The median of a non-empty list."""
     return statistics.median(values)
-
-
-def progress_bar() -> Progress:
-    """The rich progress bar of the benchmarks."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )

@@ -18,25 +18,18 @@ from branchpoint.interventions.pipeline import RunDebug, hypothesize, store_repo
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.whowhen import WhoWhenLog, score_attribution, truths_of
 from branchpoint.model import Hypothesis
+from branchpoint.orchestrator.runner import run_attributes
 from branchpoint.telemetry import attributes as A
 
 
 def import_log(tracer: trace.Tracer, log: WhoWhenLog) -> None:
     """Emit a Who&When log as a run span with its steps as children (status failed)."""
     run = log.run
-    attrs: dict[str, Any] = {
-        A.KIND: "run",
-        A.OPERATION: "invoke_workflow",
-        A.RUN_ID: run.run_id,
-        A.TEAM: run.team,
-        A.TASK_ID: run.task.task_id,
-        A.TASK: run.task.model_dump_json(),
-        A.REQUEST_MODEL: run.model,
+    attrs = {
+        **run_attributes(run),
         A.STATUS: "failed",
         A.SUCCESS: False,
-        A.FAULTS: json.dumps([log.truth.model_dump()]),
-        A.THREAD_ID: "",
-        A.SEED: 0,
+        A.FAULTS: json.dumps([log.truth.model_dump()]),  # the annotated mistake, as ground truth
     }
     with tracer.start_as_current_span("branchpoint.run", attributes=attrs) as run_span:
         for step in log.steps:

@@ -73,6 +73,25 @@ def user_error(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
 
 
+def run_attributes(run: Run) -> dict[str, Any]:
+    """The attributes of a run's span that describe the run itself (its outcome is set later)."""
+    return {
+        A.KIND: "run",
+        A.OPERATION: "invoke_workflow",
+        A.RUN_ID: run.run_id,
+        A.TEAM: run.team,
+        A.TASK_ID: run.task.task_id,
+        A.TASK: run.task.model_dump_json(),
+        A.REQUEST_MODEL: run.model,
+        A.SEED: run.seed,
+        A.THREAD_ID: run.thread_id or "",
+        A.OI_KIND: "CHAIN",
+        A.OI_INPUT: A.cap(run.task.question),
+        A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
+        **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}),
+    }
+
+
 Prepare = Callable[[], tuple[Any, Mapping[str, Any]]]
 
 
@@ -90,22 +109,7 @@ def execute_run(
     """
     graph = session.graph(ctx.team)
     started = time.perf_counter()
-    attrs = {
-        A.KIND: "run",
-        A.OPERATION: "invoke_workflow",
-        A.RUN_ID: run.run_id,
-        A.TEAM: run.team,
-        A.TASK_ID: run.task.task_id,
-        A.TASK: run.task.model_dump_json(),
-        A.REQUEST_MODEL: run.model,
-        A.SEED: run.seed,
-        A.THREAD_ID: run.thread_id or "",
-        A.OI_KIND: "CHAIN",
-        A.OI_INPUT: A.cap(run.task.question),
-        A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
-        **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}),
-        **(lineage or {}),
-    }
+    attrs = {**run_attributes(run), **(lineage or {})}
     status, final_answer, error, success = "errored", None, None, False
     with session.tracer.start_as_current_span("branchpoint.run", attributes=attrs) as span:
         ctx.run_span = span
