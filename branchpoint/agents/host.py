@@ -144,8 +144,8 @@ class AgentRuntime:
         self._clients: dict[str, ChatCompletionClient] = {}
         self._model_lock = asyncio.Lock()
 
-    def _inner_client(self, req: StepRequest) -> tuple[ChatCompletionClient | None, bool]:
-        """The model client for a request and whether calls to it must be serialised."""
+    def _inner_client(self, req: StepRequest) -> ChatCompletionClient | None:
+        """The model client for a request (None in replay mode: no model is ever loaded)."""
         latency = sim_spec(req.model)
         if latency is not None:
             ctx = SimContext(
@@ -160,12 +160,12 @@ class AgentRuntime:
                 directive=req.directive,
                 latency_s=latency,
             )
-            return SimChatCompletionClient(ctx), False
+            return SimChatCompletionClient(ctx)
         if req.record_mode == "replay":
-            return None, False
+            return None
         if req.model not in self._clients:
             self._clients[req.model] = make_chat_client(parse_model_spec(req.model), self.settings)
-        return self._clients[req.model], req.model.startswith("local")
+        return self._clients[req.model]
 
     async def run_step(self, req: StepRequest) -> StepResult:
         """Run one agent turn and return its message, usage and tool calls."""
@@ -197,7 +197,7 @@ class AgentRuntime:
         )
 
     def _client(self, req: StepRequest, attrs: Mapping[str, Any]) -> TracedClient:
-        inner, _ = self._inner_client(req)
+        inner = self._inner_client(req)
         hash_extra: dict[str, Any] = {}
         if sim_spec(req.model) is not None:  # the sim's answer depends on more than the messages
             hash_extra = {
