@@ -508,8 +508,8 @@ def _reader(db: Path | None) -> _Reader:
 @user_errors
 def demo(
     model: Annotated[str, typer.Option(help="Model for the team and the judge.")] = "local",
-    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 4,
-    methods: MethodsOpt = "dover,value_curve",
+    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 3,
+    methods: MethodsOpt = "dover",
     repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 2,
     curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 1,
     db: DbOpt = None,
