@@ -27,7 +27,7 @@ from benchmarks.common import DATA, console, scratch_session
 from benchmarks.debugger_tables import CURVE_METHODS, print_tables
 from branchpoint.agents.sim import random_fault
 from branchpoint.agents.teams import MATH
-from branchpoint.cli import progress_bar
+from branchpoint.cli import progress_bar, run_with_progress
 from branchpoint.interventions.pipeline import (
     JUDGE_METHODS,
     DebugConfig,
@@ -37,7 +37,7 @@ from branchpoint.interventions.pipeline import (
 )
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
-from branchpoint.orchestrator.runner import run_tasks, sim_tasks
+from branchpoint.orchestrator.runner import sim_tasks
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
 from branchpoint.tasks import load_tasks
@@ -72,18 +72,7 @@ def make_runs(
     tasks = tasks[:n]
     rng = random.Random(seed)
     faults = {t.task_id: (random_fault(t, rng, recurrence=recurrence),) for t in tasks}
-    with progress_bar() as bar:
-        job = bar.add_task("sim runs", total=len(tasks), status="")
-        runs = run_tasks(
-            session,
-            MATH,
-            tasks,
-            "sim",
-            seed=seed,
-            concurrency=2,
-            faults=faults,
-            on_done=lambda r: bar.update(job, advance=1, status=r.status),
-        )
+    runs = run_with_progress(session, MATH, tasks, "sim", seed=seed, concurrency=2, faults=faults)
     state["runs"] = {
         r.task.task_id: {"run_id": r.run_id, "status": r.status, "fault": r.faults[0].model_dump()}
         for r in runs

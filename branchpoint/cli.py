@@ -112,6 +112,23 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
     console.print(totals)
 
 
+def run_with_progress(
+    session: Any, team: Any, tasks: list[Any], model: str, **options: Any
+) -> list[Run]:
+    """`run_tasks` behind a progress bar that counts succeeded / failed / errored runs."""
+    from branchpoint.orchestrator.runner import run_tasks
+
+    counts = {"succeeded": 0, "failed": 0, "errored": 0}
+    with progress_bar() as bar:
+        job = bar.add_task(f"{team.name} × {model}", total=len(tasks), status="")
+
+        def done(r: Run) -> None:
+            counts[r.status] = counts.get(r.status, 0) + 1
+            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
+
+        return run_tasks(session, team, tasks, model, on_done=done, **options)
+
+
 @app.command()
 @user_errors
 def run(
@@ -134,7 +151,7 @@ def run(
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.agents.teams import get_team
-    from branchpoint.orchestrator.runner import plan_faults, preflight_model, run_tasks, sim_tasks
+    from branchpoint.orchestrator.runner import plan_faults, preflight_model, sim_tasks
     from branchpoint.orchestrator.session import Session, is_sim
     from branchpoint.tasks import load_tasks
 
@@ -151,23 +168,9 @@ def run(
                 f"[dim]sim: left out {skipped} tasks whose worked solution it cannot follow[/dim]"
             )
         faults = plan_faults(task_list, fault_rate, seed)
-    with Session(settings) as session, progress_bar() as bar:
-        job = bar.add_task(f"{team} × {model}", total=len(task_list), status="")
-        counts = {"succeeded": 0, "failed": 0, "errored": 0}
-
-        def done(r: Run) -> None:
-            counts[r.status] = counts.get(r.status, 0) + 1
-            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
-
-        runs = run_tasks(
-            session,
-            team_spec,
-            task_list,
-            model,
-            seed=seed,
-            concurrency=concurrency,
-            faults=faults,
-            on_done=done,
+    with Session(settings) as session:
+        runs = run_with_progress(
+            session, team_spec, task_list, model, seed=seed, concurrency=concurrency, faults=faults
         )
     run_summary(runs)
 
@@ -517,23 +520,13 @@ def demo(
     """The main job on embedded defaults: run the math team on built-in tasks, then debug failures."""
     from branchpoint.agents.teams import MATH
     from branchpoint.interventions.sweep import SweepSpec, create_sweep
-    from branchpoint.orchestrator.runner import run_tasks
     from branchpoint.orchestrator.session import Session
     from branchpoint.tasks import builtin_tasks
 
     tasks = builtin_tasks()[:limit]
     with Session(settings_from(db)) as session:
         console.rule(f"1. the math team on {len(tasks)} built-in tasks ({model})")
-        with progress_bar() as bar:
-            job = bar.add_task("runs", total=len(tasks), status="")
-            runs = run_tasks(
-                session,
-                MATH,
-                tasks,
-                model,
-                concurrency=2,
-                on_done=lambda r: bar.update(job, advance=1, status=r.status),
-            )
+        runs = run_with_progress(session, MATH, tasks, model, concurrency=2)
         run_summary(runs)
         failed = tuple(r.run_id for r in runs if r.status == "failed")
         if not failed:
