@@ -5,13 +5,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import httpx
 import pytest
+from servers import wait_until_serving
 
 SERVER_STARTUP_TIMEOUT_S = 180.0
 SERVER_MODEL_NAME = "qwen2.5-coder-0.5b"
@@ -48,20 +47,9 @@ def _serve(gguf: Path, port: int, log: IO[bytes], log_path: Path) -> Iterator[st
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"llama server exited ({proc.returncode}): {log_path.read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama server not ready after {SERVER_STARTUP_TIMEOUT_S:g} s")
-            time.sleep(0.5)
+        wait_until_serving(
+            proc, f"{base_url}/models", SERVER_STARTUP_TIMEOUT_S, log_path, "llama server"
+        )
         yield f"openai:{SERVER_MODEL_NAME}@{base_url}"
     finally:
         proc.terminate()

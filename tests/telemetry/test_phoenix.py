@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers import wait_until_serving
 
 from branchpoint.telemetry.export import export_otlp
 from branchpoint.telemetry.store import DuckDBTraceStore
@@ -20,7 +21,9 @@ from branchpoint.telemetry.tracing import flush, setup_tracing
 
 from .spans import emit_run
 
-STARTUP_TIMEOUT_S = 300.0  # Phoenix starts in ~30 s on an idle 2-core machine, far slower under load
+STARTUP_TIMEOUT_S = (
+    300.0  # Phoenix starts in ~30 s on an idle 2-core machine, far slower under load
+)
 
 
 def _free_port() -> int:
@@ -52,20 +55,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"phoenix exited ({proc.returncode}): {(workdir / 'server.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"phoenix not ready after {STARTUP_TIMEOUT_S:g} s")
-            time.sleep(0.5)
+        wait_until_serving(
+            proc, f"{url}/healthz", STARTUP_TIMEOUT_S, workdir / "server.log", "phoenix"
+        )
         yield url
     finally:
         proc.terminate()
