@@ -7,6 +7,7 @@ in `replay` mode it never calls a model and an unrecorded request is a `ReplayMi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -30,12 +31,15 @@ RecordMode = Literal["record", "replay"]
 
 
 class RecordStore(Protocol):
-    """Where LLM request/response records live (the trace database, a JSONL file, memory)."""
+    """Where LLM request/response records live (the trace database, a JSONL file, memory).
 
-    def get(self, request_hash: str) -> dict[str, Any] | None:
+    Async, because the caller is a model client on an event loop that many agent turns share.
+    """
+
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
         """The record stored under this hash, or None."""
 
-    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+    async def put(self, request_hash: str, record: dict[str, Any]) -> None:
         """Store a record; storing the same hash twice keeps one."""
 
 
@@ -45,12 +49,15 @@ class MemoryRecordStore:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
 
-    def get(self, request_hash: str) -> dict[str, Any] | None:
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
         """The record stored under this hash, or None."""
         return self.records.get(request_hash)
 
-    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+    async def put(self, request_hash: str, record: dict[str, Any]) -> None:
         """Store a record."""
+        self._keep(request_hash, record)
+
+    def _keep(self, request_hash: str, record: dict[str, Any]) -> None:
         self.records.setdefault(request_hash, record)
 
 
@@ -67,7 +74,7 @@ class JsonlRecordStore(MemoryRecordStore):
                     row = json.loads(line)
                     self.records[row["hash"]] = row["record"]
 
-    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+    def _keep(self, request_hash: str, record: dict[str, Any]) -> None:
         """Store a record and append it to the file."""
         with self._lock:
             if request_hash in self.records:
@@ -79,19 +86,25 @@ class JsonlRecordStore(MemoryRecordStore):
 
 
 class TraceRecordStore:
-    """Adapts a telemetry TraceStore (DuckDB file or sink actor) to the RecordStore protocol."""
+    """Adapts a telemetry TraceStore (DuckDB file or sink actor) to the RecordStore protocol.
+
+    The store's calls block (a DuckDB statement or a round trip to the sink actor), so they run
+    in a worker thread and the event loop keeps serving other agent turns meanwhile.
+    """
 
     def __init__(self, trace_store: Any) -> None:
         self.trace_store = trace_store
 
-    def get(self, request_hash: str) -> dict[str, Any] | None:
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
         """The record stored under this hash, or None."""
-        record: dict[str, Any] | None = self.trace_store.get_llm_record(request_hash)
+        record: dict[str, Any] | None = await asyncio.to_thread(
+            self.trace_store.get_llm_record, request_hash
+        )
         return record
 
-    def put(self, request_hash: str, record: dict[str, Any]) -> None:
+    async def put(self, request_hash: str, record: dict[str, Any]) -> None:
         """Store a record in the trace database."""
-        self.trace_store.put_llm_record(request_hash, record)
+        await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, record)
 
 
 def message_to_json(message: LLMMessage) -> dict[str, Any]:
@@ -144,7 +157,7 @@ class RecordingClient(TextChatClient):
         """Answer from the store when recorded; otherwise call the model (record mode only)."""
         key = request_hash(self.model, messages, {**self.hash_extra, **extra_create_args})
         self.last_hash = key
-        record = self.store.get(key)
+        record = await self.store.get(key)
         if record is not None:
             self.last_cached = True
             result = CreateResult.model_validate({**record["response"], "cached": True})
@@ -160,7 +173,7 @@ class RecordingClient(TextChatClient):
                 extra_create_args=extra_create_args,
                 cancellation_token=cancellation_token,
             )
-            self.store.put(
+            await self.store.put(
                 key,
                 {
                     "model": self.model,

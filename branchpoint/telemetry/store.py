@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import weakref
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +32,11 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 CHECKPOINT_THRESHOLD = "256MB"
+
+# LLM records are written in batches: one upsert per call would make the single sink the
+# bottleneck of a sweep. Reads see buffered records, and every query and `close` writes them.
+RECORD_BATCH = 64
+RECORD_FLUSH_SECONDS = 1.0
 
 # Open writable stores of this process, by resolved path: DuckDB refuses a second, differently
 # configured connection to the same file from one process, so read-only queries reuse these.
@@ -105,6 +112,8 @@ class DuckDBTraceStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
         self._lock = threading.Lock()  # the exporter thread and the caller share one connection
+        self._pending_records: dict[str, dict[str, Any]] = {}
+        self._records_flushed = time.monotonic()
         self._migrate()
         if self.path != ":memory:":
             _OPEN_STORES[str(Path(self.path).resolve())] = self
@@ -144,25 +153,37 @@ class DuckDBTraceStore:
             raise ValueError(f"unknown table {table!r}; expected one of {sorted(schema.TABLES)}")
         if not rows:
             return 0
-        columns, key = schema.TABLES[table]
+        columns, _ = schema.TABLES[table]
         unknown = {k for row in rows for k in row} - set(columns)
         if unknown:
             raise ValueError(f"{table} has no columns {sorted(unknown)}")
+        with self._lock:
+            self._upsert(table, rows)
+        return len(rows)
+
+    def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """INSERT OR REPLACE `rows` by the table's key (the caller holds the lock)."""
+        columns, key = schema.TABLES[table]
         arrow = to_arrow(rows, _TABLE_SCHEMAS[table], set(_json_columns(columns)))
         names = ", ".join(schema.quote(c) for c in columns)
         dedup = ", ".join(schema.quote(c) for c in key)
-        with self._lock:
-            self._con.register("_incoming_rows", arrow)
-            try:
-                # Last row wins when one batch holds the same key twice.
-                self._run(
-                    f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
-                    f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
-                    f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
-                )
-            finally:
-                self._con.unregister("_incoming_rows")
-        return len(rows)
+        self._con.register("_incoming_rows", arrow)
+        try:
+            # Last row wins when one batch holds the same key twice.
+            self._run(
+                f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
+                f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
+                f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
+            )
+        finally:
+            self._con.unregister("_incoming_rows")
+
+    def _flush_records(self) -> None:
+        """Write buffered LLM records (the caller holds the lock)."""
+        if self._pending_records:
+            self._upsert("llm_records", list(self._pending_records.values()))
+            self._pending_records.clear()
+        self._records_flushed = time.monotonic()
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL on the writable connection and return rows as dicts."""
@@ -174,6 +195,7 @@ class DuckDBTraceStore:
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run SQL and return (column names, rows)."""
         with self._lock:
+            self._flush_records()
             cursor = self._con.execute(sql, params or [])
             if cursor.description is None:
                 return [], []
@@ -185,6 +207,7 @@ class DuckDBTraceStore:
         """Run already-vetted read statements inside a transaction that is always rolled back."""
         result: tuple[list[str], list[tuple[Any, ...]]] = ([], [])
         with self._lock:
+            self._flush_records()
             cursor = self._con.cursor()
             cursor.execute("BEGIN TRANSACTION").fetchall()
             try:
@@ -200,31 +223,35 @@ class DuckDBTraceStore:
         return result
 
     def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
-        """Record an LLM call: `record` holds `model`, `request` and `response`."""
+        """Record an LLM call: `record` holds `model`, `request` and `response`.
+
+        Buffered and written in batches (see RECORD_BATCH); `get_llm_record` sees it at once.
+        """
         row = {
             "request_hash": request_hash,
             "model": record.get("model"),
-            "request": record.get("request"),
-            "response": record.get("response"),
+            "request": _json(record.get("request")),
+            "response": _json(record.get("response")),
+            "created_at": datetime.now(UTC).replace(tzinfo=None),
         }
         with self._lock:
-            self._run(
-                "INSERT OR REPLACE INTO llm_records VALUES (?, ?, ?, ?, now())",
-                [
-                    row["request_hash"],
-                    row["model"],
-                    *(_json(row[k]) for k in ("request", "response")),
-                ],
-            )
+            self._pending_records[request_hash] = row
+            stale = time.monotonic() - self._records_flushed > RECORD_FLUSH_SECONDS
+            if stale or len(self._pending_records) >= RECORD_BATCH:
+                self._flush_records()
 
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """The recorded call (`model`, `request`, `response`, `created_at`) or None."""
         with self._lock:
-            found = self._run(
-                "SELECT model, request, response, created_at FROM llm_records "
-                "WHERE request_hash = ?",
-                [request_hash],
-            )
+            pending = self._pending_records.get(request_hash)
+            if pending is not None:
+                found = [tuple(pending[k] for k in ("model", "request", "response", "created_at"))]
+            else:
+                found = self._run(
+                    "SELECT model, request, response, created_at FROM llm_records "
+                    "WHERE request_hash = ?",
+                    [request_hash],
+                )
         if not found:
             return None
         model, request, response, created_at = found[0]
@@ -239,6 +266,7 @@ class DuckDBTraceStore:
         """Checkpoint and close the connection; safe to call twice."""
         with self._lock:
             if self._con is not None:
+                self._flush_records()
                 self._con.close()
                 self._con = None  # type: ignore[assignment]
 

@@ -86,6 +86,23 @@ def test_llm_records_round_trip() -> None:
     assert got is not None and got["request"] == {"m": ["hi"]} and got["response"] == {"t": "yo"}
 
 
+def test_buffered_llm_records_are_seen_by_reads_sql_and_a_reopened_file(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    store = DuckDBTraceStore(db)
+    for i in range(3):  # fewer than a batch: still buffered
+        store.put_llm_record(f"h{i}", {"model": "m", "request": [i], "response": {"n": i}})
+    got = store.get_llm_record("h2")
+    assert got is not None and got["response"] == {"n": 2} and got["created_at"] is not None
+    assert store.query("SELECT count(*) AS n FROM llm_records") == [{"n": 3}]
+    store.put_llm_record("h3", {"model": "m", "request": [3], "response": {"n": 3}})
+    store.close()
+    reopened = DuckDBTraceStore(db)
+    rows = reopened.query("SELECT request_hash FROM llm_records ORDER BY 1")
+    assert [r["request_hash"] for r in rows] == ["h0", "h1", "h2", "h3"]
+    again = reopened.get_llm_record("h3")
+    assert again is not None and again["request"] == [3] and again["response"] == {"n": 3}
+
+
 def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     store = DuckDBTraceStore(db)
