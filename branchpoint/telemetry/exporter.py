@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import TraceStore
+from branchpoint.telemetry.store import TraceStore, spans_table
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class StoreSpanExporter(SpanExporter):
         if self._shut_down:
             return SpanExportResult.FAILURE
         try:
-            self._store.write_spans([span_to_row(s) for s in spans])
+            self._store.write_spans(spans_table([span_to_row(s) for s in spans]))
         except Exception:
             log.exception("branchpoint: could not store %d spans", len(spans))
             return SpanExportResult.FAILURE

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import ray
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -35,7 +36,7 @@ class TraceSink:
         self._store = DuckDBTraceStore(db_path)
         self.db_path = db_path
 
-    def write_spans(self, rows: list[dict[str, Any]]) -> int:
+    def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
         """Store span rows idempotently."""
         return self._store.write_spans(rows)
 
@@ -109,8 +110,9 @@ class SinkClient:
     def __init__(self, handle: ActorHandle) -> None:
         self.handle: Any = handle
 
-    def write_spans(self, rows: list[dict[str, Any]]) -> int:
-        """Store span rows idempotently in the sink."""
+    def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
+        """Store span rows idempotently in the sink (an Arrow table travels without pickling
+        each row)."""
         return int(ray.get(self.handle.write_spans.remote(rows)))
 
     def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:

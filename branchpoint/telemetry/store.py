@@ -47,8 +47,9 @@ _OPEN_STORES: weakref.WeakValueDictionary[str, DuckDBTraceStore] = weakref.WeakV
 class TraceStore(Protocol):
     """Stores spans, DoVer pipeline rows and recorded LLM calls; answers SQL."""
 
-    def write_spans(self, rows: list[dict[str, Any]]) -> int:
-        """Store span rows (see `exporter.span_to_row`); a span id already stored is skipped."""
+    def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
+        """Store span rows (see `exporter.span_to_row`) or a `spans_table` of them; a span id
+        already stored is skipped."""
         ...
 
     def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
@@ -100,6 +101,21 @@ def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set
 
 _SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
 _SPAN_JSON = set(_json_columns(schema.SPAN_COLUMNS))
+
+
+def spans_table(rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
+    """Span rows as an Arrow table of the `spans` schema.
+
+    Exporters convert on their side, so the single writer only inserts: conversion then runs in
+    every traced process in parallel instead of in the sink.
+    """
+    if not isinstance(rows, pa.Table):
+        return to_arrow(rows, _SPAN_SCHEMA, _SPAN_JSON)
+    if not rows.schema.equals(_SPAN_SCHEMA):
+        raise ValueError(f"span table schema differs from the spans table's:\n{rows.schema}")
+    return rows
+
+
 _TABLE_SCHEMAS = {t: _schema_of(cols) for t, (cols, _) in schema.TABLES.items()}
 
 
@@ -133,16 +149,26 @@ class DuckDBTraceStore:
         """Execute and fully consume one statement (DuckDB wants every result finished)."""
         return self._con.execute(sql, params or []).fetchall()
 
-    def write_spans(self, rows: list[dict[str, Any]]) -> int:
-        """Insert span rows, skipping span ids already stored; returns the number inserted."""
-        if not rows:
+    def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
+        """Insert span rows, skipping span ids already stored; returns the number inserted.
+
+        A plain INSERT first: a batch exported twice is rare, and the conflict-free path is
+        faster than INSERT OR IGNORE. A key conflict fails the whole statement, which leaves
+        the table unchanged, and the batch is then inserted skipping the stored ids.
+        """
+        table = spans_table(rows)
+        if table.num_rows == 0:
             return 0
-        table = to_arrow(rows, _SPAN_SCHEMA, _SPAN_JSON)
         with self._lock:
             self._con.register("_incoming_spans", table)
             try:
-                # OR IGNORE also drops a span id repeated inside the batch itself.
-                inserted = self._run("INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans")
+                try:
+                    inserted = self._run("INSERT INTO spans SELECT * FROM _incoming_spans")
+                except duckdb.ConstraintException:
+                    # OR IGNORE also drops a span id repeated inside the batch itself.
+                    inserted = self._run(
+                        "INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans"
+                    )
             finally:
                 self._con.unregister("_incoming_spans")
         return int(inserted[0][0]) if inserted else 0
