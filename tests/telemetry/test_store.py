@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from branchpoint.model import SCHEMA_VERSION, Hypothesis, Verdict
 from branchpoint.telemetry.schema import SchemaVersionError
-from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore, spans_table
 
 
 def _row(i: int, run_id: str = "r1") -> dict[str, object]:
@@ -31,6 +32,16 @@ def test_write_spans_is_idempotent_by_span_id() -> None:
     assert store.write_spans([_row(i) for i in range(5, 15)]) == 5
     assert store.write_spans([_row(20), _row(20)]) == 1
     assert store.query("SELECT count(*) AS n FROM spans") == [{"n": 16}]
+
+
+def test_arrow_span_batches_are_stored_once_and_foreign_schemas_refused() -> None:
+    store = DuckDBTraceStore(":memory:")
+    table = spans_table([_row(i) for i in range(4)])
+    assert store.write_spans(table) == 4
+    assert store.write_spans(table) == 0
+    with pytest.raises(ValueError, match="schema differs"):
+        store.write_spans(pa.table({"span_id": ["x"]}))
+    assert store.query("SELECT count(*) AS n FROM spans") == [{"n": 4}]
 
 
 def test_attributes_are_queryable_json() -> None:
