@@ -52,7 +52,10 @@ def user_errors(fn: F) -> F:
             errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            errors.print("[yellow]interrupted[/yellow]; finished work is saved")
+            errors.print(
+                "[yellow]interrupted[/yellow]; finished work is saved "
+                "(`run --resume` and `sweep --resume ID` continue it)"
+            )
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -145,13 +148,26 @@ def run(
     fault_rate: Annotated[
         float, typer.Option(help="sim: share of runs that get one injected fault.")
     ] = 0.5,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Skip tasks that already have a finished run of this team, model and seed "
+            "in the database (continue an interrupted run).",
+        ),
+    ] = False,
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.agents.teams import get_team
-    from branchpoint.orchestrator.runner import plan_faults, preflight_model, sim_tasks
+    from branchpoint.orchestrator.runner import (
+        finished_task_ids,
+        plan_faults,
+        preflight_model,
+        sim_tasks,
+    )
     from branchpoint.orchestrator.session import Session, is_sim
     from branchpoint.tasks import load_tasks
 
@@ -169,6 +185,10 @@ def run(
             )
         faults = plan_faults(task_list, fault_rate, seed)
     with Session(settings) as session:
+        if resume:
+            done = finished_task_ids(session.store, team, model, seed)
+            console.print(f"resume: {len(done & {t.task_id for t in task_list})} tasks already run")
+            task_list = [t for t in task_list if t.task_id not in done]
         runs = run_with_progress(
             session, team_spec, task_list, model, seed=seed, concurrency=concurrency, faults=faults
         )

@@ -73,6 +73,20 @@ def test_sim_run_is_deterministic_for_a_seed_and_traced(tmp_path: Path) -> None:
     assert failed_with_fault and all(json.loads(r[3]) for r in failed_with_fault)
 
 
+def test_run_resume_skips_tasks_already_run(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    common = ("run", "--model", "sim", "--tasks", str(GSM8K), "--seed", "3", "--db", str(db))
+    first = bp(*common, "--limit", "5")
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = bp(*common, "--limit", "8", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resume: 5 tasks already run" in resumed.stdout
+    assert rows(db, "SELECT count(*), count(DISTINCT task_id) FROM runs") == [(8, 8)]
+    again = bp(*common, "--limit", "8", "--resume")
+    assert again.returncode == 0 and "resume: 8 tasks already run" in again.stdout
+    assert rows(db, "SELECT count(*) FROM runs") == [(8,)]
+
+
 def test_malformed_task_file_is_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "x", "answer": "1"}\n{oops\n')

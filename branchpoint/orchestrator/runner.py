@@ -205,6 +205,17 @@ def plan_faults(
     }
 
 
+def finished_task_ids(store: Any, team: str, model: str, seed: int) -> set[str]:
+    """Tasks that already have a finished root run (succeeded or failed, not errored) of this
+    team, model and seed in the trace database: what `run --resume` skips."""
+    rows = store.query(
+        "SELECT DISTINCT task_id FROM runs WHERE team = ? AND model = ? AND seed = ? "
+        "AND parent_run_id IS NULL AND status IN ('succeeded', 'failed')",
+        [team, model, seed],
+    )
+    return {r["task_id"] for r in rows}
+
+
 def sim_tasks(tasks: list[Task]) -> tuple[list[Task], int]:
     """The tasks the sim can solve, and how many were left out."""
     kept = [t for t in tasks if sim_solvable(t)]
