@@ -33,6 +33,16 @@ class Settings:
     # Spans on (the default); off only for measuring what tracing costs.
     tracing: bool = True
     n_hosts: int = 2
+    # Threads per embedded llama.cpp model; 0: the node's cores shared among the agent hosts.
+    llama_threads: int = field(default_factory=lambda: int(_env("LLAMA_THREADS", "0") or 0))
+
+    @property
+    def model_threads(self) -> int:
+        """Threads for one embedded model. Every host loads its own copy, and llama.cpp's
+        threads spin while they wait, so more threads than cores slows every generation."""
+        if self.llama_threads > 0:
+            return self.llama_threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.n_hosts))
 
     @property
     def checkpoint_path(self) -> Path:

