@@ -25,7 +25,7 @@ os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 # Large batches: the store pays a commit per batch, so fewer, bigger batches ingest faster.
-MAX_EXPORT_BATCH = 4096
+MAX_EXPORT_BATCH = 16_384
 MAX_QUEUE = 65_536
 SCHEDULE_DELAY_MS = 1000
 
