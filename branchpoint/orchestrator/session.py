@@ -50,13 +50,14 @@ def start_ray(address: str | None) -> None:
 def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
     """One placement per AgentHost, round-robin over the cluster's alive nodes.
 
-    SPREAD is only best effort (under load it may put every host on the driver's node), so each
-    host is pinned, softly, to a node: at least one host per node, so every node does agent work.
+    SPREAD is only best effort, and so is a soft affinity (under load both put every host on
+    the driver's node), so each host is pinned to a node that is alive now: at least one host
+    per node, so every node does agent work. Hosts need no CPU, so a pinned host always fits.
     """
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
     count = max(1, n_hosts, len(nodes))
     return [
-        NodeAffinitySchedulingStrategy(node_id=nodes[i % len(nodes)], soft=True)
+        NodeAffinitySchedulingStrategy(node_id=nodes[i % len(nodes)], soft=False)
         for i in range(count)
     ]
 
