@@ -326,8 +326,9 @@ class AgentHost:
         """Run one agent turn."""
         return await self.runtime.run_step(req)
 
-    def flush(self) -> bool:
-        """Export every pending span (call before shutdown)."""
+    async def flush(self) -> bool:
+        """Export every pending span (call before shutdown), off the event loop: the export is a
+        blocking round trip to the sink."""
         if self.runtime.provider is not None:
-            self.runtime.provider.force_flush()
+            await asyncio.to_thread(self.runtime.provider.force_flush)
         return True
