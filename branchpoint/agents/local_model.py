@@ -200,9 +200,7 @@ class LlamaCppClient(TextChatClient):
     the seed defaults to 0 so an identical request always gives the identical completion.
     """
 
-    def __init__(
-        self, model_path: Path, *, model_name: str | None = None, n_threads: int = 2
-    ) -> None:
+    def __init__(self, model_path: Path, *, n_threads: int, model_name: str | None = None) -> None:
         self._path = Path(model_path)
         self._name = model_name or self._path.stem
         self._llm = load_llama(self._path, n_threads)
