@@ -45,3 +45,9 @@ class DatabaseBusyError(BranchpointError):
 
 class UnknownSweepError(BranchpointError):
     """A sweep id that is not in the trace database."""
+
+
+class SandboxUnavailableError(BranchpointError):
+    """The machine cannot confine generated code and the weak sandbox was not chosen."""
+
+    exit_code = 3

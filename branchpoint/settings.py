@@ -29,6 +29,9 @@ class Settings:
     # Name of the environment variable that holds the API key for `openai:` models.
     api_key_env: str = field(default_factory=lambda: _env("API_KEY_ENV", "OPENAI_API_KEY") or "")
     llm_timeout_s: float = field(default_factory=lambda: float(_env("LLM_TIMEOUT", "120") or 120))
+    # Code sandbox: "strict" (bubblewrap; code is refused where it cannot run) or "weak"
+    # (network and PID namespaces and limits only: the host's files stay visible).
+    sandbox: str = field(default_factory=lambda: _env("SANDBOX", "strict") or "strict")
     max_steps: int = 24
     # Spans on (the default); off only for measuring what tracing costs.
     tracing: bool = True

@@ -1,10 +1,13 @@
-"""Run untrusted Python (LLM-written code, HumanEval checks) in a limited, network-less subprocess.
+"""Run untrusted Python (LLM-written code, HumanEval checks) confined, limited and network-less.
 
-Layers, strongest available first: a fresh temporary working folder; RLIMIT_AS / RLIMIT_CPU;
-a new session whose whole process group is killed at the wall-clock deadline; `unshare` into
-new network and PID namespaces (no interface but a downed loopback, and every process dies with
-the program) or, where namespaces are unavailable, a prelude that refuses AF_INET sockets; and a
-per-run `pids` cgroup (root) or RLIMIT_NPROC (non-root) so a fork bomb hits a ceiling.
+The confinement is bubblewrap (agents/bubblewrap.py): an unprivileged user without capabilities
+in its own mount, PID and network namespaces, where only the run's folder is writable. Around
+it: RLIMIT_AS / RLIMIT_CPU / RLIMIT_FSIZE; a new session whose processes are killed at the
+wall-clock deadline; a per-run `pids` cgroup (root) or RLIMIT_NPROC so a fork bomb hits a ceiling.
+
+Where bubblewrap cannot run, code is refused unless the user opted into the weak mode
+(`BRANCHPOINT_SANDBOX=weak`): `unshare` into new network and PID namespaces, or a prelude that
+refuses AF_INET sockets, with the same limits but the host's files in view.
 """
 
 from __future__ import annotations
@@ -23,12 +26,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from branchpoint.errors import TaskFileError
+from branchpoint.agents.bubblewrap import (
+    SANDBOX_UID,
+    bwrap_command,
+    bwrap_problem,
+    give_to_sandbox,
+)
+from branchpoint.errors import SandboxUnavailableError, TaskFileError
 from branchpoint.model import ToolCall
+from branchpoint.settings import Settings
 
 OUTPUT_CAP = 8192  # bytes of stdout+stderr kept: the head and the tail (tracebacks end there)
 _TAIL = 2048
 MAX_PROCESSES = 64
+MAX_FILE_BYTES = 64 * 1024 * 1024  # RLIMIT_FSIZE: one file cannot fill the disk
 _PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
 
 _NO_NETWORK_PRELUDE = """
@@ -89,8 +100,11 @@ def exit_reason(returncode: int | None, timed_out: bool, timeout_s: float) -> st
         return f"killed: wall-clock timeout after {timeout_s:g} s"
     if returncode == 0:
         return None
-    if returncode is not None and returncode < 0:
-        sig = signal.Signals(-returncode)
+    signum = -returncode if returncode is not None and returncode < 0 else 0
+    if returncode is not None and 128 < returncode < 128 + signal.NSIG:
+        signum = returncode - 128  # bubblewrap reports a child killed by a signal as 128 + N
+    if signum:
+        sig = signal.Signals(signum)
         hint = {signal.SIGXCPU: " (CPU time limit)", signal.SIGKILL: " (killed)"}.get(sig, "")
         return f"terminated by {sig.name}{hint}"
     return f"exit code {returncode}"
@@ -142,28 +156,30 @@ def _empty_cgroup(group: Path) -> None:
         time.sleep(0.02)
 
 
-def _limiter(memory_mb: int, cpu_s: int, cgroup_procs: Path | None) -> Callable[[], None]:
+def _limiter(
+    memory_mb: int, cpu_s: int, cgroup_procs: Path | None, nproc_uid: int | None
+) -> Callable[[], None]:
     """The preexec_fn: resource limits, then joining the pids cgroup (before exec)."""
     memory = memory_mb * 1024 * 1024
+    # Counted per user, so leave room for the processes that user already has.
+    nproc = None if nproc_uid is None else _user_process_count(nproc_uid) + MAX_PROCESSES
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
         if cgroup_procs is not None:
             fd = os.open(cgroup_procs, os.O_WRONLY)
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
-        elif os.geteuid() != 0:
-            # Counted per user, so leave room for the caller's own processes.
-            nproc = _user_process_count() + MAX_PROCESSES
+        if nproc is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     return apply
 
 
-def _user_process_count() -> int:
-    uid = os.getuid()
+def _user_process_count(uid: int) -> int:
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -206,6 +222,34 @@ def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, byt
             tail = (tail + chunk[max(room, 0) :])[-_TAIL:]
 
 
+def sandbox_mode() -> str:
+    """`strict` (bubblewrap, refusing to run without it) or `weak` (opted into explicitly)."""
+    mode = Settings().sandbox
+    if mode not in ("strict", "weak"):
+        raise SandboxUnavailableError(
+            f"BRANCHPOINT_SANDBOX={mode!r} is not a sandbox mode; use strict (the default) or weak"
+        )
+    if mode == "strict" and (problem := bwrap_problem()) is not None:
+        raise SandboxUnavailableError(
+            f"cannot confine generated code: {problem}; install bubblewrap "
+            "(apt-get install bubblewrap), or set BRANCHPOINT_SANDBOX=weak to run it without "
+            "file isolation"
+        )
+    return mode
+
+
+def _launch(
+    mode: str, root: Path, workdir: Path, env: dict[str, str]
+) -> tuple[list[str], str, int | None]:
+    """The command prefix, the runner script, and whose processes RLIMIT_NPROC counts."""
+    if mode == "strict":
+        give_to_sandbox(root)
+        uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()
+        return bwrap_command(root, workdir, env), _RUNNER, uid
+    prefix = list(_namespace_prefix())
+    return prefix, _RUNNER if prefix else _NO_NETWORK_PRELUDE + _RUNNER, os.getuid()
+
+
 def run_python(
     code: str,
     *,
@@ -213,10 +257,11 @@ def run_python(
     memory_mb: int = 512,
     files: dict[str, str] | None = None,
 ) -> ToolCall:
-    """Run `code` as a script in a fresh folder holding `files`; never hangs past `timeout_s`."""
+    """Run `code` as a script in a fresh folder holding `files`; never hangs past `timeout_s`.
+
+    Raises SandboxUnavailableError when the machine cannot confine it (see `sandbox_mode`)."""
     started = time.monotonic()
-    prefix = _namespace_prefix()
-    runner = _RUNNER if prefix else _NO_NETWORK_PRELUDE + _RUNNER
+    mode = sandbox_mode()
     with (
         tempfile.TemporaryDirectory(prefix="branchpoint-sandbox-") as root,
         _pids_cgroup(MAX_PROCESSES) as cgroup_procs,
@@ -228,6 +273,7 @@ def run_python(
         program.write_text(code, encoding="utf-8")
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir)}
         env["TMPDIR"] = str(workdir)
+        prefix, runner, nproc_uid = _launch(mode, Path(root), workdir, env)
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-I", "-c", runner, str(program)],
             cwd=workdir,
@@ -237,7 +283,12 @@ def run_python(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             # Limits must bind the child alone; the hook only calls setrlimit and write(2).
-            preexec_fn=_limiter(memory_mb, int(timeout_s) + 1, cgroup_procs),  # noqa: PLW1509
+            preexec_fn=_limiter(  # noqa: PLW1509
+                memory_mb,
+                int(timeout_s) + 1,
+                cgroup_procs,
+                None if cgroup_procs is not None else nproc_uid,
+            ),
         )
         try:
             head, tail, total, timed_out = _collect(proc, started + timeout_s)

@@ -88,9 +88,10 @@ def test_network_is_refused_even_to_a_listening_local_port() -> None:
     assert "CONNECTED" not in result.output
 
 
-def test_network_is_refused_by_the_prelude_when_namespaces_are_unavailable(
+def test_weak_mode_refuses_network_by_the_prelude_when_namespaces_are_unavailable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("BRANCHPOINT_SANDBOX", "weak")
     monkeypatch.setattr(sandbox, "_namespace_prefix", lambda: ())
     server, port = _listening_port()
     with server:
