@@ -27,7 +27,7 @@ from benchmarks.common import DATA, console, scratch_session
 from benchmarks.debugger_tables import CURVE_METHODS, print_tables
 from branchpoint.agents.sim import random_fault
 from branchpoint.agents.teams import MATH
-from branchpoint.cli import progress_bar, run_with_progress
+from branchpoint.cli.common import progress_bar, run_with_progress
 from branchpoint.interventions.pipeline import (
     JUDGE_METHODS,
     DebugConfig,

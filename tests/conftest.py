@@ -12,7 +12,19 @@ from typing import IO
 import pytest
 from servers import wait_until_serving
 
+HEAVY_MARKERS = frozenset(
+    {"ray", "cluster", "local_model", "postgres", "phoenix", "browser", "slow"}
+)
 SERVER_STARTUP_TIMEOUT_S = 180.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test with none of the heavy markers is in the fast tier (`pytest -m fast`)."""
+    for item in items:
+        if not HEAVY_MARKERS & {mark.name for mark in item.iter_markers()}:
+            item.add_marker(pytest.mark.fast)
+
+
 SERVER_MODEL_NAME = "qwen2.5-coder-0.5b"
 
 

@@ -1,0 +1,266 @@
+"""What every command shares: the app, consoles, option types, one-line errors, progress bars,
+and the run / sweep / verdict views that run, fork, debug, sweep and demo all show.
+
+Heavy modules (Ray, LangGraph, autogen, DuckDB) are imported inside functions only, so commands
+that run no agent start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from branchpoint.errors import BranchpointError
+from branchpoint.settings import Settings
+
+if TYPE_CHECKING:
+    from branchpoint.model import Run
+
+app = typer.Typer(
+    help="The `branchpoint` command: run teams, fork and replay runs, debug failures, query traces.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Trace database (DuckDB file).")]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: auto or ray://HOST:10001.")
+]
+CheckpointerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--checkpointer", help="Checkpoint saver: sqlite (default), memory, or a postgresql:// URL."
+    ),
+]
+
+
+def user_errors(fn: F) -> F:
+    """Turn our own errors into one red line and the error's exit code; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BranchpointError as exc:
+            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            errors.print(
+                "[yellow]interrupted[/yellow]; finished work is saved "
+                "(`run --resume` and `sweep --resume ID` continue it)"
+            )
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_from(
+    db: Path | None = None,
+    address: str | None = None,
+    checkpointer: str | None = None,
+    **extra: Any,
+) -> Settings:
+    """Settings from the environment with the given flags applied."""
+    return Settings().with_overrides(
+        db_path=db, ray_address=address, checkpointer=checkpointer, **extra
+    )
+
+
+def progress_bar() -> Progress:
+    """The progress bar every long command shows."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def run_summary(runs: list[Run], title: str = "runs") -> None:
+    """Print per-run rows (for small sets) and the succeeded/failed/errored totals."""
+    if len(runs) <= 30:
+        table = Table(title=title)
+        for col in ("run_id", "task", "status", "answer", "truth", "steps", "tokens", "seconds"):
+            table.add_column(col)
+        for r in runs:
+            table.add_row(
+                r.run_id,
+                r.task.task_id,
+                r.status,
+                str(r.final_answer or r.error or ""),
+                str(r.task.answer or "")[:12],
+                str(r.n_steps),
+                str(r.input_tokens + r.output_tokens),
+                f"{r.seconds:.1f}",
+            )
+        console.print(table)
+    totals = Table(title="summary")
+    for col in ("runs", "succeeded", "failed", "errored", "tokens", "seconds"):
+        totals.add_column(col, justify="right")
+    totals.add_row(
+        str(len(runs)),
+        *(str(sum(r.status == s for r in runs)) for s in ("succeeded", "failed", "errored")),
+        str(sum(r.input_tokens + r.output_tokens for r in runs)),
+        f"{sum(r.seconds for r in runs):.1f}",
+    )
+    console.print(totals)
+
+
+def run_with_progress(
+    session: Any, team: Any, tasks: list[Any], model: str, **options: Any
+) -> list[Run]:
+    """`run_tasks` behind a progress bar that counts succeeded / failed / errored runs."""
+    from branchpoint.orchestrator.runner import run_tasks
+
+    counts = {"succeeded": 0, "failed": 0, "errored": 0}
+    with progress_bar() as bar:
+        job = bar.add_task(f"{team.name} × {model}", total=len(tasks), status="")
+
+        def done(r: Run) -> None:
+            counts[r.status] = counts.get(r.status, 0) + 1
+            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
+
+        return run_tasks(session, team, tasks, model, on_done=done, **options)
+
+
+MethodsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated: value_curve, all_at_once, step_by_step, binary_search, dover."
+    ),
+]
+JudgeOpt = Annotated[
+    str | None, typer.Option(help="Model for LLM judges (local, openai:…); none: value curve only.")
+]
+
+
+def make_judge(session: Any, judge: str | None) -> Any:
+    """An LLM judge whose calls are recorded in the trace database (replayable)."""
+    if judge is None:
+        return None
+    from branchpoint.agents.backends import make_chat_client, parse_model_spec
+    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
+    from branchpoint.agents.teams import MATH
+    from branchpoint.interventions.judge import ChatClientJudge
+    from branchpoint.orchestrator.runner import preflight_model
+
+    preflight_model(judge, MATH, session.settings)
+    client = make_chat_client(parse_model_spec(judge), session.settings)
+    return ChatClientJudge(RecordingClient(client, TraceRecordStore(session.store), judge))
+
+
+def parse_methods(methods: str) -> tuple[str, ...]:
+    """Validated method names from a comma-separated flag."""
+    from branchpoint.interventions.pipeline import METHODS
+
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS + ("ground_truth",)]
+    if unknown or not names:
+        raise BranchpointError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def sweep_with_progress(
+    session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int
+) -> list[Any]:
+    """Execute a sweep behind a live progress bar (forks done, forks/s, tokens)."""
+    import time
+
+    from branchpoint.interventions.sweep import execute_sweep, select_runs
+
+    n_runs = len(select_runs(session.store, spec))
+    started = time.perf_counter()
+    counts = {"done": 0, "running": 0, "failed": 0, "tokens": 0}
+    with progress_bar() as bar:
+        runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
+        forks_job = bar.add_task("forks", total=None, status="")
+
+        def on_fork(outcome: Any) -> None:
+            if outcome is None:
+                counts["running"] += 1
+            else:
+                counts["running"] -= 1
+                counts["done"] += 1
+                counts["failed"] += not outcome.success
+                counts["tokens"] += outcome.input_tokens + outcome.output_tokens
+            rate = counts["done"] / max(1e-9, time.perf_counter() - started)
+            status = (
+                f"done {counts['done']} running {counts['running']} failed {counts['failed']} "
+                f"· {rate:.1f} forks/s · {counts['tokens']} tokens"
+            )
+            bar.update(forks_job, completed=counts["done"], status=status)
+
+        reports = execute_sweep(
+            session,
+            sweep_id,
+            spec,
+            judge,
+            concurrency,
+            on_run=lambda r: bar.update(runs_job, advance=1),
+            on_fork=on_fork,
+        )
+    return reports
+
+
+def verdict_table(reports: list[Any]) -> None:
+    """Print one row per tested hypothesis."""
+    table = Table(title="verdicts")
+    for col in (
+        "run_id",
+        "method",
+        "agent",
+        "step",
+        "intervention",
+        "forks ok",
+        "wilson 95%",
+        "fulfilled",
+        "progress",
+        "control ok",
+        "verdict",
+    ):
+        table.add_column(col)
+    for report in reports:
+        for t in report.tests:
+            v = t.verdict
+            table.add_row(
+                report.run.run_id,
+                t.hypothesis.method,
+                t.hypothesis.agent,
+                str(t.hypothesis.step),
+                t.intervention.kind,
+                f"{v.successes}/{v.n}",
+                f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
+                f"{v.fulfilled}/{v.n}",
+                f"{v.mean_progress:+.2f}",
+                f"{v.control_successes}/{v.control_n}",
+                v.label,
+            )
+        for failure in report.failures:
+            table.add_row(
+                report.run.run_id,
+                failure.split(":")[0],
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "no hypothesis" if "flat" in failure or "judge" in failure else "rejected",
+            )
+    console.print(table)
