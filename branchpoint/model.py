@@ -86,6 +86,22 @@ class Step(Frozen):
         return f"[Step {self.index}] {self.agent}: {self.content}"
 
 
+class TeamSource(Frozen):
+    """Where a run's team came from, recorded with the run so that any process (an agent host on
+    another node, a fork started tomorrow) resolves the same team.
+
+    `builtin`: `ref` is the name. `import`: `ref` is `pkg.module:attr` and `code_path` the folder
+    that holds `pkg`. `file`: `text` is the validated team file as JSON with its prompts inlined.
+    `autogen`: `text` is the team's component JSON (`dump_component()`).
+    """
+
+    version: Literal[1] = 1
+    kind: Literal["builtin", "import", "file", "autogen"]
+    ref: str
+    text: str | None = None
+    code_path: str | None = None
+
+
 class Run(Frozen):
     """One execution of a team on a task, possibly a fork of another run."""
 
@@ -108,6 +124,7 @@ class Run(Frozen):
     output_tokens: int = 0
     seconds: float = 0.0
     n_steps: int = 0
+    team_source: TeamSource | None = None  # None: a built-in team, found by `team`
 
 
 class Trial(Frozen):
@@ -229,6 +246,28 @@ class Verdict(Frozen):
         return self.control_successes / self.control_n if self.control_n else 0.0
 
 
+class FunctionToolSpec(Frozen):
+    """A Python function an agent may call (autogen's `FunctionTool`): by import path, or as
+    autogen's component config (which carries the function's source code)."""
+
+    name: str
+    import_path: str | None = None  # "pkg.module:function"
+    component: dict[str, Any] | None = None  # FunctionTool.dump_component().model_dump()
+    code_path: str | None = None  # folder put on sys.path before importing
+
+
+class SelectorSpec(Frozen):
+    """How a model picks the next speaker after a turn (autogen's `SelectorGroupChat`)."""
+
+    prompt: str  # a template with {roles}, {participants} and {history}
+    participants: tuple[str, ...]
+    descriptions: tuple[str, ...]
+    allow_repeated_speaker: bool = False
+    max_attempts: int = Field(default=3, ge=1)
+    model: str | None = None  # None: the run's model
+    model_client: dict[str, Any] | None = None  # an autogen client component, used as it is
+
+
 class StepRequest(Frozen):
     """Everything an AgentHost needs to run one agent turn; hosts keep no state between turns."""
 
@@ -249,6 +288,12 @@ class StepRequest(Frozen):
     trace_carrier: dict[str, str] = Field(default_factory=dict)
     record_mode: Literal["record", "replay"] = "record"
     max_context_steps: int = 12
+    calls_model: bool = True  # False: a tool-only turn (runs its tool on the transcript)
+    function_tools: tuple[FunctionToolSpec, ...] = ()
+    reflect_on_tool_use: bool = False
+    model_client: dict[str, Any] | None = None  # the agent's own autogen client component
+    selector: SelectorSpec | None = None  # after the turn, pick the next speaker with a model
+    select_only: bool = False  # no turn: only pick the next speaker (after an edited step)
 
 
 class StepResult(Frozen):
@@ -261,6 +306,7 @@ class StepResult(Frozen):
     tool_calls: tuple[ToolCall, ...] = ()
     seconds: float = 0.0
     node_id: str = ""
+    next_speaker: str | None = None  # the selector's choice, when the request had a selector
 
 
 def content_id(prefix: str, payload: Any) -> str:

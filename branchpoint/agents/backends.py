@@ -91,8 +91,14 @@ def _api_key(settings: Settings) -> str:
     return os.environ.get(settings.api_key_env, "") or PLACEHOLDER_API_KEY
 
 
-def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
-    """The autogen chat client for a `local` or `openai` spec (`sim` is built by agents.sim)."""
+def make_chat_client(
+    spec: ModelSpec, settings: Settings, function_calling: bool = False
+) -> ChatCompletionClient:
+    """The autogen chat client for a `local` or `openai` spec (`sim` is built by agents.sim).
+
+    `function_calling`: the agent passes tools to the model (an `openai` endpoint must then
+    parse tool calls, e.g. llama-cpp-python's `--chat_format chatml-function-calling`).
+    """
     if spec.backend == "local":
         return LlamaCppClient(
             resolve_gguf(spec.path, settings.model_cache, embedded=spec.name),
@@ -106,7 +112,7 @@ def make_chat_client(spec: ModelSpec, settings: Settings) -> ChatCompletionClien
             model=spec.name,
             base_url=spec.base_url,
             api_key=_api_key(settings),
-            model_info=TEXT_MODEL_INFO,
+            model_info={**TEXT_MODEL_INFO, "function_calling": function_calling},
             timeout=settings.llm_timeout_s,
         )
     raise ValueError(f"make_chat_client builds local and openai clients, not {spec.backend!r}")

@@ -1,14 +1,17 @@
 """AgentHost: the Ray actor that runs one agent turn with an autogen-agentchat agent.
 
-A host keeps no conversation between turns: every `StepRequest` carries the transcript, so any
-turn can run on any host on any node. LLM calls are recorded (request hash → response) and traced
-as `chat` spans that are children of the driver's step span (W3C traceparent in the request).
+A host keeps no conversation between turns and knows no team: every `StepRequest` carries the
+transcript and what the agent is (prompt, tools, model, the selector), so any turn of any team,
+built-in or the user's, can run on any host on any node. LLM calls are recorded (request hash →
+response) and traced as `chat` spans, tool calls as `execute_tool` spans, both children of the
+driver's step span (W3C traceparent in the request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,12 +20,13 @@ import ray
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.messages import TextMessage
 from autogen_core import CancellationToken
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from branchpoint.agents.backends import make_chat_client, parse_model_spec
+from branchpoint.agents.function_tools import load_client, load_function_tool
 from branchpoint.agents.recording import (
     MemoryRecordStore,
     RecordingClient,
@@ -30,8 +34,9 @@ from branchpoint.agents.recording import (
     TraceRecordStore,
 )
 from branchpoint.agents.sandbox import extract_code_blocks, run_python
+from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
-from branchpoint.agents.teams import get_team
+from branchpoint.errors import BranchpointError
 from branchpoint.model import StepRequest, StepResult, ToolCall
 from branchpoint.settings import Settings
 from branchpoint.telemetry import attributes as A
@@ -69,13 +74,21 @@ class TracedClient(RecordingClient):
         tracer: trace.Tracer,
         span_attrs: Mapping[str, Any],
         sampling: Mapping[str, Any],
+        function_calling: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.tracer = tracer
         self.span_attrs = dict(span_attrs)
         self.sampling = dict(sampling)
+        self.function_calling = function_calling
         self.calls = 0
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The model's info; an agent with function tools calls them (also when replaying)."""
+        info = super().model_info
+        return ModelInfo(**{**info, "function_calling": True}) if self.function_calling else info
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         """Record/replay the call inside a `chat` span carrying GenAI and OpenInference fields."""
@@ -116,7 +129,7 @@ def request_messages(req: StepRequest) -> list[TextMessage]:
     """The conversation an agent sees: the task, the current plan, recent steps, any directive."""
     files = f"\nWorkspace files: {', '.join(sorted(req.task.files))}" if req.task.files else ""
     messages = [TextMessage(source="user", content=f"Task: {req.task.question}{files}")]
-    if req.plan and req.agent not in ("Planner",):
+    if req.plan:
         messages.append(TextMessage(source="user", content=f"Current plan:\n{req.plan}"))
     for step in req.transcript[-req.max_context_steps :]:
         messages.append(
@@ -142,11 +155,36 @@ class AgentRuntime:
         self.provider = provider
         self.tracer = provider.get_tracer("branchpoint.agents") if provider else trace.NoOpTracer()
         self._clients: dict[str, ChatCompletionClient] = {}
+        # Clients built from a team's autogen component, per run and agent: a scripted client
+        # (autogen's ReplayChatCompletionClient) keeps its place in the script across turns.
+        self._own_clients: dict[tuple[str, str, str], ChatCompletionClient] = {}
         self._model_lock = asyncio.Lock()
 
-    def _inner_client(self, req: StepRequest) -> ChatCompletionClient | None:
+    def _own_client(
+        self, req: StepRequest, owner: str, component: Mapping[str, Any]
+    ) -> ChatCompletionClient:
+        blob = json.dumps(component, sort_keys=True, default=str)
+        key = (req.run_id, owner, hashlib.sha256(blob.encode()).hexdigest())
+        if key not in self._own_clients:
+            self._own_clients[key] = load_client(component)
+        return self._own_clients[key]
+
+    def _inner_client(
+        self,
+        req: StepRequest,
+        model: str,
+        component: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        function_calling: bool = False,
+    ) -> ChatCompletionClient | None:
         """The model client for a request (None in replay mode: no model is ever loaded)."""
-        latency = sim_spec(req.model)
+        if component is not None:
+            return (
+                None
+                if req.record_mode == "replay"
+                else self._own_client(req, owner or req.agent, component)
+            )
+        latency = sim_spec(model)
         if latency is not None:
             ctx = SimContext(
                 task=req.task,
@@ -163,43 +201,99 @@ class AgentRuntime:
             return SimChatCompletionClient(ctx)
         if req.record_mode == "replay":
             return None
-        if req.model not in self._clients:
-            self._clients[req.model] = make_chat_client(parse_model_spec(req.model), self.settings)
-        return self._clients[req.model]
+        if model == "team":
+            raise BranchpointError(
+                f"agent {req.agent} has no model of its own; run the team with --model"
+            )
+        key = f"{model}|tools" if function_calling else model
+        if key not in self._clients:
+            self._clients[key] = make_chat_client(
+                parse_model_spec(model), self.settings, function_calling=function_calling
+            )
+        return self._clients[key]
 
     async def run_step(self, req: StepRequest) -> StepResult:
-        """Run one agent turn and return its message, usage and tool calls."""
+        """Run one agent turn (and pick the next speaker when the team has a selector)."""
         started = time.perf_counter()
         node = node_id()
         attrs = {A.RUN_ID: req.run_id, A.STEP: req.step, A.AGENT_NAME: req.agent, A.NODE_ID: node}
         tools: list[ToolCall] = []
+        clients: list[TracedClient] = []
+        content, next_speaker = "", None
         token = otel_context.attach(
             extract_context(req.trace_carrier)
         )  # spans below: children of the step
         try:
-            spec = get_team(req.team).agent(req.agent)
-            client = None if spec.prompt is None else self._client(req, attrs)
-            if client is None:
-                content = self._tool_turn(req, attrs, tools)
-            else:
-                content = await self._llm_turn(req, client, attrs, tools)
+            if not req.select_only:
+                content = await self._turn(req, attrs, tools, clients)
+            if req.selector is not None:
+                next_speaker = await self._select(req, content, attrs, clients)
         finally:
             otel_context.detach(token)
-        usage = client.total_usage() if client else None
         return StepResult(
             content=content,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            llm_calls=client.calls if client else 0,
+            input_tokens=sum(c.total_usage().prompt_tokens for c in clients),
+            output_tokens=sum(c.total_usage().completion_tokens for c in clients),
+            llm_calls=sum(c.calls for c in clients),
             tool_calls=tuple(tools),
             seconds=time.perf_counter() - started,
             node_id=node,
+            next_speaker=next_speaker,
         )
 
-    def _client(self, req: StepRequest, attrs: Mapping[str, Any]) -> TracedClient:
-        inner = self._inner_client(req)
+    async def _turn(
+        self,
+        req: StepRequest,
+        attrs: Mapping[str, Any],
+        tools: list[ToolCall],
+        clients: list[TracedClient],
+    ) -> str:
+        if not req.calls_model:
+            return self._tool_turn(req, attrs, tools)
+        client = self._client(
+            req,
+            attrs,
+            req.model,
+            req.model_client,
+            function_calling=bool(req.function_tools),
+        )
+        clients.append(client)
+        if req.function_tools:
+            return await self._function_tool_turn(req, client, attrs, tools)
+        return await self._llm_turn(req, client, attrs, tools)
+
+    async def _select(
+        self,
+        req: StepRequest,
+        content: str,
+        attrs: Mapping[str, Any],
+        clients: list[TracedClient],
+    ) -> str:
+        """The selector's choice of the next speaker, given the transcript and this turn."""
+        assert req.selector is not None
+        selector = req.selector
+        model = selector.model or req.model
+        client = self._client(req, attrs, model, selector.model_client, owner="selector")
+        clients.append(client)
+        history = [(s.agent, s.content) for s in req.transcript]
+        if not req.select_only:
+            history.append((req.agent, content))
+        return await select_next_speaker(selector, req.task.question, history, client)
+
+    def _client(
+        self,
+        req: StepRequest,
+        attrs: Mapping[str, Any],
+        model: str,
+        component: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        function_calling: bool = False,
+    ) -> TracedClient:
+        inner = self._inner_client(req, model, component, owner, function_calling)
         hash_extra: dict[str, Any] = {}
-        if sim_spec(req.model) is not None:  # the sim's answer depends on more than the messages
+        if component is not None:  # the same messages to another client are another request
+            hash_extra = {"client": [owner or req.agent, component]}
+        if sim_spec(model) is not None:  # the sim's answer depends on more than the messages
             hash_extra = {
                 "sim": [
                     SIM_VERSION,
@@ -220,12 +314,13 @@ class AgentRuntime:
         return TracedClient(
             inner,
             self.records,
-            req.model,
+            model,
             req.record_mode,
             hash_extra,
             tracer=self.tracer,
             span_attrs=attrs,
             sampling=sampling,
+            function_calling=function_calling,
         )
 
     async def _llm_turn(
@@ -235,17 +330,13 @@ class AgentRuntime:
         attrs: Mapping[str, Any],
         tools: list[ToolCall],
     ) -> str:
-        system = req.system_prompt
-        agent = AssistantAgent(name=req.agent, model_client=client, system_message=system)
-        serialise = req.model.startswith("local")
+        agent = AssistantAgent(
+            name=req.agent, model_client=client, system_message=req.system_prompt or None
+        )
         messages = request_messages(req)
         parts: list[str] = []
         for _ in range(MAX_TOOL_ROUNDS):
-            if serialise:
-                async with self._model_lock:
-                    response = await agent.on_messages(messages, CancellationToken())
-            else:
-                response = await agent.on_messages(messages, CancellationToken())
+            response = await self._ask(agent, messages, req)
             reply = str(getattr(response.chat_message, "content", ""))
             parts.append(reply)
             blocks = extract_code_blocks(reply) if "python" in req.tools else []
@@ -258,12 +349,48 @@ class AgentRuntime:
             messages = [TextMessage(source="python", content=output + "\nNow give the result.")]
         return "\n\n".join(parts)
 
+    async def _ask(
+        self, agent: AssistantAgent, messages: list[TextMessage], req: StepRequest
+    ) -> Any:
+        """One `on_messages` of an autogen agent; an embedded model serves one call at a time."""
+        if req.model.startswith("local"):
+            async with self._model_lock:
+                return await agent.on_messages(messages, CancellationToken())
+        return await agent.on_messages(messages, CancellationToken())
+
+    async def _function_tool_turn(
+        self,
+        req: StepRequest,
+        client: TracedClient,
+        attrs: Mapping[str, Any],
+        tools: list[ToolCall],
+    ) -> str:
+        """A turn of an agent with Python function tools, run by autogen's AssistantAgent: the
+        model calls tools, each call is traced, and the turn's message is what autogen returns
+        (the tool results, or the model's reflection on them with `reflect_on_tool_use`)."""
+        function_tools = [
+            traced_tool(load_function_tool(spec), self.tracer, attrs, tools)
+            for spec in req.function_tools
+        ]
+        agent = AssistantAgent(
+            name=req.agent,
+            model_client=client,
+            system_message=req.system_prompt or None,
+            tools=function_tools,
+            reflect_on_tool_use=req.reflect_on_tool_use,
+        )
+        response = await self._ask(agent, request_messages(req), req)
+        return str(getattr(response.chat_message, "content", ""))
+
     def _tool_turn(self, req: StepRequest, attrs: Mapping[str, Any], tools: list[ToolCall]) -> str:
-        """Turns of agents that call no model: the terminal runs code, the file surfer reads files."""
-        if req.agent == "FileSurfer":
+        """Turns of agents that call no model: `read_file` shows the workspace files, `python`
+        runs the newest code block of the transcript."""
+        if "read_file" in req.tools:
             call = self._run_tool("read_file", " ".join(sorted(req.task.files)), req, attrs)
             tools.append(call)
             return call.output
+        if "python" not in req.tools:
+            raise BranchpointError(f"agent {req.agent} calls no model and has no tool to run")
         code = next(
             (b for s in reversed(req.transcript) for b in reversed(extract_code_blocks(s.content))),
             None,
@@ -306,6 +433,49 @@ class AgentRuntime:
                 }
             )
             return call
+
+
+def traced_tool(
+    tool: Any, tracer: trace.Tracer, attrs: Mapping[str, Any], calls: list[ToolCall]
+) -> Any:
+    """The same tool, each call inside an `execute_tool` span and appended to `calls`."""
+    run_json = tool.run_json
+
+    async def traced_run_json(args: Mapping[str, Any], *rest: Any, **kwargs: Any) -> Any:
+        text = json.dumps(dict(args), sort_keys=True, default=str)
+        started = time.perf_counter()
+        with tracer.start_as_current_span(f"execute_tool {tool.name}") as span:
+            span.set_attributes(
+                {
+                    **attrs,
+                    A.KIND: "tool",
+                    A.OPERATION: "execute_tool",
+                    A.TOOL_NAME: tool.name,
+                    A.OI_KIND: "TOOL",
+                    A.TOOL_INPUT: A.cap(text),
+                    A.OI_INPUT: A.cap(text),
+                }
+            )
+
+            def record(output: str, ok: bool) -> None:
+                span.set_attributes(
+                    {A.TOOL_OUTPUT: A.cap(output), A.OI_OUTPUT: A.cap(output), A.TOOL_OK: ok}
+                )
+                seconds = time.perf_counter() - started
+                calls.append(
+                    ToolCall(tool=tool.name, input=text, output=output, ok=ok, seconds=seconds)
+                )
+
+            try:
+                result = await run_json(args, *rest, **kwargs)
+            except Exception as exc:  # the user's tool failed: autogen shows the model the error
+                record(f"Error: {exc}", False)
+                raise
+            record(tool.return_value_as_string(result), True)
+            return result
+
+    tool.run_json = traced_run_json
+    return tool
 
 
 @ray.remote(num_cpus=0)

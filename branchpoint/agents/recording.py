@@ -155,7 +155,10 @@ class RecordingClient(TextChatClient):
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         """Answer from the store when recorded; otherwise call the model (record mode only)."""
-        key = request_hash(self.model, messages, {**self.hash_extra, **extra_create_args})
+        params = {**self.hash_extra, **extra_create_args}
+        if tools:  # only calls that offer tools hash them, so text calls keep their old hashes
+            params["tools"] = [t.schema if isinstance(t, Tool) else t for t in tools]
+        key = request_hash(self.model, messages, params)
         self.last_hash = key
         record = await self.store.get(key)
         if record is not None:
@@ -170,6 +173,9 @@ class RecordingClient(TextChatClient):
             self.last_cached = False
             result = await self.inner.create(
                 messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                json_output=json_output,
                 extra_create_args=extra_create_args,
                 cancellation_token=cancellation_token,
             )
@@ -178,7 +184,7 @@ class RecordingClient(TextChatClient):
                 {
                     "model": self.model,
                     "request": [message_to_json(m) for m in messages],
-                    "params": {**self.hash_extra, **extra_create_args},
+                    "params": params,
                     "response": result.model_dump(mode="json"),
                 },
             )

@@ -1,8 +1,10 @@
 """Team definitions: agents, their prompts and tools, and the pure routing after each turn.
 
 A team is data (`TeamSpec`); `advance` decides, from the state and one agent's message, the step's
-kind, who speaks next, and whether the run is over. Nothing here performs I/O except reading the
-prompt templates shipped beside this module.
+kind, who speaks next, and whether the run is over. An agent declares what the generic graph and
+host need to know about it (does it call a model, does it see the plan, does it route the team),
+so no team's agent names appear outside its own definition. Nothing here performs I/O except
+reading the prompt templates shipped beside this module.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from branchpoint.errors import BranchpointError
-from branchpoint.model import StepKind
+from branchpoint.model import FunctionToolSpec, SelectorSpec, Step, StepKind, Task, TeamSource
 from branchpoint.tasks import extract_final_answer
 
 CONTINUE = "CONTINUE"
@@ -26,11 +28,28 @@ MAX_REJECTIONS = 3
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: its prompt template (None: a tool-only agent that calls no model) and tools."""
+    """One agent: its prompt (None: a tool-only agent that calls no model) and tools.
+
+    `tools` are built-in tools (`python`: run the code blocks of the reply, or for a tool-only
+    agent the newest code block in the transcript; `read_file`: show the workspace files);
+    `function_tools` are Python functions the model calls by name (autogen's FunctionTool).
+    """
 
     name: str
     prompt: str | None
     tools: tuple[str, ...] = ()
+    sees_plan: bool = True  # the task ledger's plan is shown to it (not to the planner itself)
+    orchestrates: bool = False  # it routes the team; its turns are not worker turns
+    description: str = ""
+    function_tools: tuple[FunctionToolSpec, ...] = ()
+    reflect_on_tool_use: bool = False
+    model: str | None = None  # its own model spec, used when the run's model is `team`
+    model_client: dict[str, Any] | None = None  # its own autogen client component (no backend)
+
+    @property
+    def calls_model(self) -> bool:
+        """Whether its turn asks a model (else it only runs its tool)."""
+        return self.prompt is not None
 
 
 @dataclass(frozen=True)
@@ -45,15 +64,27 @@ class Advance:
     stall: int = 0
 
 
+Scorer = Callable[[Task, str | None, list[Step]], bool]
+
+
 @dataclass(frozen=True)
 class TeamSpec:
-    """A team: its agents, who speaks first, how a turn advances the state, which prompt applies."""
+    """A team: its agents, who speaks first, how a turn advances the state, which prompt applies.
+
+    With a `selector`, a model picks the speaker after every turn (and the first one): `advance`
+    then decides only the kind and the end, and the selector's choice replaces its `next`.
+    """
 
     name: str
     agents: tuple[AgentSpec, ...]
-    first: str
+    first: str | None
     advance: Callable[[Mapping[str, Any], str, str], Advance]
     prompt_for: Callable[[Mapping[str, Any], str], str | None]
+    selector: SelectorSpec | None = None
+    max_steps: int | None = None  # the team's own step limit (the run's limit still applies)
+    score: Scorer | None = None  # None: HumanEval tests when the task has them, else numeric
+    default_model: str | None = None  # `team`: each agent's own model, when --model is not given
+    source: TeamSource | None = None  # where it came from (set by the resolver)
 
     def agent(self, name: str) -> AgentSpec:
         """The agent with this name."""
@@ -99,7 +130,7 @@ def _math_prompt(state: Mapping[str, Any], agent: str) -> str | None:
 MATH = TeamSpec(
     name="math",
     agents=(
-        AgentSpec("Planner", "math_planner"),
+        AgentSpec("Planner", "math_planner", sees_plan=False),
         AgentSpec("Solver", "math_solver", tools=("python",)),
         AgentSpec("Verifier", "math_verifier"),
     ),
@@ -132,43 +163,54 @@ def parse_progress_ledger(content: str) -> dict[str, Any] | None:
         return fields or None
 
 
-def speaker_named(value: object) -> str | None:
+def speaker_named(value: object, workers: tuple[str, ...] = MAGENTIC_WORKERS) -> str | None:
     """The first worker named in a ledger's next_speaker (models write "Coder|FileSurfer")."""
-    found = re.search("|".join(MAGENTIC_WORKERS), str(value or ""))
+    found = re.search("|".join(re.escape(w) for w in workers), str(value or ""))
     return found.group(0) if found else None
 
 
-def _fallback_speaker(state: Mapping[str, Any]) -> str:
-    """When the ledger is unusable, rotate Coder → ComputerTerminal → FileSurfer."""
-    last = state.get("last_worker") or "FileSurfer"
-    order = list(MAGENTIC_WORKERS)
-    return order[(order.index(last) + 1) % len(order)] if last in order else "Coder"
-
-
-def _magentic_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance:
-    stall = int(state.get("stall") or 0)
-    answer = extract_final_answer(content)
-    if agent != "Orchestrator":
-        return Advance(
-            kind="tool_result" if agent != "Coder" else "message", next="Orchestrator", stall=stall
-        )
-    if answer is not None:
-        return Advance(kind="final", next=None, done=True, final_answer=answer)
-    if _is_planning(state):
-        return Advance(kind="plan", next="Orchestrator", sets_plan=True, stall=0)
-    ledger = parse_progress_ledger(content) or {}
-    final = str(ledger.get("final_answer") or "").strip()
-    if ledger.get("is_request_satisfied") is True and final:
-        return Advance(kind="final", next=None, done=True, final_answer=final)
-    stalled = ledger.get("is_in_loop") is True or ledger.get("is_progress_being_made") is False
-    stall = stall + 1 if stalled or not ledger else 0
-    speaker = speaker_named(ledger.get("next_speaker")) or _fallback_speaker(state)
-    return Advance(kind="instruction", next=speaker, stall=stall)
+def _fallback_speaker(state: Mapping[str, Any], workers: tuple[str, ...]) -> str:
+    """When the ledger is unusable, rotate through the workers after the last one that spoke."""
+    last = state.get("last_worker")
+    order = list(workers)
+    return order[(order.index(last) + 1) % len(order)] if last in order else order[0]
 
 
 def _is_planning(state: Mapping[str, Any]) -> bool:
     """The Orchestrator writes (or rewrites) the task ledger first and whenever it stalls."""
     return not state.get("plan_id") or int(state.get("stall") or 0) >= STALL_LIMIT
+
+
+def ledger_advance(
+    orchestrator: str, workers: tuple[AgentSpec, ...]
+) -> Callable[[Mapping[str, Any], str, str], Advance]:
+    """Magentic-One-style routing: the orchestrator plans, then after every worker turn reads
+    its progress ledger (done? stalled? who next?) and re-plans after STALL_LIMIT stalls."""
+    names = tuple(w.name for w in workers)
+    tool_only = {w.name for w in workers if not w.calls_model}
+
+    def advance(state: Mapping[str, Any], agent: str, content: str) -> Advance:
+        stall = int(state.get("stall") or 0)
+        answer = extract_final_answer(content)
+        if agent != orchestrator:
+            kind: StepKind = "tool_result" if agent in tool_only else "message"
+            return Advance(kind=kind, next=orchestrator, stall=stall)
+        if answer is not None:
+            return Advance(kind="final", next=None, done=True, final_answer=answer)
+        if _is_planning(state):
+            return Advance(kind="plan", next=orchestrator, sets_plan=True, stall=0)
+        ledger = parse_progress_ledger(content) or {}
+        final = str(ledger.get("final_answer") or "").strip()
+        if ledger.get("is_request_satisfied") is True and final:
+            return Advance(kind="final", next=None, done=True, final_answer=final)
+        stalled = ledger.get("is_in_loop") is True or ledger.get("is_progress_being_made") is False
+        stall = stall + 1 if stalled or not ledger else 0
+        speaker = speaker_named(ledger.get("next_speaker"), names) or _fallback_speaker(
+            state, names
+        )
+        return Advance(kind="instruction", next=speaker, stall=stall)
+
+    return advance
 
 
 def _magentic_prompt(state: Mapping[str, Any], agent: str) -> str | None:
@@ -177,24 +219,30 @@ def _magentic_prompt(state: Mapping[str, Any], agent: str) -> str | None:
     return prompt_text("magentic_coder") if agent == "Coder" else None
 
 
+_MAGENTIC_WORKER_SPECS = (
+    AgentSpec("Coder", "magentic_coder"),
+    AgentSpec("ComputerTerminal", None, tools=("python",)),
+    AgentSpec("FileSurfer", None, tools=("read_file",)),
+)
 MAGENTIC = TeamSpec(
     name="magentic",
-    agents=(
-        AgentSpec("Orchestrator", "magentic_plan"),
-        AgentSpec("Coder", "magentic_coder"),
-        AgentSpec("ComputerTerminal", None, tools=("python",)),
-        AgentSpec("FileSurfer", None, tools=("read_file",)),
-    ),
+    agents=(AgentSpec("Orchestrator", "magentic_plan", orchestrates=True), *_MAGENTIC_WORKER_SPECS),
     first="Orchestrator",
-    advance=_magentic_advance,
+    advance=ledger_advance("Orchestrator", _MAGENTIC_WORKER_SPECS),
     prompt_for=_magentic_prompt,
 )
 
-TEAMS = {"math": MATH, "magentic": MAGENTIC}
+TEAMS: dict[str, TeamSpec] = {"math": MATH, "magentic": MAGENTIC}
+
+
+def register_team(team: TeamSpec) -> TeamSpec:
+    """Add a built-in team (branchpoint's own modules call this at import time)."""
+    TEAMS[team.name] = team
+    return team
 
 
 def get_team(name: str) -> TeamSpec:
-    """A built-in team by name."""
+    """A built-in team by name (user teams: `agents.team_registry.resolve_team`)."""
     try:
         return TEAMS[name]
     except KeyError:

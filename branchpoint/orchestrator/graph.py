@@ -3,7 +3,8 @@
 The state is small and JSON-like (ids only, the plan included); step messages live in the
 append-only message store and the state holds only the newest message's id. A node does not call
 the model itself: it asks an `AgentHost` Ray actor to run the turn, then applies the team's pure
-`advance` rule, appends the message and emits the step span.
+`advance` rule, appends the message and emits the step span. Everything a host needs about the
+agent (prompt, tools, model, the selector) travels in the request: hosts never look a team up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import ray
@@ -22,7 +23,8 @@ from langgraph.types import RunnableConfig
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from branchpoint.agents.teams import Advance, TeamSpec
+from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec
+from branchpoint.errors import BranchpointError
 from branchpoint.model import Fault, Step, StepRequest, StepResult, Task
 from branchpoint.orchestrator.messages import MessageStore
 from branchpoint.telemetry import attributes as A
@@ -63,14 +65,22 @@ class RunContext:
     record_mode: str = "record"
     steps: list[Step] = field(default_factory=list)
 
+    @property
+    def step_limit(self) -> int:
+        """The run's step limit, or the team's own when that is lower."""
+        return min(self.max_steps, self.team.max_steps or self.max_steps)
 
-def initial_state(run_id: str, team: TeamSpec, model: str) -> TeamState:
+
+TEAM_MODEL = "team"  # the run's model when every agent runs on its own model client
+
+
+def initial_state(run_id: str, team: TeamSpec, model: str, first: str | None = None) -> TeamState:
     """The state before the first step of a run."""
     return TeamState(
         run_id=run_id,
         head=None,
         step=0,
-        next=team.first,
+        next=first or team.first,
         plan_id=None,
         directive=None,
         done=False,
@@ -82,8 +92,22 @@ def initial_state(run_id: str, team: TeamSpec, model: str) -> TeamState:
     )
 
 
+def start_state(ctx: RunContext, model: str) -> TeamState:
+    """The state before the first step; a selector team's model picks the first speaker."""
+    state = initial_state(ctx.run_id, ctx.team, model)
+    if ctx.team.selector is None:
+        return state
+    with step_span(ctx, "selector") as span:
+        first = select_speaker(ctx, state, span)
+    return initial_state(ctx.run_id, ctx.team, model, first=first)
+
+
 def state_update(
-    state: Mapping[str, Any], agent: str, advance: Advance, head: str, max_steps: int
+    state: Mapping[str, Any],
+    agent: AgentSpec,
+    advance: Advance,
+    head: str,
+    max_steps: int,
 ) -> dict[str, Any]:
     """The state change after `agent` took step `state['step']` (pure)."""
     step = int(state.get("step", 0)) + 1
@@ -98,8 +122,8 @@ def state_update(
     }
     if advance.sets_plan:
         update["plan_id"] = head
-    if agent != "Orchestrator" and agent in ("Coder", "ComputerTerminal", "FileSurfer"):
-        update["last_worker"] = agent
+    if not agent.orchestrates:
+        update["last_worker"] = agent.name
     return update
 
 
@@ -112,7 +136,11 @@ def record_step(
     span: Span,
     checkpoint_id: str | None,
 ) -> dict[str, Any]:
-    """Apply the team's rule to a turn's message, store it, annotate the step span."""
+    """Apply the team's rule to a turn's message, store it, annotate the step span.
+
+    A selector team's next speaker is the host's choice; an edited step (no result) asks a host
+    for that choice on the edited transcript.
+    """
     advance = ctx.team.advance(state, agent, content)
     index = int(state.get("step", 0))
     step = Step(
@@ -130,6 +158,11 @@ def record_step(
     )
     head = ctx.messages.append(state.get("head"), step)
     ctx.steps.append(step)
+    if ctx.team.selector is not None and not advance.done:
+        chosen = result.next_speaker if result else None
+        chosen = chosen or select_speaker(ctx, {**state, "head": head, "step": index + 1}, span)
+        advance = replace(advance, next=chosen)
+        span.set_attribute(A.NEXT_SPEAKER, chosen)
     span.set_attributes(
         {
             A.KIND: "step",
@@ -148,7 +181,7 @@ def record_step(
             A.OI_OUTPUT: A.cap(content),
         }
     )
-    return state_update(state, agent, advance, head, ctx.max_steps)
+    return state_update(state, ctx.team.agent(agent), advance, head, ctx.step_limit)
 
 
 def step_span(ctx: RunContext, agent: str) -> Any:
@@ -158,32 +191,62 @@ def step_span(ctx: RunContext, agent: str) -> Any:
     )
 
 
+def step_request(
+    ctx: RunContext, state: Mapping[str, Any], agent: str, span: Span, select_only: bool = False
+) -> StepRequest:
+    """What a host needs to run `agent`'s turn at this state (or only to pick the next speaker)."""
+    spec = ctx.team.agent(agent)
+    model = str(state["model"])
+    own_model = model == TEAM_MODEL
+    return StepRequest(
+        run_id=ctx.run_id,
+        team=ctx.team.name,
+        step=int(state.get("step", 0)),
+        agent=agent,
+        system_prompt=ctx.team.prompt_for(state, agent) or "",
+        task=ctx.task,
+        transcript=tuple(ctx.messages.chain(state.get("head"))),
+        plan=current_plan(ctx.messages, state) if spec.sees_plan else None,
+        directive=state.get("directive"),
+        tools=spec.tools,
+        model=(spec.model or TEAM_MODEL) if own_model else model,
+        seed=ctx.seed,
+        sample=int(state.get("sample", 0)),
+        faults=ctx.faults,
+        trace_carrier=inject_context(span),
+        record_mode=ctx.record_mode,  # type: ignore[arg-type]
+        calls_model=spec.calls_model,
+        function_tools=spec.function_tools,
+        reflect_on_tool_use=spec.reflect_on_tool_use,
+        model_client=spec.model_client if own_model else None,
+        selector=selector_for(ctx.team, model),
+        select_only=select_only,
+    )
+
+
+def selector_for(team: TeamSpec, model: str) -> Any:
+    """The team's selector, on the run's model unless every agent runs on its own."""
+    if team.selector is None or model == TEAM_MODEL:
+        return team.selector
+    return team.selector.model_copy(update={"model": None, "model_client": None})
+
+
+def select_speaker(ctx: RunContext, state: Mapping[str, Any], span: Span) -> str:
+    """Ask a host's selector model who speaks next at this state (no agent turn is run)."""
+    last = ctx.messages.get(state["head"]).agent if state.get("head") else None
+    agent = last or ctx.team.agents[0].name
+    result = ctx.call_host(step_request(ctx, state, agent, span, select_only=True))
+    if result.next_speaker is None:
+        raise BranchpointError(f"team {ctx.team.name}: the selector chose no speaker")
+    return result.next_speaker
+
+
 def take_turn(
     ctx: RunContext, state: Mapping[str, Any], agent: str, checkpoint_id: str | None
 ) -> dict[str, Any]:
     """One agent turn: ask a host to run it, then record it."""
-    transcript = tuple(ctx.messages.chain(state.get("head")))
-    spec = ctx.team.agent(agent)
     with step_span(ctx, agent) as span:
-        request = StepRequest(
-            run_id=ctx.run_id,
-            team=ctx.team.name,
-            step=int(state.get("step", 0)),
-            agent=agent,
-            system_prompt=ctx.team.prompt_for(state, agent) or "",
-            task=ctx.task,
-            transcript=transcript,
-            plan=current_plan(ctx.messages, state),
-            directive=state.get("directive"),
-            tools=spec.tools,
-            model=str(state["model"]),
-            seed=ctx.seed,
-            sample=int(state.get("sample", 0)),
-            faults=ctx.faults,
-            trace_carrier=inject_context(span),
-            record_mode=ctx.record_mode,  # type: ignore[arg-type]
-        )
-        result = ctx.call_host(request)
+        result = ctx.call_host(step_request(ctx, state, agent, span))
         return record_step(ctx, state, agent, result.content, result, span, checkpoint_id)
 
 

@@ -20,7 +20,7 @@ from branchpoint.agents.sim import random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Fault, Run, Step, Task
-from branchpoint.orchestrator.graph import RunContext, initial_state
+from branchpoint.orchestrator.graph import RunContext, start_state
 from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.tasks import is_correct
 from branchpoint.telemetry import attributes as A
@@ -117,7 +117,8 @@ def execute_run(
             graph_input, config = prepare()
             final = graph.invoke(graph_input, dict(config), context=ctx, durability="sync")
             final_answer = final.get("final_answer")
-            success = score(run.task, final_answer, session.messages.chain(final.get("head")))
+            scorer = ctx.team.score or score
+            success = scorer(run.task, final_answer, session.messages.chain(final.get("head")))
             status = "succeeded" if success else "failed"
         except (BranchpointError, RayError) as exc:
             error = user_error(exc)
@@ -191,7 +192,7 @@ def run_task(
     )
     ctx = run_context(session, run, team, record_mode)
     config = {"configurable": {"thread_id": run_id}}
-    return execute_run(session, run, ctx, lambda: (initial_state(run_id, team, model), config))
+    return execute_run(session, run, ctx, lambda: (start_state(ctx, model), config))
 
 
 def plan_faults(

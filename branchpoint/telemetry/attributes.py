@@ -49,6 +49,8 @@ CACHED = "branchpoint.cached"  # the LLM response came from the record store
 TOOL_INPUT = "branchpoint.tool.input"
 TOOL_OUTPUT = "branchpoint.tool.output"
 TOOL_OK = "branchpoint.tool.ok"
+NEXT_SPEAKER = "branchpoint.next_speaker"  # the speaker a selector model chose after a step
+TEAM_SOURCE = "branchpoint.team_source"  # where the run's team came from (TeamSource JSON)
 CHECKPOINT_ID = "langgraph.checkpoint_id"
 
 # Content attributes are capped so one verbose model cannot bloat the database.
