@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from branchpoint.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
+BENCH_JSON_ENV = "BRANCHPOINT_BENCH_JSON"
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
@@ -85,3 +89,29 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def median(values: list[float]) -> float:
     """The median of a non-empty list."""
     return statistics.median(values)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure of a benchmark, with its goal when it has one."""
+
+    name: str
+    value: float | None
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+def report_figures(bench: str, figures: list[Figure]) -> None:
+    """Print a benchmark's goals, met or missed; with BRANCHPOINT_BENCH_JSON set (as
+    `benchmarks.run_all` does), also append every figure to that JSON-lines file."""
+    for f in figures:
+        if f.goal:
+            verdict = "n/a" if f.met is None else "met" if f.met else "MISSED"
+            shown = "—" if f.value is None else f"{f.value:.2f}"
+            console.print(f"goal: {f.name} = {shown} ({f.goal}: {verdict}) {f.note}".rstrip())
+    target = os.environ.get(BENCH_JSON_ENV)
+    if target:
+        with open(target, "a") as out:
+            for f in figures:
+                out.write(json.dumps({"bench": bench, **asdict(f)}) + "\n")
