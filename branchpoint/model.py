@@ -268,8 +268,30 @@ class SelectorSpec(Frozen):
     model_client: dict[str, Any] | None = None  # an autogen client component, used as it is
 
 
+class MessageLink(Frozen):
+    """One message of the append-only store with its predecessor's id (None: a chain's first)."""
+
+    message_id: str
+    parent_id: str | None
+    step: Step
+
+
+class TranscriptRef(Frozen):
+    """A step's transcript and plan by reference: message ids the host resolves from its cache,
+    plus the messages the driver has not yet sent to that host (oldest first)."""
+
+    head: str | None
+    plan_id: str | None = None
+    links: tuple[MessageLink, ...] = ()
+
+
 class StepRequest(Frozen):
-    """Everything an AgentHost needs to run one agent turn; hosts keep no state between turns."""
+    """Everything an AgentHost needs to run one agent turn; hosts keep no state between turns
+    (a host caches messages by id, but a request it cannot resolve is sent again in full).
+
+    `messages`, when set, replaces `transcript` and `plan` on the wire: the host fills both in
+    from it before the turn runs, so a step ships O(1) data however long the run is.
+    """
 
     run_id: str
     team: str
@@ -294,6 +316,7 @@ class StepRequest(Frozen):
     model_client: dict[str, Any] | None = None  # the agent's own autogen client component
     selector: SelectorSpec | None = None  # after the turn, pick the next speaker with a model
     select_only: bool = False  # no turn: only pick the next speaker (after an edited step)
+    messages: TranscriptRef | None = None
 
 
 class StepResult(Frozen):
