@@ -1,0 +1,83 @@
+"""A host's cache of step messages: transcripts sent by reference are resolved here.
+
+The driver sends each host only the messages it has not sent that host before (`TranscriptRef`).
+The host keeps them by id, each with the chain that ends in it, so resolving a transcript costs
+the new messages, not the run's length. Chains share storage: a message's chain is a prefix of a
+list that its successors extend in place; a fork (a second successor) copies the prefix once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from branchpoint.model import MessageLink, Step, StepRequest, TranscriptRef
+
+# Messages a host keeps; a request whose messages were evicted is sent again in full.
+HOST_CACHE_MESSAGES = 100_000
+
+
+class TranscriptMissError(Exception):
+    """The host does not have a message the request refers to; the driver resends in full."""
+
+
+class TranscriptCache:
+    """Message id → (the list holding its chain, the chain's length), least recently used out."""
+
+    def __init__(self, limit: int = HOST_CACHE_MESSAGES) -> None:
+        self._nodes: OrderedDict[str, tuple[list[Step], int]] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, link: MessageLink) -> None:
+        """Keep one message; its predecessor must be known (or None)."""
+        with self._lock:
+            if link.message_id in self._nodes:
+                self._nodes.move_to_end(link.message_id)
+                return
+            if link.parent_id is None:
+                chain, length = [link.step], 1
+            else:
+                chain, length = self._node(link.parent_id)
+                if len(chain) != length:  # the predecessor already has a successor: a branch
+                    chain = chain[:length]
+                chain.append(link.step)
+                length += 1
+            self._nodes[link.message_id] = (chain, length)
+            while len(self._nodes) > self._limit:
+                self._nodes.popitem(last=False)
+
+    def chain(self, head: str | None) -> tuple[Step, ...]:
+        """Every step up to `head`, in order."""
+        if head is None:
+            return ()
+        with self._lock:
+            chain, length = self._node(head)
+            return tuple(chain[:length])
+
+    def step(self, message_id: str) -> Step:
+        """One message."""
+        with self._lock:
+            chain, length = self._node(message_id)
+            return chain[length - 1]
+
+    def _node(self, message_id: str) -> tuple[list[Step], int]:
+        node = self._nodes.get(message_id)
+        if node is None:
+            raise TranscriptMissError(f"message {message_id} is not in this host's cache")
+        self._nodes.move_to_end(message_id)
+        return node
+
+    def resolve(self, ref: TranscriptRef) -> tuple[tuple[Step, ...], str | None]:
+        """(the transcript up to `ref.head`, the plan's text) after keeping `ref.links`."""
+        for link in ref.links:
+            self.add(link)
+        plan = self.step(ref.plan_id).content if ref.plan_id is not None else None
+        return self.chain(ref.head), plan
+
+    def complete(self, req: StepRequest) -> StepRequest:
+        """The request with its transcript and plan filled in from `req.messages`."""
+        if req.messages is None:
+            return req
+        transcript, plan = self.resolve(req.messages)
+        return req.model_copy(update={"transcript": transcript, "plan": plan, "messages": None})
