@@ -1,0 +1,1 @@
+"""The local web viewer (`branchpoint view`) and the self-contained HTML report (`branchpoint report`)."""
