@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -30,9 +31,14 @@ MAX_QUEUE = 65_536
 SCHEDULE_DELAY_MS = 1000
 
 
-def setup_tracing(store: TraceStore, service_name: str) -> TracerProvider:
-    """A private provider whose spans reach `store` through a `BatchSpanProcessor`."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+def setup_tracing(
+    store: TraceStore, service_name: str, id_generator: IdGenerator | None = None
+) -> TracerProvider:
+    """A private provider whose spans reach `store` through a `BatchSpanProcessor`
+    (`id_generator`: where span and trace ids come from; random by default)."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), id_generator=id_generator
+    )
     provider.add_span_processor(
         BatchSpanProcessor(
             StoreSpanExporter(store),
