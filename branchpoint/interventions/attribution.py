@@ -5,6 +5,8 @@ proposer ask an LLM judge, which always sees the ground-truth answer; the counte
 curve reads the success rates of resample forks and needs no judge. Judge replies are validated:
 a step index outside the run or an unknown agent is rejected, and a reply still unusable after
 retries leaves no hypothesis, only a reason in `AttributionResult.failures`.
+
+Methods are found by name in the registry `METHODS` (see `register` and `attribute`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from branchpoint.errors import BranchpointError
 from branchpoint.interventions.judge import (
     Judge,
     ask_json,
@@ -34,6 +37,61 @@ class AttributionResult:
 
     hypotheses: list[Hypothesis] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an attribution method may look at: the run, its steps and trials, a judge, and the
+    value curve V(k) (measured by the pipeline before the methods run)."""
+
+    run: Run
+    steps: Sequence[Step]
+    trials: Sequence[Trial] = ()
+    judge: Judge | None = None
+    curve: Mapping[int, float] = field(default_factory=dict)
+    curve_repeats: int = 1
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A registered method: its name, whether it needs a judge, and its function."""
+
+    name: str
+    find: Callable[[Evidence], AttributionResult]
+    needs_judge: bool
+    needs_curve: bool = False
+
+
+METHODS: dict[str, AttributionMethod] = {}
+
+
+def register(
+    name: str, *, needs_judge: bool, needs_curve: bool = False
+) -> Callable[[Callable[[Evidence], AttributionResult]], Callable[[Evidence], AttributionResult]]:
+    """Add a method to the registry under `name` (a decorator)."""
+
+    def add(
+        find: Callable[[Evidence], AttributionResult],
+    ) -> Callable[[Evidence], AttributionResult]:
+        METHODS[name] = AttributionMethod(name, find, needs_judge, needs_curve)
+        return find
+
+    return add
+
+
+def method_named(name: str) -> AttributionMethod:
+    """The registered method `name`, or an error listing the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise BranchpointError(
+            f"unknown method {name!r}; choose from {', '.join(METHODS)}"
+        ) from None
+
+
+def attribute(name: str, evidence: Evidence) -> AttributionResult:
+    """Hypotheses of one method (an empty result with the reason when it cannot run)."""
+    return method_named(name).find(evidence)
 
 
 def _context(run: Run, steps: Sequence[Step]) -> dict[str, str]:
@@ -296,3 +354,32 @@ def _logged(run: Run, method: str, result: AttributionResult) -> AttributionResu
     if result.failures:
         log.info("%s on %s: %s", method, run.run_id, "; ".join(result.failures))
     return result
+
+
+# The registry. A method that needs a judge reports that as its failure when it has none.
+
+
+@register("value_curve", needs_judge=False, needs_curve=True)
+def _value_curve(e: Evidence) -> AttributionResult:
+    hyp = value_curve_hypothesis(e.run, e.steps, e.curve, e.curve_repeats)
+    return AttributionResult([hyp] if hyp else [], [] if hyp else ["value curve is flat"])
+
+
+@register("ground_truth", needs_judge=False)
+def _ground_truth(e: Evidence) -> AttributionResult:
+    return AttributionResult(sim_ground_truth(e.run), [])
+
+
+def _register_judged(name: str, find: Callable[[Evidence, Judge], AttributionResult]) -> None:
+    def judged(e: Evidence) -> AttributionResult:
+        if e.judge is None:
+            return AttributionResult([], [f"{name} needs a judge model (--judge)"])
+        return find(e, e.judge)
+
+    register(name, needs_judge=True)(judged)
+
+
+_register_judged("all_at_once", lambda e, judge: all_at_once(e.run, e.steps, judge))
+_register_judged("step_by_step", lambda e, judge: step_by_step(e.run, e.steps, judge))
+_register_judged("binary_search", lambda e, judge: binary_search(e.run, e.steps, judge))
+_register_judged("dover", lambda e, judge: dover_propose(e.run, e.steps, e.trials, judge))

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from branchpoint.agents.teams import TEAMS
 from branchpoint.errors import BranchpointError
@@ -43,13 +42,31 @@ from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
 from branchpoint.orchestrator.runner import worker_pool
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
+from branchpoint.telemetry.store import TraceStore
 
 # Called with None when a fork starts and with its Outcome when it ends (progress displays).
 ForkEvents = Callable[[Outcome | None], None]
 FLUSH_ROWS = 32
 FLUSH_SECONDS = 2.0
-JUDGE_METHODS = ("all_at_once", "step_by_step", "binary_search", "dover")
+JUDGE_METHODS = tuple(m.name for m in attribution.METHODS.values() if m.needs_judge)
 METHODS = ("value_curve", *JUDGE_METHODS)
+
+# Why the pipeline has no verdict for something: a method found no hypothesis (flat value
+# curve, no judge, a judge reply that stayed unusable), or its recommended edit was dropped
+# because it does not fit its step, or because it leaks the answer.
+FailureKind = Literal["no_hypothesis", "rejected", "leaked"]
+
+
+@dataclass(frozen=True)
+class PipelineFailure:
+    """One thing the pipeline could not test, and why."""
+
+    method: str
+    kind: FailureKind
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.method}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,7 @@ class RunDebug:
     steps: list[Step]
     trials: list[Trial]
     hypotheses: list[Hypothesis] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+    failures: list[PipelineFailure] = field(default_factory=list)
     tests: list[HypothesisTest] = field(default_factory=list)
     curve: dict[int, float] = field(default_factory=dict)
 
@@ -178,7 +195,7 @@ class ForkBatch:
             return self.done[item]
         if self.on_fork is not None:
             self.on_fork(None)
-        fork_id = f"{item}.{uuid.uuid4().hex[:6]}" if self.config.sweep_id else None
+        fork_id = f"{item}.{self.session.ids.new_id('', 6)}" if self.config.sweep_id else None
         replay = replay_fork(
             self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id
         )
@@ -220,7 +237,7 @@ class ForkBatch:
         )
 
 
-def stored_outcomes(store: Any, sweep_id: str | None, run_id: str) -> dict[str, Outcome]:
+def stored_outcomes(store: TraceStore, sweep_id: str | None, run_id: str) -> dict[str, Outcome]:
     """Outcomes a sweep already has for a run, keyed by item id (the fork id before its dot)."""
     if sweep_id is None:
         return {}
@@ -241,26 +258,32 @@ def value_curve(batch: ForkBatch, repeats: int) -> dict[int, float]:
 
 def hypothesize(
     run: Run,
-    steps: list[Step],
-    trials: list[Trial],
+    steps: Sequence[Step],
+    trials: Sequence[Trial],
     method: str,
     judge: Judge | None,
-    curve: dict[int, float],
+    curve: Mapping[int, float],
     curve_repeats: int = 1,
 ) -> attribution.AttributionResult:
-    """Hypotheses of one method (an empty result with the reason when it cannot run)."""
-    if method == "value_curve":
-        hyp = attribution.value_curve_hypothesis(run, steps, curve, curve_repeats)
-        return attribution.AttributionResult(
-            [hyp] if hyp else [], [] if hyp else ["value curve is flat"]
-        )
-    if method == "ground_truth":
-        return attribution.AttributionResult(attribution.sim_ground_truth(run), [])
-    if judge is None:
-        return attribution.AttributionResult([], [f"{method} needs a judge model (--judge)"])
-    if method == "dover":
-        return attribution.dover_propose(run, steps, trials, judge)
-    return getattr(attribution, method)(run, steps, judge)  # type: ignore[no-any-return]
+    """Hypotheses of one registered method (an empty result with the reason when it cannot run)."""
+    evidence = attribution.Evidence(run, steps, trials, judge, curve, curve_repeats)
+    return attribution.attribute(method, evidence)
+
+
+def judge_for(session: Session, model: str | None) -> Judge | None:
+    """An LLM judge on `model` whose calls are recorded in the trace database (replayable);
+    None without a model (only the value curve and ground truth can run then)."""
+    if model is None:
+        return None
+    from branchpoint.agents.backends import make_chat_client, parse_model_spec
+    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
+    from branchpoint.agents.teams import MATH
+    from branchpoint.interventions.judge import ChatClientJudge
+    from branchpoint.orchestrator.runner import preflight_model
+
+    preflight_model(model, MATH, session.settings)
+    client = make_chat_client(parse_model_spec(model), session.settings)
+    return ChatClientJudge(RecordingClient(client, TraceRecordStore(session.store), model))
 
 
 def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
@@ -291,19 +314,21 @@ def debug_run(
             run, steps, trials, method, config.judge, report.curve, config.curve_repeats
         )
         report.hypotheses += result.hypotheses
-        report.failures += [f"{method}: {f}" for f in result.failures]
+        report.failures += [PipelineFailure(method, "no_hypothesis", f) for f in result.failures]
     tested: list[tuple[Hypothesis, Intervention]] = []
     for hyp in report.hypotheses:
         iv = recommend(hyp, run, steps, config.judge)
         try:
             check_fits(iv, steps, team)
-        except (
-            BranchpointError
-        ) as exc:  # an edit that does not fit its step is a failed recommendation
-            report.failures.append(f"{hyp.method}: recommendation rejected ({exc})")
+        except BranchpointError as exc:  # an edit that does not fit its step: not testable
+            report.failures.append(
+                PipelineFailure(hyp.method, "rejected", f"recommendation rejected ({exc})")
+            )
             continue
         if leaks_answer(iv, run.task.answer, run.task.question):
-            report.failures.append(f"{hyp.method}: recommendation leaked the answer; dropped")
+            report.failures.append(
+                PipelineFailure(hyp.method, "leaked", "recommendation leaked the answer; dropped")
+            )
             continue
         tested.append((hyp, iv))
     control_steps = sorted({iv.step for _, iv in tested})
@@ -321,7 +346,7 @@ def debug_run(
     return report
 
 
-def store_report(store: Any, report: RunDebug, sweep_id: str | None) -> None:
+def store_report(store: TraceStore, report: RunDebug, sweep_id: str | None) -> None:
     """Write trials, hypotheses, interventions and verdicts of one debugged run."""
     store.write_rows("trials", [t.model_dump() for t in report.trials])
     store.write_rows(

@@ -8,17 +8,25 @@ twice, so `--resume` after a killed driver finishes exactly the missing forks.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from branchpoint.errors import BranchpointError, UnknownSweepError
+from branchpoint.ids import Clock, IdSource, RandomIds, SystemClock
 from branchpoint.interventions.judge import Judge
 from branchpoint.interventions.pipeline import DebugConfig, ForkEvents, RunDebug, debug_run
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry.readonly import read_statements
+from branchpoint.telemetry.store import TraceStore
+
+
+class Queryable(Protocol):
+    """Anything that answers SQL with rows as dicts (a `TraceStore`, a read-only reader)."""
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL and return the rows as dicts."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class SweepSpec:
     judge_model: str | None = None
 
 
-def select_runs(store: Any, spec: SweepSpec) -> list[str]:
+def select_runs(store: Queryable, spec: SweepSpec) -> list[str]:
     """Root runs chosen by the spec's ids or its SQL filter over the `runs` view."""
     if spec.run_ids:
         return list(spec.run_ids)
@@ -46,15 +54,17 @@ def select_runs(store: Any, spec: SweepSpec) -> list[str]:
         raise BranchpointError(f"bad --where filter: {str(exc).splitlines()[0]}") from None
 
 
-def create_sweep(store: Any, spec: SweepSpec) -> str:
+def create_sweep(
+    store: TraceStore, spec: SweepSpec, ids: IdSource | None = None, clock: Clock | None = None
+) -> str:
     """Record a new sweep and return its id."""
-    sweep_id = "sweep-" + uuid.uuid4().hex[:10]
+    sweep_id = (ids or RandomIds()).new_id("sweep", 10)
     store.write_rows(
         "sweeps",
         [
             {
                 "sweep_id": sweep_id,
-                "created_at": datetime.now(UTC).replace(tzinfo=None),
+                "created_at": (clock or SystemClock()).now(),
                 "spec": json.dumps(asdict(spec)),
                 "status": "running",
             }
@@ -63,7 +73,7 @@ def create_sweep(store: Any, spec: SweepSpec) -> str:
     return sweep_id
 
 
-def load_spec(store: Any, sweep_id: str) -> SweepSpec:
+def load_spec(store: Queryable, sweep_id: str) -> SweepSpec:
     """The spec of an existing sweep."""
     rows = store.query("SELECT spec FROM sweeps WHERE sweep_id = ?", [sweep_id])
     if not rows:
@@ -101,7 +111,7 @@ def execute_sweep(
     return reports
 
 
-def mark_finished(store: Any, sweep_id: str) -> None:
+def mark_finished(store: TraceStore, sweep_id: str) -> None:
     """Set a sweep's status to finished, keeping its other columns (an upsert replaces the row)."""
     row = store.query("SELECT * FROM sweeps WHERE sweep_id = ?", [sweep_id])[0]
     store.write_rows("sweeps", [{**row, "status": "finished"}])
@@ -123,7 +133,7 @@ GROUP BY s.sweep_id, s.status, s.created_at ORDER BY s.created_at
 """
 
 
-def sweep_rows(store: Any, sweep_id: str | None = None) -> list[dict[str, Any]]:
+def sweep_rows(store: Queryable, sweep_id: str | None = None) -> list[dict[str, Any]]:
     """Progress of one sweep or of all sweeps."""
     where = "WHERE s.sweep_id = ?" if sweep_id else ""
     rows: list[dict[str, Any]] = store.query(

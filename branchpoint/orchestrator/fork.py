@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from langgraph.graph import START
+from langgraph.types import RunnableConfig
 from pydantic import ValidationError
 
 from branchpoint.agents.teams import TeamSpec, get_team
@@ -31,8 +30,8 @@ from branchpoint.model import (
 )
 from branchpoint.orchestrator.graph import RunContext, record_step, step_span
 from branchpoint.orchestrator.runner import (
+    Prepare,
     execute_run,
-    new_run_id,
     preflight_model,
     run_context,
     worker_pool,
@@ -107,10 +106,12 @@ def _prepare(
     steps: list[Step],
     intervention: Intervention,
     sample: int,
-) -> Callable[[], tuple[Any, dict[str, Any]]]:
+) -> Prepare:
+    """The step that branches the parent's thread at the intervention (run inside the fork's
+    span): restore the checkpoint before step k, apply the edit with `update_state`."""
     graph = session.graph(ctx.team)
     target = steps[intervention.step]
-    base = {
+    base: RunnableConfig = {
         "configurable": {
             "thread_id": parent.thread_id,
             "checkpoint_ns": "",
@@ -118,7 +119,7 @@ def _prepare(
         }
     }
 
-    def prepare() -> tuple[Any, dict[str, Any]]:
+    def prepare() -> tuple[None, RunnableConfig]:
         state = {**graph.get_state(base).values, "run_id": ctx.run_id, "sample": sample}
         common = {"run_id": ctx.run_id, "sample": sample}
         as_node: str = steps[intervention.step - 1].agent if intervention.step > 0 else START
@@ -175,7 +176,7 @@ def replay_fork(
 ) -> ForkReplay:
     """One replay of a fork: a new Run with lineage to its parent."""
     team = get_team(parent.team)
-    fork_id = fork_id or new_run_id()
+    fork_id = fork_id or session.new_run_id()
     sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
     model = intervention.model if isinstance(intervention, SwapModel) else parent.model
     run = Run(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any
 
-from ray.exceptions import RayError, RayTaskError
+from langgraph.types import RunnableConfig
 
 from branchpoint.agents.backends import check_endpoint, parse_model_spec
 from branchpoint.agents.local_model import resolve_gguf
@@ -20,10 +18,12 @@ from branchpoint.agents.sim import random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Fault, Run, Step, Task
-from branchpoint.orchestrator.graph import RunContext, start_state
+from branchpoint.orchestrator.graph import RunContext, TeamState, start_state
 from branchpoint.orchestrator.session import Session, is_sim
+from branchpoint.settings import Settings
 from branchpoint.tasks import is_correct
 from branchpoint.telemetry import attributes as A
+from branchpoint.telemetry.store import TraceStore
 
 
 @contextmanager
@@ -39,12 +39,7 @@ def worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def new_run_id() -> str:
-    """A fresh run id."""
-    return "run-" + uuid.uuid4().hex[:12]
-
-
-def preflight_model(model: str, team: TeamSpec, session_settings: Any) -> None:
+def preflight_model(model: str, team: TeamSpec, session_settings: Settings) -> None:
     """Fail fast, before any run starts, on a model that cannot work."""
     if is_sim(model):
         if team.name != "math":
@@ -69,8 +64,14 @@ def score(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
 
 def user_error(exc: BaseException) -> str:
     """The one-line message of an error, unwrapping Ray's task errors."""
-    cause = exc.cause if isinstance(exc, RayTaskError) else exc  # type: ignore[attr-defined]
+    cause = getattr(exc, "cause", None) if is_ray_error(exc) else None
+    cause = cause if isinstance(cause, BaseException) else exc
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
+
+
+def is_ray_error(exc: BaseException) -> bool:
+    """Whether `exc` is one of Ray's errors (checked without importing Ray in-process)."""
+    return any(c.__module__.startswith("ray.") for c in type(exc).__mro__)
 
 
 def run_attributes(run: Run) -> dict[str, Any]:
@@ -92,7 +93,8 @@ def run_attributes(run: Run) -> dict[str, Any]:
     }
 
 
-Prepare = Callable[[], tuple[Any, Mapping[str, Any]]]
+# Returns the graph input (None: resume from the config's checkpoint) and the config.
+Prepare = Callable[[], tuple[TeamState | None, RunnableConfig]]
 
 
 def execute_run(
@@ -108,19 +110,21 @@ def execute_run(
     edit there, so the edit is part of the fork's trace).
     """
     graph = session.graph(ctx.team)
-    started = time.perf_counter()
+    started = session.clock.monotonic()
     attrs = {**run_attributes(run), **(lineage or {})}
     status, final_answer, error, success = "errored", None, None, False
     with session.tracer.start_as_current_span("branchpoint.run", attributes=attrs) as span:
         ctx.run_span = span
         try:
             graph_input, config = prepare()
-            final = graph.invoke(graph_input, dict(config), context=ctx, durability="sync")
+            final = graph.invoke(graph_input, config, context=ctx, durability="sync")
             final_answer = final.get("final_answer")
             scorer = ctx.team.score or score
             success = scorer(run.task, final_answer, session.messages.chain(final.get("head")))
             status = "succeeded" if success else "failed"
-        except (BranchpointError, RayError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, BranchpointError) or is_ray_error(exc)):
+                raise
             error = user_error(exc)
         steps = ctx.steps
         done = run.model_copy(
@@ -131,7 +135,7 @@ def execute_run(
                 "error": error,
                 "input_tokens": sum(s.input_tokens for s in steps),
                 "output_tokens": sum(s.output_tokens for s in steps),
-                "seconds": time.perf_counter() - started,
+                "seconds": session.clock.monotonic() - started,
                 "n_steps": len(steps),
             }
         )
@@ -179,7 +183,7 @@ def run_task(
     record_mode: str = "record",
 ) -> Run:
     """Run a team on one task from the start."""
-    run_id = new_run_id()
+    run_id = session.new_run_id()
     run = Run(
         run_id=run_id,
         task=task,
@@ -191,7 +195,7 @@ def run_task(
         sweep_id=sweep_id,
     )
     ctx = run_context(session, run, team, record_mode)
-    config = {"configurable": {"thread_id": run_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": run_id}}
     return execute_run(session, run, ctx, lambda: (start_state(ctx, model), config))
 
 
@@ -206,7 +210,7 @@ def plan_faults(
     }
 
 
-def finished_task_ids(store: Any, team: str, model: str, seed: int) -> set[str]:
+def finished_task_ids(store: TraceStore, team: str, model: str, seed: int) -> set[str]:
     """Tasks that already have a finished root run (succeeded or failed, not errored) of this
     team, model and seed in the trace database: what `run --resume` skips."""
     rows = store.query(

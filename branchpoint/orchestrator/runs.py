@@ -7,6 +7,7 @@ from typing import Any
 
 from branchpoint.errors import UnknownRunError
 from branchpoint.model import Fault, Run, Step, Task
+from branchpoint.telemetry.store import TraceStore
 
 _RUN_SQL = """
 SELECT r.*, json_extract_string(s.attributes, '$."branchpoint.task"') AS task_json
@@ -60,7 +61,7 @@ def step_from_row(row: dict[str, Any]) -> Step:
     )
 
 
-def load_run(store: Any, run_id: str) -> Run:
+def load_run(store: TraceStore, run_id: str) -> Run:
     """The run with this id, or UnknownRunError."""
     rows = store.query(_RUN_SQL, [run_id])
     if not rows:
@@ -70,7 +71,7 @@ def load_run(store: Any, run_id: str) -> Run:
     return run_from_row(rows[0])
 
 
-def load_steps(store: Any, run: Run) -> list[Step]:
+def load_steps(store: TraceStore, run: Run) -> list[Step]:
     """Every step of a run in order, including the prefix a fork shares with its parent."""
     own = [step_from_row(r) for r in store.query(_STEPS_SQL, [run.run_id])]
     if run.parent_run_id is None or run.fork_step is None:

@@ -1,33 +1,75 @@
-"""A Session starts the real parts once: Ray, the trace sink actor, agent hosts, checkpointer."""
+"""A Session starts the services of a driver once: the trace store, tracing, the checkpointer, the
+message store, and the executor that runs agent turns, on Ray or in this process.
+
+- `ray=True` (the CLI's default): agent turns run in `AgentHost` Ray actors pinned over the
+  cluster's nodes, and a `TraceSink` actor owns the DuckDB file.
+- `ray=False`: agent turns run in this process through the same `AgentRuntime` (on one event
+  loop thread, as in an async actor), and spans go straight to a `DuckDBTraceStore` this
+  process owns. Ray is never started. `db_path=":memory:"` keeps everything in memory.
+
+Everything above the session (graph, runs, forks, replays, the pipeline) is the same code in
+both modes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-import ray
 from opentelemetry import trace
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from opentelemetry.sdk.trace import TracerProvider
 
-from branchpoint.agents.host import AgentHost, sim_spec
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
+from branchpoint.ids import Clock, IdSource, OtelIds, RandomIds, SystemClock
+from branchpoint.model import StepRequest, StepResult
 from branchpoint.orchestrator.checkpoints import open_checkpointer
-from branchpoint.orchestrator.graph import HostPool, build_graph
-from branchpoint.orchestrator.messages import SqliteMessageStore
+from branchpoint.orchestrator.graph import build_graph
+from branchpoint.orchestrator.messages import (
+    InMemoryMessageStore,
+    MessageStore,
+    SqliteMessageStore,
+)
 from branchpoint.settings import Settings
-from branchpoint.telemetry.sink import SinkClient, close_sink, get_or_create_sink
+from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore
 from branchpoint.telemetry.tracing import setup_tracing
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 os.environ.setdefault("AUTOGEN_DISABLE_RUNTIME_TRACING", "true")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+MEMORY = ":memory:"
+
+
+class Executor(Protocol):
+    """Where agent turns run: Ray actors or this process."""
+
+    def call(self, request: StepRequest) -> StepResult:
+        """Run one agent turn and wait for its result."""
+        ...
+
+    def flush(self) -> None:
+        """Export every span the executor's agents have finished."""
+        ...
+
+    def close(self) -> None:
+        """Stop the executor's agents."""
+        ...
+
 
 def start_ray(address: str | None) -> None:
     """Connect to a cluster (`auto`, `ray://…`) or start a local Ray; no-op when connected."""
+    import ray
+
     if ray.is_initialized():
         return
     try:
@@ -54,6 +96,9 @@ def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
     the driver's node), so each host is pinned to a node that is alive now: at least one host
     per node, so every node does agent work. Hosts need no CPU, so a pinned host always fits.
     """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
     count = max(1, n_hosts, len(nodes))
     return [
@@ -62,54 +107,192 @@ def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
     ]
 
 
-class Session:
-    """Owns the long-lived services of a driver process; use as a context manager."""
+class RayExecutor:
+    """Agent turns in `AgentHost` actors, round-robin; their spans go to the sink actor."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sink: Any) -> None:
+        from branchpoint.agents.host import AgentHost
+        from branchpoint.orchestrator.graph import HostPool
+
+        self._actors = [
+            AgentHost.options(scheduling_strategy=placement).remote(settings, sink)  # type: ignore[attr-defined]
+            for placement in host_placements(settings.n_hosts)
+        ]
+        self._pool = HostPool(self._actors)
+
+    def call(self, request: StepRequest) -> StepResult:
+        """Run one turn on the next host."""
+        return self._pool.call(request)
+
+    def flush(self) -> None:
+        """Flush every host's spans into the sink."""
+        import ray
+
+        ray.get([h.flush.remote() for h in self._actors])
+
+    def close(self) -> None:
+        """Kill the host actors."""
+        import ray
+
+        for host in self._actors:
+            ray.kill(host)
+
+
+class InProcessExecutor:
+    """Agent turns in this process: one `AgentRuntime` on one event loop thread.
+
+    The loop plays the part of an async `AgentHost` actor: turns from many driver threads
+    interleave on it (a sim's latency is an `asyncio.sleep`), and the runtime's per-model lock
+    works because every turn runs on the same loop.
+    """
+
+    def __init__(self, settings: Settings, store: TraceStore, ids: IdSource | None = None) -> None:
+        from branchpoint.agents.host import AgentRuntime
+
+        self.provider = (
+            setup_tracing(store, "branchpoint-agent-host", OtelIds(ids) if ids else None)
+            if settings.tracing
+            else None
+        )
+        self.runtime = AgentRuntime(settings, store, self.provider)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="branchpoint-agents", daemon=True
+        )
+        self._thread.start()
+
+    def call(self, request: StepRequest) -> StepResult:
+        """Run one turn on the agents' loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(self.runtime.run_step(request), self._loop).result()
+
+    def flush(self) -> None:
+        """Export the agents' finished spans."""
+        if self.provider is not None:
+            self.provider.force_flush()
+
+    def close(self) -> None:
+        """Stop the agents' loop and their tracing."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+class Session:
+    """Owns the long-lived services of a driver process; use as a context manager.
+
+    `ray` chooses the executor (see the module's docstring); `ids` and `clock` are where new
+    run, fork, sweep and span ids and recorded durations come from (inject seeded ones in tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ray: bool = True,
+        ids: IdSource | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
+        self.ray = ray
+        self.ids: IdSource = ids or RandomIds()
+        self.clock: Clock = clock or SystemClock()
         self._stack = contextlib.ExitStack()
-        start_ray(settings.ray_address)
-        self.sink = get_or_create_sink(str(Path(settings.db_path).resolve()))
-        self.store = SinkClient(self.sink)
-        self.provider = setup_tracing(self.store, "branchpoint-driver")
+        in_memory = str(settings.db_path) == MEMORY
+        if in_memory and ray:
+            raise BranchpointError(
+                "an in-memory trace database needs the in-process mode (ray=False); "
+                "give a file path to run on Ray"
+            )
+        self._sink: Any = None
+        self._duck: DuckDBTraceStore | None = None
+        self.store: TraceStore
+        if ray:
+            from branchpoint.telemetry.sink import SinkClient, get_or_create_sink
+
+            start_ray(settings.ray_address)
+            self._sink = get_or_create_sink(str(Path(settings.db_path).resolve()))
+            self.store = SinkClient(self._sink)
+        else:
+            self._duck = DuckDBTraceStore(MEMORY if in_memory else settings.db_path)
+            self.store = self._duck
+        otel_ids = OtelIds(ids) if ids else None
+        self.provider: TracerProvider = setup_tracing(self.store, "branchpoint-driver", otel_ids)
         self.tracer: trace.Tracer = (
             self.provider.get_tracer("branchpoint.orchestrator")
             if settings.tracing
             else trace.NoOpTracer()
         )
-        checkpoint_spec = settings.checkpointer
         self.checkpointer = self._stack.enter_context(
-            open_checkpointer(checkpoint_spec, settings.checkpoint_path)
+            open_checkpointer(
+                "memory" if in_memory else settings.checkpointer, settings.checkpoint_path
+            )
         )
-        self.messages = SqliteMessageStore(Path(settings.db_path).with_suffix(".messages.sqlite"))
-        self._host_actors = [
-            AgentHost.options(scheduling_strategy=placement).remote(settings, self.sink)  # type: ignore[attr-defined]
-            for placement in host_placements(settings.n_hosts)
-        ]
-        self.hosts = HostPool(self._host_actors)
-        self._graphs: dict[str, Any] = {}
+        self.messages: MessageStore = (
+            InMemoryMessageStore()
+            if in_memory
+            else SqliteMessageStore(Path(settings.db_path).with_suffix(".messages.sqlite"))
+        )
+        self.hosts: Executor = (
+            RayExecutor(settings, self._sink)
+            if ray
+            else InProcessExecutor(settings, self.store, ids)
+        )
+        self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
 
-    def graph(self, team: TeamSpec) -> Any:
+    @property
+    def sink(self) -> Any:
+        """The trace sink actor (Ray mode), or None in-process."""
+        return self._sink
+
+    def graph(self, team: TeamSpec) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The compiled graph of a team (compiled once per session)."""
         if team.name not in self._graphs:
             self._graphs[team.name] = build_graph(team, self.checkpointer)
         return self._graphs[team.name]
 
+    def read_only_query(
+        self, sql: str, params: list[Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Vetted read-only SQL on the trace database, through whoever holds it open."""
+        if self._duck is None:  # the sink actor holds the file: go through it
+            from branchpoint.telemetry.query import readonly_query
+
+            return readonly_query(self.settings.db_path, sql, params)
+        import duckdb
+
+        statements = read_statements(sql)
+        try:
+            return self._duck.read_only_query(statements, params)
+        except duckdb.Error as exc:
+            raise InvalidQueryError(f"{exc}; fix the query (see SHOW TABLES)") from None
+
+    def new_run_id(self) -> str:
+        """A fresh run id."""
+        return self.ids.new_id("run")
+
     def flush(self) -> None:
-        """Push every pending span (driver and hosts) into the trace database."""
-        ray.get([h.flush.remote() for h in self._host_actors])
+        """Push every pending span (driver and agents) into the trace database."""
+        self.hosts.flush()
         self.provider.force_flush()
 
     def close(self) -> None:
-        """Flush telemetry, stop the hosts and the sink (releasing the DuckDB file), close stores."""
+        """Flush telemetry, stop the agents and the store (releasing the DuckDB file)."""
         with contextlib.suppress(Exception):
             self.flush()
         self.provider.shutdown()
-        for host in self._host_actors:
-            ray.kill(host)
-        with contextlib.suppress(Exception):
-            close_sink(self.sink)
-        self.messages.close()
+        self.hosts.close()
+        if self._sink is not None:
+            from branchpoint.telemetry.sink import close_sink
+
+            with contextlib.suppress(Exception):
+                close_sink(self._sink)
+        else:
+            self.store.close()
+        close_messages = getattr(self.messages, "close", None)
+        if close_messages is not None:
+            close_messages()
         self._stack.close()
 
     def __enter__(self) -> Self:
@@ -121,4 +304,6 @@ class Session:
 
 def is_sim(model: str) -> bool:
     """Whether a model string names the sim backend."""
+    from branchpoint.agents.host import sim_spec
+
     return sim_spec(model) is not None
