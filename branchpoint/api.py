@@ -286,12 +286,13 @@ class Session:
         curve and ground truth only)."""
         from branchpoint.interventions.sweep import SweepSpec
 
+        names = _methods(methods)
         ids = tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
         for run_id in ids:
             self.get_run(run_id)  # an unknown id fails before any work starts
         spec = SweepSpec(
             run_ids=ids,
-            methods=_methods(methods),
+            methods=names,
             repeats=repeats,
             curve_repeats=curve_repeats,
             judge_model=judge,

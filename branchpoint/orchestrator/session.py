@@ -225,9 +225,9 @@ class Session:
             else trace.NoOpTracer()
         )
         self.checkpointer = self._stack.enter_context(
-            open_checkpointer(
-                "memory" if in_memory else settings.checkpointer, settings.checkpoint_path
-            )
+            open_checkpointer("memory", Path(MEMORY))
+            if in_memory
+            else open_checkpointer(settings.checkpointer, settings.checkpoint_path)
         )
         self.messages: MessageStore = (
             InMemoryMessageStore()

@@ -1,15 +1,24 @@
-"""Fork and replay on the sim team, with real Ray, real LangGraph checkpoints and a real DuckDB."""
+"""One behaviour suite for both executors: runs, forks, replays and the DoVer pipeline.
+
+Every test runs against an in-process session (agent turns in this process, spans straight to
+DuckDB: the fast tier) and against a Ray session (agent turns in `AgentHost` actors, a trace sink
+actor: marked `ray`), the way LangGraph's conformance suite runs against each saver. Both use a
+real LangGraph SQLite checkpointer, a real DuckDB file and the sim team.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sqlite3
+from collections.abc import Iterator
 
 import pytest
 
 from branchpoint.agents.teams import MATH
 from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError, UnknownRunError
-from branchpoint.model import Fault, Instruct, ReplaceMessage, Resample, Task
+from branchpoint.interventions.pipeline import DebugConfig, debug_run
+from branchpoint.interventions.sweep import SweepSpec, create_sweep, execute_sweep, sweep_rows
+from branchpoint.model import Fault, Instruct, Outcome, ReplaceMessage, ReplacePlan, Resample, Task
 from branchpoint.orchestrator.fork import fork_run, parse_intervention
 from branchpoint.orchestrator.replay import replay_run
 from branchpoint.orchestrator.runner import run_task
@@ -26,11 +35,29 @@ TASK = Task(
 FAULT = Fault(agent="Solver", step=2, kind="wrong_operand")
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
-    db = tmp_path_factory.mktemp("fork") / "traces.duckdb"
-    with Session(Settings(db_path=db)) as s:
+@pytest.fixture(scope="module", params=["in_process", pytest.param("ray", marks=pytest.mark.ray)])
+def session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Session]:
+    db = tmp_path_factory.mktemp(f"behaviour-{request.param}") / "traces.duckdb"
+    with Session(Settings(db_path=db), ray=request.param == "ray") as s:
         yield s
+
+
+def test_a_run_records_every_step_with_a_checkpoint_and_spans(session: Session) -> None:
+    run = run_task(session, MATH, TASK, "sim", seed=7)
+    assert run.status == "succeeded" and run.final_answer == "400"
+    session.flush()
+    steps = load_steps(session.store, run)
+    assert [s.index for s in steps] == list(range(run.n_steps))
+    assert steps[0].agent == MATH.first and steps[-1].kind == "final"
+    assert all(s.checkpoint_id for s in steps)
+    stored = load_run(session.store, run.run_id)
+    assert (stored.status, stored.final_answer, stored.n_steps) == ("succeeded", "400", run.n_steps)
+    calls = session.store.query(
+        "SELECT count(*) AS n FROM llm_calls WHERE run_id = ?", [run.run_id]
+    )[0]["n"]
+    assert calls == run.n_steps  # one chat span per sim turn, a child of its step
 
 
 def test_replace_message_fixes_the_injected_fault_and_resample_does_not(session: Session) -> None:
@@ -77,6 +104,14 @@ def test_fork_shares_the_prefix_and_makes_no_llm_call_before_the_fork_step(
     assert fork_steps[FAULT.step].content.startswith("(Re-checked as instructed.)")
 
 
+def test_replace_plan_at_the_plan_step_replaces_the_plan(session: Session) -> None:
+    faulty = run_task(session, MATH, TASK, "sim", seed=8, faults=[FAULT])
+    plan = "1. Compute 15*8.\n2. Compute 120*5.\n3. Compute 600-200."
+    [fork] = fork_run(session, faulty.run_id, ReplacePlan(step=0, plan=plan))
+    steps = load_steps(session.store, load_run(session.store, fork.run_id))
+    assert steps[0].kind == "plan" and plan in steps[0].content
+
+
 def test_fork_at_step_zero_and_fork_of_a_fork(session: Session) -> None:
     faulty = run_task(session, MATH, TASK, "sim", seed=3, faults=[FAULT])
     [first] = fork_run(session, faulty.run_id, Resample(step=0))
@@ -114,9 +149,44 @@ def test_replay_reproduces_a_sim_run_from_the_record_store(session: Session) -> 
     assert replayed["n"] == original.n_steps and replayed["all_cached"]
 
 
-def test_checkpoint_storage_is_linear_in_run_length(session: Session, tmp_path: Path) -> None:
-    import sqlite3
+def test_the_pipeline_validates_the_injected_fault_against_its_controls(session: Session) -> None:
+    faulty = run_task(session, MATH, TASK, "sim", seed=6, faults=[FAULT])
+    config = DebugConfig(methods=("ground_truth", "value_curve"), repeats=2, curve_repeats=2)
+    report = debug_run(session, faulty.run_id, config)
+    [truth] = [t for t in report.tests if t.hypothesis.method == "ground_truth"]
+    assert (truth.hypothesis.agent, truth.hypothesis.step) == (FAULT.agent, FAULT.step)
+    assert truth.verdict.label == "validated"
+    assert [o.success for o in truth.outcomes] == [True, True]
+    assert [o.success for o in truth.controls] == [False, False]  # resample: the fault recurs
+    assert report.curve and report.curve[len(report.steps) - 1] == 0.0
+    assert all(f.kind == "no_hypothesis" for f in report.failures)
+    stored = session.store.query(
+        "SELECT label FROM verdicts WHERE run_id = ? AND hypothesis_id = ?",
+        [faulty.run_id, truth.hypothesis.hypothesis_id],
+    )
+    assert stored == [{"label": "validated"}]
 
+
+def test_a_sweep_resumed_after_it_finished_runs_no_fork(session: Session) -> None:
+    faulty = run_task(session, MATH, TASK, "sim", seed=9, faults=[FAULT])
+    spec = SweepSpec(run_ids=(faulty.run_id,), methods=("ground_truth",), repeats=2)
+    sweep_id = create_sweep(session.store, spec, session.ids, session.clock)
+    started: list[Outcome | None] = []
+
+    def on_fork(outcome: Outcome | None) -> None:
+        if outcome is None:
+            started.append(outcome)
+
+    execute_sweep(session, sweep_id, spec, None, concurrency=4, on_fork=on_fork)
+    assert len(started) == 4  # 2 instruct forks + 2 resample controls
+    [row] = sweep_rows(session.store, sweep_id)
+    assert (row["planned"], row["done"], row["status"]) == (4, 4, "finished")
+    started.clear()
+    [again] = execute_sweep(session, sweep_id, spec, None, concurrency=4, on_fork=on_fork)
+    assert started == [] and again.tests[0].verdict.label == "validated"
+
+
+def test_checkpoint_storage_is_linear_in_run_length(session: Session) -> None:
     def chain(n: int) -> Task:
         lines = "\n".join(f"{i}+1=<<{i}+1={i + 1}>>{i + 1}" for i in range(n))
         return Task(task_id=f"chain-{n}", question=f"Count to {n}", answer=str(n), solution=lines)
