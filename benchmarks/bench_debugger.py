@@ -100,7 +100,7 @@ def debug_record(report: RunDebug, fault: dict[str, Any]) -> dict[str, Any]:
             }
             for t in report.tests
         ],
-        "failures": report.failures,
+        "failures": [str(f) for f in report.failures],
     }
 
 

@@ -250,17 +250,6 @@ def verdict_table(reports: list[Any]) -> None:
                 v.label,
             )
         for failure in report.failures:
-            table.add_row(
-                report.run.run_id,
-                failure.split(":")[0],
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "no hypothesis" if "flat" in failure or "judge" in failure else "rejected",
-            )
+            label = "no hypothesis" if failure.kind == "no_hypothesis" else "rejected"
+            table.add_row(report.run.run_id, failure.method, *[""] * 8, label)
     console.print(table)
