@@ -15,8 +15,6 @@ from rich.table import Table
 
 from branchpoint.errors import BranchpointError
 from branchpoint.settings import Settings
-from branchpoint.telemetry.export import export_otlp, export_parquet
-from branchpoint.telemetry.query import readonly_query
 
 QUIT = {".quit", ".exit", "\\q"}
 
@@ -59,6 +57,13 @@ def _print(
         )
 
 
+def _query(db_path: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A read-only query (DuckDB is imported here, not when the CLI starts)."""
+    from branchpoint.telemetry.query import readonly_query
+
+    return readonly_query(db_path, sql)
+
+
 def _db(db: Path | None) -> Path:
     return Settings().with_overrides(db_path=db).db_path
 
@@ -76,7 +81,7 @@ def _prompt(db_path: Path, fmt: OutputFormat, console: Console) -> None:
         if not line:
             continue
         try:
-            _print(console, *readonly_query(db_path, line), fmt)
+            _print(console, *_query(db_path, line), fmt)
         except BranchpointError as exc:
             console.print(f"[red]{exc}[/]")
 
@@ -94,7 +99,7 @@ def sql(
     if query is None:
         _prompt(db_path, format, console)
         return
-    _print(console, *readonly_query(db_path, query), format)
+    _print(console, *_query(db_path, query), format)
 
 
 def export(
@@ -110,6 +115,8 @@ def export(
     """Export traces as Parquet files and/or to an OTLP collector (Jaeger, Phoenix, Langfuse)."""
     if parquet is None and otlp is None:
         raise BranchpointError("nothing to export; give --parquet DIR and/or --otlp URL")
+    from branchpoint.telemetry.export import export_otlp, export_parquet
+
     db_path = _db(db)
     console = Console()
     if parquet is not None:
