@@ -236,8 +236,16 @@ def run_page(
     )
 
 
+def in_tree_order(rows: list[Row]) -> list[Row]:
+    """The tree's runs in the order the drawing shows them (depth first)."""
+    by_id = {r["run_id"]: r for r in rows}
+    nodes = [svg.TreeNode(r["run_id"], r["parent_run_id"], r["fork_step"], 0, "", "") for r in rows]
+    return [by_id[node.run_id] for node, _ in svg.tree_order(nodes)]
+
+
 def tree_page(run_id: str, root: str, rows: list[Row], limit: int, db_label: str) -> str:
     links = ServerLinks()
+    rows = in_tree_order(rows)
     return render(
         "tree.html",
         links,

@@ -64,7 +64,7 @@ def run_part(
             part.comparisons.append(queries.compare_fork(reader, row["run_id"], 1, MAX_STEPS))
             links.compared.add(row["run_id"])
         links.trees.add(run_id)
-        part.tree = {"root": root, "rows": rows, "svg": Markup("")}
+        part.tree = {"root": root, "rows": pages.in_tree_order(rows), "svg": Markup("")}
     view = queries.debug_view(reader, run_id)
     if view.hypotheses or view.outcome_groups or view.verdicts:
         links.debugged.add(run_id)

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from branchpoint.errors import BranchpointError, UnknownRunError, UnknownSweepError
+from branchpoint.errors import (
+    BranchpointError,
+    DatabaseBusyError,
+    UnknownRunError,
+    UnknownSweepError,
+)
 from branchpoint.telemetry.query import MissingDatabaseError
 from branchpoint.view import pages, queries
 from branchpoint.view.forks import ForkLauncher, intervention_from_form
@@ -127,7 +132,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._error(exc.status, str(exc))
         except (UnknownRunError, UnknownSweepError) as exc:
             self._error(HTTPStatus.NOT_FOUND, str(exc))
-        except MissingDatabaseError as exc:
+        except (MissingDatabaseError, DatabaseBusyError) as exc:
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         except BranchpointError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))

@@ -209,12 +209,12 @@ def tree_order(nodes: Sequence[TreeNode]) -> list[tuple[TreeNode, int]]:
 
 
 def fork_tree(
-    nodes: Sequence[TreeNode], link: Callable[[TreeNode], str], width: float = 900
+    nodes: Sequence[TreeNode], link: Callable[[TreeNode], str], width: float = 1300
 ) -> Markup:
     """The fork tree as a branch diagram: a row per run spanning its steps (x = step index),
     joined to its parent's row at the fork step; colour is the run's status."""
     ordered = tree_order(nodes)
-    row_h, top, label_w = 24.0, 24.0, 300.0
+    row_h, top, label_w = 24.0, 24.0, 480.0
     height = top + row_h * max(1, len(ordered)) + 8
     last = max((((n.fork_step or 0) + n.n_steps) for n, _ in ordered), default=1)
     ax = Axes(width, height, 0, max(1, last), left=12, right=label_w + 12, top=top, bottom=8)
