@@ -51,3 +51,15 @@ class SandboxUnavailableError(BranchpointError):
     """The machine cannot confine generated code and the weak sandbox was not chosen."""
 
     exit_code = 3
+
+
+class ModelCallError(BranchpointError):
+    """A model endpoint call that failed after its retries; names the status code and message."""
+
+    exit_code = 1
+
+
+class HostLostError(BranchpointError):
+    """A step whose agent host died on every attempt."""
+
+    exit_code = 1

@@ -29,6 +29,9 @@ class Settings:
     # Name of the environment variable that holds the API key for `openai:` models.
     api_key_env: str = field(default_factory=lambda: _env("API_KEY_ENV", "OPENAI_API_KEY") or "")
     llm_timeout_s: float = field(default_factory=lambda: float(_env("LLM_TIMEOUT", "120") or 120))
+    # Retries of one endpoint call (timeouts, connection errors, 429, 5xx, malformed answers),
+    # with exponential backoff: the openai client's own `max_retries`.
+    llm_max_retries: int = field(default_factory=lambda: int(_env("LLM_RETRIES", "2") or 2))
     # Code sandbox: "strict" (bubblewrap; code is refused where it cannot run) or "weak"
     # (network and PID namespaces and limits only: the host's files stay visible).
     sandbox: str = field(default_factory=lambda: _env("SANDBOX", "strict") or "strict")

@@ -20,6 +20,8 @@ from branchpoint.agents.backends import (
     check_endpoint,
     make_chat_client,
     parse_model_spec,
+    redact_model,
+    reveal_model,
 )
 from branchpoint.agents.local_model import (
     DEFAULT_GGUF_SHA256,
@@ -39,6 +41,7 @@ from branchpoint.settings import Settings
     ("text", "expected"),
     [
         ("sim", ModelSpec("sim", "sim")),
+        ("sim:0.5", ModelSpec("sim", "sim", latency_s=0.5)),
         ("local", ModelSpec("local", "qwen2.5-coder-0.5b-instruct-q4")),
         ("local:/p/x.gguf", ModelSpec("local", "x", path=Path("/p/x.gguf"))),
         (
@@ -67,6 +70,48 @@ def test_bad_model_specs_name_the_accepted_forms(text: str) -> None:
         parse_model_spec(text)
     assert isinstance(info.value, BranchpointError)
     assert "openai:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("sim:abc", "sim latency must be a number of seconds"),
+        ("sim:nan", "sim latency must be a number of seconds"),
+        ("sim:inf", "sim latency must be a number of seconds"),
+        ("sim:-1", "sim latency must be a number of seconds"),
+        ("sim:1e9", "sim latency must be a number of seconds"),
+        (" sim", "leading or trailing spaces"),
+        ("sim\n", "leading or trailing spaces"),
+        ("local:/etc/passwd", "does not name a .gguf file"),
+        ("openai:q@http://[::1", "base URL is malformed"),
+        ("openai:q@http://127.0.0.1:99999/v1", "base URL is malformed"),
+        ("openai:q@http:///v1", "no host"),
+    ],
+)
+def test_out_of_range_model_specs_are_one_line_errors(text: str, problem: str) -> None:
+    with pytest.raises(ModelSpecError, match=problem) as info:
+        parse_model_spec(text)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("openai:m@http://user:secret@h:8000/v1", "openai:m@http://***@h:8000/v1"),
+        ("openai:m@https://tok3n@h/v1", "openai:m@https://***@h/v1"),
+        ("openai:m@https://h/v1?api_key=secret&x=1", "openai:m@https://h/v1?api_key=***&x=1"),
+        ("openai:m@http://h:8000/v1", "openai:m@http://h:8000/v1"),
+        ("sim:0.5", "sim:0.5"),
+    ],
+)
+def test_credentials_in_model_urls_are_redacted_but_revealed_to_the_caller(
+    text: str, stored: str
+) -> None:
+    assert redact_model(text) == stored
+    assert "secret" not in str(parse_model_spec(text)) and "tok3n" not in stored
+    assert reveal_model(stored) == text
+    if text.startswith("openai:"):
+        assert parse_model_spec(text).base_url == text.split("@", 1)[1]  # what the client uses
 
 
 def test_default_gguf_is_assembled_verified_and_cheap_the_second_time(local_gguf: Path) -> None:
