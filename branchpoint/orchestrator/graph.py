@@ -9,13 +9,10 @@ agent (prompt, tools, model, the selector) travels in the request: hosts never l
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
-import ray
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -283,19 +280,3 @@ def _node(agent: str) -> Callable[..., dict[str, Any]]:
 
     node.__name__ = agent
     return node
-
-
-class HostPool:
-    """Round-robin over AgentHost actors; `call` blocks on the actor's answer."""
-
-    def __init__(self, hosts: list[Any]) -> None:
-        self.hosts = hosts
-        self._cycle = itertools.cycle(range(len(hosts)))
-        self._lock = threading.Lock()
-
-    def call(self, request: StepRequest) -> StepResult:
-        """Run one turn on the next host."""
-        with self._lock:
-            host = self.hosts[next(self._cycle)]
-        result: StepResult = ray.get(host.run_step.remote(request))
-        return result

@@ -108,34 +108,25 @@ def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
 
 
 class RayExecutor:
-    """Agent turns in `AgentHost` actors, round-robin; their spans go to the sink actor."""
+    """Agent turns in restartable `AgentHost` actors (orchestrator/hosts.py); their spans go to
+    the sink actor."""
 
     def __init__(self, settings: Settings, sink: Any) -> None:
-        from branchpoint.agents.host import AgentHost
-        from branchpoint.orchestrator.graph import HostPool
+        from branchpoint.orchestrator.hosts import start_hosts
 
-        self._actors = [
-            AgentHost.options(scheduling_strategy=placement).remote(settings, sink)  # type: ignore[attr-defined]
-            for placement in host_placements(settings.n_hosts)
-        ]
-        self._pool = HostPool(self._actors)
+        self._pool = start_hosts(settings, sink, host_placements(settings.n_hosts))
 
     def call(self, request: StepRequest) -> StepResult:
-        """Run one turn on the next host."""
+        """Run one turn on the next live host."""
         return self._pool.call(request)
 
     def flush(self) -> None:
-        """Flush every host's spans into the sink."""
-        import ray
-
-        ray.get([h.flush.remote() for h in self._actors])
+        """Flush every live host's spans into the sink."""
+        self._pool.flush()
 
     def close(self) -> None:
         """Kill the host actors."""
-        import ray
-
-        for host in self._actors:
-            ray.kill(host)
+        self._pool.kill()
 
 
 class InProcessExecutor:

@@ -1,0 +1,118 @@
+"""The pool of AgentHost actors: round-robin over live hosts; a step whose host died runs again
+on another one.
+
+Hosts keep no state between turns (every StepRequest carries the transcript), so a lost host
+costs only the turn in flight. Ray restarts a dead host (`max_restarts`); meanwhile the pool
+keeps it out of rotation for a cool-down, and the turn is re-run on the next live host. A step
+fails only when its host dies `STEP_ATTEMPTS` times in a row; an error raised by the turn itself
+(a model endpoint's answer, a bad request) is the step's own and is never retried here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError, WorkerCrashedError
+
+from branchpoint.agents.backends import reveal_model
+from branchpoint.errors import HostLostError
+from branchpoint.model import StepRequest, StepResult
+from branchpoint.settings import Settings
+
+HOST_MAX_RESTARTS = 5  # per host, over a session
+STEP_ATTEMPTS = 3  # hosts a step may lose before it fails
+COOLDOWN_S = 10.0  # a host that died is skipped this long (Ray restarts it meanwhile)
+FLUSH_TIMEOUT_S = 60.0
+HOST_LOST = (RayActorError, WorkerCrashedError, NodeDiedError)
+
+
+def start_hosts(settings: Settings, sink: Any, placements: Sequence[Any]) -> HostPool:
+    """One restartable AgentHost actor per placement."""
+    from branchpoint.agents.host import AgentHost
+
+    actors = [
+        AgentHost.options(  # type: ignore[attr-defined]
+            scheduling_strategy=placement, max_restarts=HOST_MAX_RESTARTS, max_task_retries=0
+        ).remote(settings, sink)
+        for placement in placements
+    ]
+    return HostPool(actors)
+
+
+class HostPool:
+    """Round-robin over live AgentHost actors; `call` blocks on the answer."""
+
+    def __init__(
+        self, hosts: list[Any], attempts: int = STEP_ATTEMPTS, cooldown_s: float = COOLDOWN_S
+    ) -> None:
+        self.hosts = hosts
+        self.attempts = attempts
+        self.cooldown_s = cooldown_s
+        self.failovers = 0  # steps re-run on another host after theirs died
+        self._next = 0
+        self._down_until = [0.0] * len(hosts)
+        self._lock = threading.Lock()
+
+    def pick(self, avoid: set[int]) -> int:
+        """The next host in rotation: live and not yet tried for this step, if any is."""
+        with self._lock:
+            now = time.monotonic()
+            order = [(self._next + i) % len(self.hosts) for i in range(len(self.hosts))]
+            untried = [i for i in order if i not in avoid] or order
+            live = [i for i in untried if self._down_until[i] <= now]
+            choice = (live or untried)[0]
+            self._next = (choice + 1) % len(self.hosts)
+            return choice
+
+    def mark_down(self, index: int) -> None:
+        """Take a host out of rotation for the cool-down."""
+        with self._lock:
+            self._down_until[index] = time.monotonic() + self.cooldown_s
+            self.failovers += 1
+
+    def live_count(self) -> int:
+        """Hosts in rotation now."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(until <= now for until in self._down_until)
+
+    def call(self, request: StepRequest) -> StepResult:
+        """Run one turn; re-run it on another host when its host dies."""
+        full_model = reveal_model(request.model)
+        if full_model != request.model:  # credentials stay out of what is stored
+            request = request.model_copy(update={"model": full_model})
+        tried: set[int] = set()
+        lost: Exception | None = None
+        for _ in range(self.attempts):
+            index = self.pick(tried)
+            try:
+                result: StepResult = ray.get(self.hosts[index].run_step.remote(request))
+                return result
+            except HOST_LOST as exc:
+                self.mark_down(index)
+                tried.add(index)
+                lost = exc
+        reason = str(lost).strip().splitlines()[0][:200] if lost else "unknown"
+        raise HostLostError(
+            f"step {request.step} of {request.run_id} lost its agent host {self.attempts} times "
+            f"({type(lost).__name__}: {reason}); check the Ray workers' logs, then "
+            "`run --resume` continues"
+        )
+
+    def flush(self) -> None:
+        """Export every live host's pending spans; a dead host has nothing left to send."""
+        pending = [h.flush.remote() for h in self.hosts]
+        for ref in pending:
+            with contextlib.suppress(*HOST_LOST, GetTimeoutError):
+                ray.get(ref, timeout=FLUSH_TIMEOUT_S)
+
+    def kill(self) -> None:
+        """Stop every host for good (no restart)."""
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                ray.kill(host, no_restart=True)
