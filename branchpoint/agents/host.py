@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from branchpoint.agents.backends import make_chat_client, parse_model_spec
+from branchpoint.agents.backends import make_chat_client, parse_model_spec, redact_model
 from branchpoint.agents.function_tools import load_client, load_function_tool
 from branchpoint.agents.recording import (
     MemoryRecordStore,
@@ -58,11 +58,9 @@ def node_id() -> str:
 
 def sim_spec(model: str) -> float | None:
     """Latency in seconds when `model` names the sim backend (`sim` or `sim:0.5`), else None."""
-    if model == "sim":
-        return 0.0
-    if model.startswith("sim:"):
-        return float(model.split(":", 1)[1])
-    return None
+    if model != "sim" and not model.startswith("sim:"):
+        return None
+    return parse_model_spec(model).latency_s  # the one parser: `sim:abc` is a ModelSpecError
 
 
 class TracedClient(RecordingClient):
@@ -314,7 +312,7 @@ class AgentRuntime:
         return TracedClient(
             inner,
             self.records,
-            model,
+            redact_model(model),  # an endpoint URL's credentials are never stored
             req.record_mode,
             hash_extra,
             tracer=self.tracer,

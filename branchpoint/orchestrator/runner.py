@@ -11,7 +11,7 @@ from typing import Any
 
 from langgraph.types import RunnableConfig
 
-from branchpoint.agents.backends import check_endpoint, parse_model_spec
+from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact_model
 from branchpoint.agents.local_model import resolve_gguf
 from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval
 from branchpoint.agents.sim import random_fault, sim_solvable
@@ -183,6 +183,7 @@ def run_task(
     record_mode: str = "record",
 ) -> Run:
     """Run a team on one task from the start."""
+    model = redact_model(model)  # credentials in an endpoint URL are never stored
     run_id = session.new_run_id()
     run = Run(
         run_id=run_id,
@@ -216,7 +217,7 @@ def finished_task_ids(store: TraceStore, team: str, model: str, seed: int) -> se
     rows = store.query(
         "SELECT DISTINCT task_id FROM runs WHERE team = ? AND model = ? AND seed = ? "
         "AND parent_run_id IS NULL AND status IN ('succeeded', 'failed')",
-        [team, model, seed],
+        [team, redact_model(model), seed],
     )
     return {r["task_id"] for r in rows}
 
