@@ -82,7 +82,7 @@ def test_bad_model_specs_name_the_accepted_forms(text: str) -> None:
         ("sim:1e9", "sim latency must be a number of seconds"),
         (" sim", "leading or trailing spaces"),
         ("sim\n", "leading or trailing spaces"),
-        ("local:/etc/passwd", "does not name a .gguf file"),
+        ("local:/etc/passwd", "nor a .gguf file"),
         ("openai:q@http://[::1", "base URL is malformed"),
         ("openai:q@http://127.0.0.1:99999/v1", "base URL is malformed"),
         ("openai:q@http:///v1", "no host"),

@@ -151,8 +151,9 @@ def test_host_secrets_cannot_be_read(tmp_path: Path) -> None:
 def test_nothing_outside_the_work_folder_can_be_written(tmp_path: Path) -> None:
     database = tmp_path / "traces.duckdb"
     database.write_bytes(b"trace data")
-    targets = [str(database), str(tmp_path / "new.txt"), "/tmp/escaped.txt", "/usr/escaped"]
-    targets += ["/etc/escaped", "/escaped", os.path.join(os.path.dirname(sandbox.__file__), "x.py")]
+    name = f"escaped-{uuid.uuid4().hex}"
+    targets = [str(database), str(tmp_path / "new.txt"), f"/tmp/{name}", f"/usr/{name}"]
+    targets += [f"/etc/{name}", f"/{name}", os.path.join(os.path.dirname(sandbox.__file__), name)]
     output = attempt(
         f"""
         import os
