@@ -1,20 +1,18 @@
 """What each page of the viewer shows, read from the trace database through the read-only path.
 
-Every read goes through `branchpoint.telemetry.query.readonly_query` (the `branchpoint sql`
-path: vetted, read-only, routed to the live sink while a run holds the file). The functions here
-take a `Reader` so tests can hand them any store that answers SQL with rows as dicts.
+The server and the report read through `snapshot.TraceReader` (a private copy of the database,
+queried through `readonly_query`, the `branchpoint sql` path). The functions here take any
+`Reader`, anything that answers SQL with rows as dicts.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from branchpoint.errors import UnknownRunError, UnknownSweepError
 from branchpoint.model import Step
-from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
 from branchpoint.view.lineage import Link, Segment, StepKey, first_divergence, step_segments
 
 Row = dict[str, Any]
@@ -24,22 +22,6 @@ class Reader(Protocol):
     """Anything that runs a read-only SQL query and returns rows as dicts."""
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[Row]: ...
-
-
-class TraceReader:
-    """A `Reader` over a trace database file, through the same read-only path as `branchpoint sql`."""
-
-    def __init__(self, db_path: str | Path) -> None:
-        self.db_path = Path(db_path)
-        if not self.db_path.is_file():
-            raise MissingDatabaseError(
-                f"no trace database at {self.db_path}; run a team first or pass --db with the "
-                "right path"
-            )
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[Row]:
-        columns, rows = readonly_query(self.db_path, sql, params)
-        return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 @dataclass(frozen=True)

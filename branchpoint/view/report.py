@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from branchpoint.errors import BranchpointError
 from branchpoint.view import pages, queries, svg
+from branchpoint.view.snapshot import TraceReader
 
 MAX_STEPS = 5_000
 MAX_COMPARISONS = 40
@@ -112,8 +113,11 @@ def write_report(
     db_path: Path, out: Path, run_id: str | None = None, sweep_id: str | None = None
 ) -> Path:
     """Write the report file atomically (a failed report leaves no half-written file)."""
-    reader = queries.TraceReader(db_path)
-    html = render_report(reader, str(db_path), run_id, sweep_id)
+    reader = TraceReader(db_path)
+    try:
+        html = render_report(reader, str(db_path), run_id, sweep_id)
+    finally:
+        reader.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

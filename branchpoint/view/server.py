@@ -30,6 +30,7 @@ from branchpoint.errors import (
 from branchpoint.telemetry.query import MissingDatabaseError
 from branchpoint.view import pages, queries
 from branchpoint.view.forks import ForkLauncher, intervention_from_form
+from branchpoint.view.snapshot import TraceReader
 
 HOST = "127.0.0.1"
 COOKIE = "branchpoint_token"
@@ -59,13 +60,14 @@ class HttpError(Exception):
 class ViewerApp:
     """What every request needs: the database reader, the token, and the fork launcher."""
 
-    reader: queries.TraceReader
+    reader: TraceReader
     token: str
     forks: ForkLauncher | None
 
     @property
     def db_label(self) -> str:
-        return str(self.reader.db_path)
+        taken = self.reader.taken_at
+        return f"{self.reader.db_path}" + (f" · as of {taken:%H:%M:%S}" if taken else "")
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ def make_server(
     db_path: Path, port: int, allow_forks: bool, token: str | None = None
 ) -> tuple[ThreadingHTTPServer, ViewerApp]:
     """A server bound to 127.0.0.1:`port` (0: any free port) over `db_path`, not yet serving."""
-    reader = queries.TraceReader(db_path)
+    reader = TraceReader(db_path)
     app = ViewerApp(
         reader, token or secrets.token_urlsafe(24), ForkLauncher(db_path) if allow_forks else None
     )
@@ -316,5 +318,6 @@ def serve(db_path: Path, port: int, allow_forks: bool, out: TextIO = sys.stdout)
         pass
     finally:
         server.server_close()
+        app.reader.close()
         if app.forks is not None:
             app.forks.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from branchpoint.errors import UnknownRunError, UnknownSweepError
-from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
+from branchpoint.telemetry.query import readonly_query
 from branchpoint.view import pages, queries
 from branchpoint.view.report import render_report, write_report
 
@@ -211,13 +211,3 @@ def test_write_report_refuses_an_unknown_run_and_writes_nothing(db: Path, tmp_pa
     with pytest.raises(UnknownRunError):
         write_report(db, out, run_id="nope")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_the_trace_reader_reads_through_the_read_only_path(db: Path) -> None:
-    rows = queries.TraceReader(db).query("SELECT run_id FROM runs WHERE run_id = ?", ["run-fix"])
-    assert rows == [{"run_id": "run-fix"}]
-
-
-def test_a_missing_database_is_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(MissingDatabaseError, match="no trace database at"):
-        queries.TraceReader(tmp_path / "absent.duckdb")

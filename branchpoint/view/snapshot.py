@@ -1,0 +1,144 @@
+"""Reading a trace database that a run may be writing: from a private copy, never the live file.
+
+DuckDB lets one process write a file or many read it, never both, and a writer that starts while
+any reader has the file open fails ("Could not set lock on file"). A viewer left open beside a
+terminal would make every `branchpoint run` started at the wrong moment fail. So the viewer never
+opens the live file: it copies the database and its write-ahead log into a private folder and
+queries the copy through `readonly_query` (the `branchpoint sql` path: vetted, read-only).
+
+The copy is refreshed when the file changed, at most every REFRESH_SECONDS. A live writer only
+appends to the WAL between checkpoints, and DuckDB replays a WAL up to its last complete entry;
+a copy that a checkpoint tore (the main file changed while it was copied) is taken again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from branchpoint.errors import DatabaseBusyError
+from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
+
+REFRESH_SECONDS = 1.0
+ATTEMPTS = 5
+
+Stamp = tuple[int, int, int, int]
+
+
+@dataclass
+class Snapshot:
+    """One private copy of the database: where it is, what it copied, who is reading it."""
+
+    path: Path
+    stamp: Stamp
+    taken_at: datetime
+    readers: int = 0
+
+    def remove(self) -> None:
+        for file in (self.path, wal_of(self.path)):
+            file.unlink(missing_ok=True)
+
+
+def wal_of(path: Path) -> Path:
+    """DuckDB's write-ahead log beside a database file."""
+    return path.with_name(path.name + ".wal")
+
+
+class TraceReader:
+    """A `queries.Reader` over a trace database through snapshots; safe beside a live writer."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = Path(db_path)
+        self._stamp()  # a missing file is an error now, not at the first page
+        self._dir = Path(tempfile.mkdtemp(prefix="branchpoint-view-"))
+        self._lock = threading.Lock()
+        self._current: Snapshot | None = None
+        self._retired: list[Snapshot] = []
+        self._checked = 0.0
+        self._taken = 0
+
+    def _stamp(self) -> Stamp:
+        try:
+            db = os.stat(self.db_path)
+        except FileNotFoundError:
+            raise MissingDatabaseError(
+                f"no trace database at {self.db_path}; run a team first or pass --db with the "
+                "right path"
+            ) from None
+        try:
+            wal = os.stat(wal_of(self.db_path))
+            return db.st_mtime_ns, db.st_size, wal.st_mtime_ns, wal.st_size
+        except FileNotFoundError:
+            return db.st_mtime_ns, db.st_size, 0, -1
+
+    def _copy(self, stamp: Stamp) -> Snapshot:
+        for _ in range(ATTEMPTS):
+            self._taken += 1
+            target = self._dir / f"snapshot-{self._taken}.duckdb"
+            shutil.copyfile(self.db_path, target)
+            try:
+                shutil.copyfile(wal_of(self.db_path), wal_of(target))
+            except FileNotFoundError:
+                pass  # no WAL (or a checkpoint just folded it in: the stamp check sees that)
+            after = self._stamp()
+            if after[:2] == stamp[:2]:
+                return Snapshot(target, stamp, datetime.now())
+            Snapshot(target, stamp, datetime.now()).remove()
+            stamp = after
+        raise DatabaseBusyError(
+            f"{self.db_path} kept changing while it was copied ({ATTEMPTS} tries); reload the page"
+        )
+
+    def acquire(self) -> Snapshot:
+        """A current snapshot, marked as being read until `release`."""
+        with self._lock:
+            now = time.monotonic()
+            if self._current is None or now - self._checked >= REFRESH_SECONDS:
+                self._checked = now
+                stamp = self._stamp()
+                if self._current is None or stamp != self._current.stamp:
+                    fresh = self._copy(stamp)
+                    if self._current is not None:
+                        self._retired.append(self._current)
+                    self._current = fresh
+            self._current.readers += 1
+            self._remove_unread()
+            return self._current
+
+    def release(self, snapshot: Snapshot) -> None:
+        """A query on `snapshot` finished."""
+        with self._lock:
+            snapshot.readers -= 1
+            self._remove_unread()
+
+    def _remove_unread(self) -> None:
+        for old in [s for s in self._retired if s.readers == 0]:
+            old.remove()
+            self._retired.remove(old)
+
+    @property
+    def taken_at(self) -> datetime | None:
+        """When the snapshot in use was copied."""
+        return self._current.taken_at if self._current else None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a vetted read-only query on the latest snapshot, as dicts."""
+        snapshot = self.acquire()
+        try:
+            columns, rows = readonly_query(snapshot.path, sql, params)
+        finally:
+            self.release(snapshot)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        """Remove every snapshot."""
+        with self._lock:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._current, self._retired = None, []
