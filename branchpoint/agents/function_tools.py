@@ -69,10 +69,21 @@ def function_tool(func: Any, name: str | None = None) -> FunctionTool:
     return FunctionTool(func, description=doc or func.__name__, name=name or func.__name__)
 
 
+def module_root(module_name: str) -> str | None:
+    """The folder that holds an imported module's top-level package (what sys.path needs)."""
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    if not file:
+        return None
+    depth = module_name.count(".") + (1 if Path(file).name == "__init__.py" else 0)
+    return str(Path(file).resolve().parents[depth])
+
+
 def tool_spec(path: str, code_path: str | None = None) -> FunctionToolSpec:
-    """A FunctionToolSpec for an import path, checked: it must import and be a function."""
+    """A FunctionToolSpec for an import path, checked (it must import and be a function); it
+    records the folder of the function's package, so a host on another process finds it."""
     tool = function_tool(import_object(path, code_path))
-    return FunctionToolSpec(name=tool.name, import_path=path, code_path=code_path)
+    root = module_root(path.partition(":")[0]) if ":" in path else None
+    return FunctionToolSpec(name=tool.name, import_path=path, code_path=root or code_path)
 
 
 def _blob(data: Mapping[str, Any]) -> str:

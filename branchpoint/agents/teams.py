@@ -176,7 +176,7 @@ def _fallback_speaker(state: Mapping[str, Any], workers: tuple[str, ...]) -> str
     return order[(order.index(last) + 1) % len(order)] if last in order else order[0]
 
 
-def _is_planning(state: Mapping[str, Any]) -> bool:
+def is_planning(state: Mapping[str, Any]) -> bool:
     """The Orchestrator writes (or rewrites) the task ledger first and whenever it stalls."""
     return not state.get("plan_id") or int(state.get("stall") or 0) >= STALL_LIMIT
 
@@ -197,7 +197,7 @@ def ledger_advance(
             return Advance(kind=kind, next=orchestrator, stall=stall)
         if answer is not None:
             return Advance(kind="final", next=None, done=True, final_answer=answer)
-        if _is_planning(state):
+        if is_planning(state):
             return Advance(kind="plan", next=orchestrator, sets_plan=True, stall=0)
         ledger = parse_progress_ledger(content) or {}
         final = str(ledger.get("final_answer") or "").strip()
@@ -215,7 +215,7 @@ def ledger_advance(
 
 def _magentic_prompt(state: Mapping[str, Any], agent: str) -> str | None:
     if agent == "Orchestrator":
-        return prompt_text("magentic_plan" if _is_planning(state) else "magentic_progress")
+        return prompt_text("magentic_plan" if is_planning(state) else "magentic_progress")
     return prompt_text("magentic_coder") if agent == "Coder" else None
 
 

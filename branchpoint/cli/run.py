@@ -24,13 +24,23 @@ from branchpoint.errors import BranchpointError
 @app.command()
 @user_errors
 def run(
-    team: Annotated[str, typer.Option(help="Team: math or magentic.")] = "math",
+    team: Annotated[
+        str,
+        typer.Option(
+            help="Team: a built-in name (math, magentic), pkg.module:attr, a team file "
+            "(.toml/.yaml) or autogen:PATH.json; see `branchpoint teams`."
+        ),
+    ] = "math",
     tasks: Annotated[
         str, typer.Option(help="Task file (GSM8K, GSM-Plus, HumanEval JSONL) or 'builtin'.")
     ] = "builtin",
     model: Annotated[
-        str, typer.Option(help="sim | local | local:/path.gguf | openai:NAME@URL")
-    ] = "local",
+        str | None,
+        typer.Option(
+            help="sim | local | local:/path.gguf | openai:NAME@URL | team (each agent's own "
+            "model; the default for autogen teams); default: local"
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Run at most N tasks.")] = None,
     concurrency: Annotated[int, typer.Option(help="Runs at the same time.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for sampling and sim faults.")] = 0,
@@ -50,7 +60,7 @@ def run(
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
-    from branchpoint.agents.teams import get_team
+    from branchpoint.agents.team_registry import resolve_team
     from branchpoint.orchestrator.runner import (
         finished_task_ids,
         plan_faults,
@@ -60,7 +70,8 @@ def run(
     from branchpoint.orchestrator.session import Session, is_sim
     from branchpoint.tasks import load_tasks
 
-    team_spec = get_team(team)
+    team_spec = resolve_team(team)
+    model = model or team_spec.default_model or "local"
     settings = settings_from(db, address, checkpointer)
     task_list = load_tasks(tasks, None if is_sim(model) else limit)
     preflight_model(model, team_spec, settings)
@@ -75,7 +86,7 @@ def run(
         faults = plan_faults(task_list, fault_rate, seed)
     with Session(settings) as session:
         if resume:
-            done = finished_task_ids(session.store, team, model, seed)
+            done = finished_task_ids(session.store, team_spec.name, model, seed)
             console.print(f"resume: {len(done & {t.task_id for t in task_list})} tasks already run")
             task_list = [t for t in task_list if t.task_id not in done]
         runs = run_with_progress(

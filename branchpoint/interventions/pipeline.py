@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from branchpoint.agents.teams import TEAMS
+from branchpoint.agents.team_registry import team_for_run
 from branchpoint.errors import BranchpointError
 from branchpoint.interventions import attribution
 from branchpoint.interventions.judge import Judge
@@ -299,7 +299,7 @@ def debug_run(
     session.flush()
     run = load_run(session.store, run_id)
     steps = load_steps(session.store, run)
-    team = TEAMS[run.team]
+    team = team_for_run(run)
     trials = (
         segment_by_kinds(steps)
         if config.judge is None

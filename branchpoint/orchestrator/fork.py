@@ -16,7 +16,8 @@ from langgraph.graph import START
 from langgraph.types import RunnableConfig
 from pydantic import ValidationError
 
-from branchpoint.agents.teams import TeamSpec, get_team
+from branchpoint.agents.team_registry import team_for_run
+from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError
 from branchpoint.model import (
     INTERVENTION_ADAPTER,
@@ -175,7 +176,7 @@ def replay_fork(
     fork_id: str | None = None,
 ) -> ForkReplay:
     """One replay of a fork: a new Run with lineage to its parent."""
-    team = get_team(parent.team)
+    team = team_for_run(parent)
     fork_id = fork_id or session.new_run_id()
     sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
     model = intervention.model if isinstance(intervention, SwapModel) else parent.model
@@ -191,6 +192,7 @@ def replay_fork(
         intervention_id=intervention.intervention_id,
         thread_id=parent.thread_id,
         sweep_id=sweep_id,
+        team_source=parent.team_source,
     )
     ctx = run_context(session, run, team)
     lineage = {
@@ -216,9 +218,10 @@ def fork_run(
     session.flush()
     parent = load_run(session.store, run_id)
     steps = load_steps(session.store, parent)
-    check_fits(intervention, steps, get_team(parent.team))
+    team = team_for_run(parent)
+    check_fits(intervention, steps, team)
     if isinstance(intervention, SwapModel):
-        preflight_model(intervention.model, get_team(parent.team), session.settings)
+        preflight_model(intervention.model, team, session.settings)
     with worker_pool(repeats) as pool:
         replays = list(
             pool.map(

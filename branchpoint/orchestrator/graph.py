@@ -90,9 +90,10 @@ def initial_state(run_id: str, team: TeamSpec, model: str, first: str | None = N
 
 
 def start_state(ctx: RunContext, model: str) -> TeamState:
-    """The state before the first step; a selector team's model picks the first speaker."""
+    """The state before the first step; a selector team without a fixed first speaker asks its
+    model who starts."""
     state = initial_state(ctx.run_id, ctx.team, model)
-    if ctx.team.selector is None:
+    if ctx.team.selector is None or ctx.team.first is not None:
         return state
     with step_span(ctx, "selector") as span:
         first = select_speaker(ctx, state, span)

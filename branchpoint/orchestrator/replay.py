@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from branchpoint.agents.teams import get_team
+from branchpoint.agents.team_registry import team_for_run
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Run, Step
 from branchpoint.orchestrator.runner import run_task
@@ -61,7 +61,7 @@ def replay_run(session: Session, run_id: str) -> ReplayReport:
         )
     replayed = run_task(
         session,
-        get_team(original.team),
+        team_for_run(original),
         original.task,
         original.model,
         seed=original.seed,

@@ -18,7 +18,7 @@ from branchpoint.agents.sim import random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Fault, Run, Step, Task
-from branchpoint.orchestrator.graph import RunContext, TeamState, start_state
+from branchpoint.orchestrator.graph import TEAM_MODEL, RunContext, TeamState, start_state
 from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.settings import Settings
 from branchpoint.tasks import is_correct
@@ -41,6 +41,10 @@ def worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
 
 def preflight_model(model: str, team: TeamSpec, session_settings: Settings) -> None:
     """Fail fast, before any run starts, on a model that cannot work."""
+    if model == TEAM_MODEL:  # every agent on its own model: check each one that has a spec
+        for own in {a.model for a in team.agents if a.model}:
+            preflight_model(own, team, session_settings)
+        return
     if is_sim(model):
         if team.name != "math":
             raise BranchpointError("the sim backend simulates the math team only; use --team math")
@@ -89,6 +93,7 @@ def run_attributes(run: Run) -> dict[str, Any]:
         A.OI_KIND: "CHAIN",
         A.OI_INPUT: A.cap(run.task.question),
         A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
+        **({A.TEAM_SOURCE: run.team_source.model_dump_json()} if run.team_source else {}),
         **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}),
     }
 
@@ -194,6 +199,7 @@ def run_task(
         faults=tuple(faults),
         thread_id=run_id,
         sweep_id=sweep_id,
+        team_source=team.source,
     )
     ctx = run_context(session, run, team, record_mode)
     config: RunnableConfig = {"configurable": {"thread_id": run_id}}

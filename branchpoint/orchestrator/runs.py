@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from branchpoint.errors import UnknownRunError
-from branchpoint.model import Fault, Run, Step, Task
+from branchpoint.model import Fault, Run, Step, Task, TeamSource
 from branchpoint.telemetry.store import TraceStore
 
 _RUN_SQL = """
-SELECT r.*, json_extract_string(s.attributes, '$."branchpoint.task"') AS task_json
+SELECT r.*, json_extract_string(s.attributes, '$."branchpoint.task"') AS task_json,
+       json_extract_string(s.attributes, '$."branchpoint.team_source"') AS team_source_json
 FROM runs r JOIN spans s ON s.span_id = r.span_id
 WHERE r.run_id = ?
 """
@@ -43,6 +44,11 @@ def run_from_row(row: dict[str, Any]) -> Run:
         output_tokens=int(row.get("output_tokens") or 0),
         seconds=float(row.get("seconds") or 0.0),
         n_steps=int(row.get("n_steps") or 0),
+        team_source=(
+            TeamSource.model_validate_json(row["team_source_json"])
+            if row.get("team_source_json")
+            else None
+        ),
     )
 
 
