@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         swap_model,
         sweep,
     )
+    from branchpoint.agents.autogen_team import from_autogen
     from branchpoint.errors import BranchpointError
     from branchpoint.ids import RandomIds, SeededIds, SystemClock, TickClock
     from branchpoint.interventions.pipeline import HypothesisTest, PipelineFailure, RunDebug
@@ -87,6 +88,7 @@ __all__ = [
     "current_session",
     "debug",
     "fork",
+    "from_autogen",
     "instruct",
     "replace_message",
     "replace_plan",
@@ -139,6 +141,7 @@ _MODULES = {
     "branchpoint.interventions.pipeline": ("HypothesisTest", "PipelineFailure", "RunDebug"),
     "branchpoint.ids": ("RandomIds", "SeededIds", "SystemClock", "TickClock"),
     "branchpoint.errors": ("BranchpointError",),
+    "branchpoint.agents.autogen_team": ("from_autogen",),
     "branchpoint.orchestrator.replay": ("ReplayReport",),
     "branchpoint.settings": ("Settings",),
 }

@@ -211,7 +211,7 @@ class AgentRuntime:
         return self._clients[key]
 
     async def run_step(self, req: StepRequest) -> StepResult:
-        """Run one agent turn (and pick the next speaker when the team has a selector)."""
+        """Run one agent turn, or (`select_only`) only pick the next speaker."""
         started = time.perf_counter()
         node = node_id()
         attrs = {A.RUN_ID: req.run_id, A.STEP: req.step, A.AGENT_NAME: req.agent, A.NODE_ID: node}
@@ -222,10 +222,10 @@ class AgentRuntime:
             extract_context(req.trace_carrier)
         )  # spans below: children of the step
         try:
-            if not req.select_only:
+            if req.select_only:
+                next_speaker = await self._select(req, attrs, clients)
+            else:
                 content = await self._turn(req, attrs, tools, clients)
-            if req.selector is not None:
-                next_speaker = await self._select(req, content, attrs, clients)
         finally:
             otel_context.detach(token)
         return StepResult(
@@ -261,21 +261,16 @@ class AgentRuntime:
         return await self._llm_turn(req, client, attrs, tools)
 
     async def _select(
-        self,
-        req: StepRequest,
-        content: str,
-        attrs: Mapping[str, Any],
-        clients: list[TracedClient],
+        self, req: StepRequest, attrs: Mapping[str, Any], clients: list[TracedClient]
     ) -> str:
-        """The selector's choice of the next speaker, given the transcript and this turn."""
-        assert req.selector is not None
+        """The selector's choice of the next speaker after the transcript."""
         selector = req.selector
+        if selector is None:
+            raise BranchpointError(f"team {req.team} has no selector to pick the next speaker")
         model = selector.model or req.model
         client = self._client(req, attrs, model, selector.model_client, owner="selector")
         clients.append(client)
         history = [(s.agent, s.content) for s in req.transcript]
-        if not req.select_only:
-            history.append((req.agent, content))
         return await select_next_speaker(selector, req.task.question, history, client)
 
     def _client(

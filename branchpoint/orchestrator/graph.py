@@ -136,8 +136,8 @@ def record_step(
 ) -> dict[str, Any]:
     """Apply the team's rule to a turn's message, store it, annotate the step span.
 
-    A selector team's next speaker is the host's choice; an edited step (no result) asks a host
-    for that choice on the edited transcript.
+    A selector team's next speaker is then picked by its model on a host (unless the run ends
+    here, as autogen checks termination before selecting), and recorded on the step.
     """
     advance = ctx.team.advance(state, agent, content)
     index = int(state.get("step", 0))
@@ -157,8 +157,7 @@ def record_step(
     head = ctx.messages.append(state.get("head"), step)
     ctx.steps.append(step)
     if ctx.team.selector is not None and not advance.done:
-        chosen = result.next_speaker if result else None
-        chosen = chosen or select_speaker(ctx, {**state, "head": head, "step": index + 1}, span)
+        chosen = select_speaker(ctx, {**state, "head": head}, span)
         advance = replace(advance, next=chosen)
         span.set_attribute(A.NEXT_SPEAKER, chosen)
     span.set_attributes(
@@ -217,7 +216,7 @@ def step_request(
         function_tools=spec.function_tools,
         reflect_on_tool_use=spec.reflect_on_tool_use,
         model_client=spec.model_client if own_model else None,
-        selector=selector_for(ctx.team, model),
+        selector=selector_for(ctx.team, model) if select_only else None,
         select_only=select_only,
     )
 
