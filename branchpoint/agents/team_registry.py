@@ -12,6 +12,7 @@ request carries what the host needs.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -101,7 +102,7 @@ def team_from_import(path: str, name: str | None = None, code_path: str | None =
         raise TeamNotFoundError(f"team {path!r} not found: {exc}") from None
     found = module_root(path.partition(":")[0])
     if callable(target) and not isinstance(target, TeamSpec) and not _is_autogen(target):
-        target = target()
+        target = _call_factory(target, path)
     if _is_autogen(target):
         target = autogen_team.from_autogen(target, name=name)
     if not isinstance(target, TeamSpec):
@@ -111,6 +112,20 @@ def team_from_import(path: str, name: str | None = None, code_path: str | None =
         )
     source = TeamSource(kind="import", ref=path, code_path=code_path or found)
     return replace(target, name=name or target.name, source=source)
+
+
+def _call_factory(factory: Any, path: str) -> Any:
+    """Call a function that builds a team; it must take no arguments."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise TeamNotFoundError(
+            f"{path!r} is a function that takes arguments; name a TeamSpec or a function with "
+            "none that returns one"
+        ) from None
+    except ValueError:  # no signature (a builtin): let the call decide
+        pass
+    return factory()
 
 
 def _is_autogen(target: Any) -> bool:

@@ -123,7 +123,7 @@ def test_branchpoint_runs_an_autogen_team_as_autogen_does(make_team: Any) -> Non
 def test_a_selector_that_names_nobody_is_asked_again_and_its_choice_is_recorded() -> None:
     team = from_autogen(selector())
     assert team.first is None and team.selector is not None
-    final, steps = run_in_process(team, Task(task_id="t", question=TASK))
+    _, steps = run_in_process(team, Task(task_id="t", question=TASK))
     assert [s.agent for s in steps] == ["Calc", "Checker", "Writer", "Calc", "Checker"]
 
 

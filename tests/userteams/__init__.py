@@ -1,0 +1,1 @@
+"""A user's own teams, outside the branchpoint package: what `--team userteams.pair:TEAM` names."""
