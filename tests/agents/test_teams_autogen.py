@@ -27,7 +27,11 @@ from branchpoint.model import Step, Task
 
 TASK = "Start from 2, add 3, then add 1. What is the result?"
 TOOLS_INFO = ModelInfo(
-    vision=False, function_calling=True, json_output=False, family="unknown", structured_output=False
+    vision=False,
+    function_calling=True,
+    json_output=False,
+    family="unknown",
+    structured_output=False,
 )
 
 
@@ -94,8 +98,12 @@ def native(team: Any) -> tuple[list[tuple[str, str]], list[tuple[str, Any, str]]
     messages = [
         (m.source, m.to_text()) for m in result.messages[1:] if isinstance(m, BaseChatMessage)
     ]
-    requests = [c for m in result.messages if isinstance(m, ToolCallRequestEvent) for c in m.content]
-    results = [r for m in result.messages if isinstance(m, ToolCallExecutionEvent) for r in m.content]
+    requests = [
+        c for m in result.messages if isinstance(m, ToolCallRequestEvent) for c in m.content
+    ]
+    results = [
+        r for m in result.messages if isinstance(m, ToolCallExecutionEvent) for r in m.content
+    ]
     assert len(requests) == len(results)
     tools = [(c.name, json.loads(c.arguments), r.content) for c, r in zip(requests, results)]
     return messages, tools
@@ -111,10 +119,14 @@ def ours(steps: list[Step]) -> tuple[list[tuple[str, str]], list[tuple[str, Any,
 @pytest.mark.parametrize("make_team", [round_robin, selector], ids=["round_robin", "selector"])
 def test_branchpoint_runs_an_autogen_team_as_autogen_does(make_team: Any) -> None:
     expected_messages, expected_tools = native(make_team())
-    final, steps = run_in_process(from_autogen(make_team()), Task(task_id="t", question=TASK, answer="6"))
+    final, steps = run_in_process(
+        from_autogen(make_team()), Task(task_id="t", question=TASK, answer="6")
+    )
     messages, tools = ours(steps)
     assert messages == expected_messages
-    assert tools == expected_tools == [("add", {"a": 2, "b": 3}, "5"), ("add", {"a": 5, "b": 1}, "6")]
+    assert (
+        tools == expected_tools == [("add", {"a": 2, "b": 3}, "5"), ("add", {"a": 5, "b": 1}, "6")]
+    )
     assert messages[-1][1] == "FINAL ANSWER: 6 TERMINATE"
     assert final["done"] and final["final_answer"] == "6"
     assert [s.kind for s in steps][-1] == "final"
@@ -139,7 +151,9 @@ def test_autogen_component_json_keeps_names_prompts_tools_and_termination() -> N
     assert team.advance({"step": 0}, "Checker", "done. TERMINATE").done
     assert team.advance({"step": 10}, "Writer", "more").done
     assert not team.advance({"step": 3}, "Writer", "more").done
-    assert team.default_model == "team" and team.source is not None and team.source.kind == "autogen"
+    assert (
+        team.default_model == "team" and team.source is not None and team.source.kind == "autogen"
+    )
 
 
 def test_an_openai_client_becomes_the_openai_backend() -> None:
@@ -157,14 +171,19 @@ def test_an_openai_client_becomes_the_openai_backend() -> None:
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda d: d.update(provider="autogen_agentchat.teams.MagenticOneGroupChat"), "MagenticOneGroupChat"),
+        (
+            lambda d: d.update(provider="autogen_agentchat.teams.MagenticOneGroupChat"),
+            "MagenticOneGroupChat",
+        ),
         (lambda d: d.update(provider="autogen_agentchat.teams.Swarm"), "Swarm"),
         (
             lambda d: d["config"]["participants"][0].update(provider="my.agents.CustomAgent"),
             "CustomAgent",
         ),
         (
-            lambda d: d["config"]["participants"][1]["config"].update(handoffs=[{"target": "Calc"}]),
+            lambda d: d["config"]["participants"][1]["config"].update(
+                handoffs=[{"target": "Calc"}]
+            ),
             "handoffs",
         ),
     ],

@@ -39,7 +39,9 @@ def test_a_team_file_compiles_prompts_tools_routing_termination_and_scorer(
     adder = team.agent("Adder")
     assert team.name == "filepair" and team.first == "Adder"
     assert adder.prompt == "You add numbers. Always call the add tool."  # read from prompts/
-    assert [(t.name, t.import_path) for t in adder.function_tools] == [("add", "userteams.tools:add")]
+    assert [(t.name, t.import_path) for t in adder.function_tools] == [
+        ("add", "userteams.tools:add")
+    ]
     assert team.advance({"step": 0}, "Adder", "5").next == "Checker"
     end = team.advance({"step": 1}, "Checker", "FINAL ANSWER: 5")
     assert (end.done, end.final_answer, end.kind) == (True, "5", "final")
@@ -62,7 +64,9 @@ def test_yaml_selector_and_ledger_routing(tmp_path: Path) -> None:
     assert team.first is None and team.selector is not None
     assert team.selector.participants == ("A", "B") and team.selector.allow_repeated_speaker
     assert team.advance({"step": 0}, "A", "hello").next is None  # the selector fills it in
-    ledger = load_team_file(write(tmp_path, f'version = 1\nname = "led"\nrouting = "ledger"\n{AGENTS}'))
+    ledger = load_team_file(
+        write(tmp_path, f'version = 1\nname = "led"\nrouting = "ledger"\n{AGENTS}')
+    )
     assert ledger.first == "Solver" and ledger.agent("Solver").orchestrates
     assert "Checker" in (ledger.prompt_for({}, "Solver") or "")  # the plan prompt names workers
     assert ledger.advance({}, "Solver", "FACTS: x\nPLAN: 1. Checker").sets_plan

@@ -114,3 +114,18 @@ def test_bad_team_input_is_one_line_exit_2_and_writes_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in " ".join(lines[0].split()), result.stderr
     assert not db.exists() and not list(tmp_path.glob("trace.*"))  # no trace db, no checkpoints
+
+
+def _block_after(readme: str, heading: str, fence: str) -> str:
+    section = readme[readme.index(heading) :]
+    start = section.index(f"```{fence}\n") + len(fence) + 4
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_readme_shows_the_example_files_as_they_are() -> None:
+    root = TESTS.parent
+    readme = (root / "README.md").read_text()
+    pair = (root / "examples/teams/pair.py").read_text()
+    assert _block_after(readme, "### 1. A team in Python", "python") == pair.split('"""\n\n', 1)[1]
+    toml = (root / "examples/teams/pair.toml").read_text()
+    assert _block_after(readme, "### 2. A team file", "text") == toml.split("\n", 1)[1]

@@ -19,7 +19,11 @@ from branchpoint.agents.routing import Termination, round_robin
 from branchpoint.agents.teams import AgentSpec, TeamSpec
 
 TOOLS_INFO = ModelInfo(
-    vision=False, function_calling=True, json_output=False, family="unknown", structured_output=False
+    vision=False,
+    function_calling=True,
+    json_output=False,
+    family="unknown",
+    structured_output=False,
 )
 
 
