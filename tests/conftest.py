@@ -53,9 +53,12 @@ def llama_server(local_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _serve(gguf: Path, port: int, log: IO[bytes], log_path: Path) -> Iterator[str]:
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-           "--model_alias", SERVER_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "4096", "--n_threads", "2"]  # fmt: skip
+    # chatml-function-calling: Qwen's own ChatML, and the server parses tool calls (autogen
+    # teams with FunctionTools); the wrapper turns off the weight repacking that crashes on AMX.
+    cmd = [sys.executable, str(Path(__file__).parent / "llama_server_main.py"),
+           "--model", str(gguf), "--model_alias", SERVER_MODEL_NAME, "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "4096", "--n_threads", "2",
+           "--chat_format", "chatml-function-calling"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
