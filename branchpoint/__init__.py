@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from branchpoint.agents.autogen_team import from_autogen
     from branchpoint.api import (
         RunPlan,
         Session,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
         swap_model,
         sweep,
     )
-    from branchpoint.agents.autogen_team import from_autogen
     from branchpoint.errors import BranchpointError
     from branchpoint.ids import RandomIds, SeededIds, SystemClock, TickClock
     from branchpoint.interventions.pipeline import HypothesisTest, PipelineFailure, RunDebug
