@@ -36,16 +36,23 @@ def _load(name: str) -> str:
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
+def when(value: Any) -> str:
+    """A timestamp to the second (the database keeps microseconds)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value or "")
+
+
 @cache
 def environment() -> Environment:
     """The one Jinja2 environment: templates from the package, everything escaped."""
-    return Environment(
+    env = Environment(
         loader=FunctionLoader(_load),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["when"] = when
+    return env
 
 
 @cache

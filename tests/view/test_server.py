@@ -150,3 +150,30 @@ def test_fork_form_to_intervention() -> None:
     assert (intervention.kind, intervention.step, intervention.content, repeats) == (  # type: ignore[union-attr]
         "replace_message", 2, "a\nb", 3,
     )  # fmt: skip
+
+
+def test_view_and_report_commands_refuse_a_missing_database_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from branchpoint.cli import app
+
+    missing = str(tmp_path / "absent.duckdb")
+    for args in (["view", "--db", missing], ["report", "run-x", "--db", missing]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "no trace database at" in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_needs_a_run_or_a_sweep(db: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from branchpoint.cli import app
+
+    result = CliRunner().invoke(app, ["report", "--db", str(db), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "give a RUN_ID or --sweep ID" in result.output
+    result = CliRunner().invoke(
+        app, ["report", "run-root", "--db", str(db), "-o", str(tmp_path / "r.html")]
+    )
+    assert result.exit_code == 0 and (tmp_path / "r.html").stat().st_size > 0
