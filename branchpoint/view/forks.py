@@ -16,7 +16,6 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from branchpoint.errors import BranchpointError
@@ -62,8 +61,8 @@ class ForkJob:
     intervention_id: str
     argv: list[str]
     log_path: Path
-    started_at: datetime
     process: subprocess.Popen[bytes]
+    runs_before: frozenset[str]  # forks of this edit that existed at launch
     new_runs: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +93,11 @@ class ForkLauncher:
         self._lock = threading.Lock()
         self._workdir = Path(tempfile.mkdtemp(prefix="branchpoint-view-forks-"))
 
-    def launch(self, run_id: str, intervention: Intervention, repeats: int) -> ForkJob:
-        """Start `branchpoint fork` for the intervention; returns at once."""
+    def launch(
+        self, run_id: str, intervention: Intervention, repeats: int, runs_before: frozenset[str]
+    ) -> ForkJob:
+        """Start `branchpoint fork` for the intervention; returns at once. `runs_before` are
+        the forks of this run with this intervention already stored (the job's are the rest)."""
         job_id = uuid.uuid4().hex[:12]
         spec = self._workdir / f"{job_id}.json"
         spec.write_text(json.dumps(intervention.model_dump(mode="json")))
@@ -111,7 +113,7 @@ class ForkLauncher:
             )
         job = ForkJob(
             job_id, run_id, intervention.step, intervention.intervention_id, argv, log_path,
-            datetime.now(UTC).replace(tzinfo=None), process,
+            process, runs_before,
         )  # fmt: skip
         with self._lock:
             self.jobs[job_id] = job

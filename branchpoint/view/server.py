@@ -267,7 +267,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         run_id = unquote(match["run_id"])
         run = queries.load_run_row(self.app.reader, run_id)
         intervention, repeats = intervention_from_form(form, int(run["total_steps"]))
-        job = self.app.forks.launch(run_id, intervention, repeats)
+        before = self._forks_of(run_id, intervention.intervention_id)
+        job = self.app.forks.launch(run_id, intervention, repeats, before)
         return Redirect(f"/job/{job.job_id}")
 
     @route("GET", "/job/(?P<job_id>[0-9a-f]+)")
@@ -277,13 +278,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         if job is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no fork job {match['job_id']!r}")
         if job.state != "running" and not job.new_runs:
-            rows = self.app.reader.query(
-                "SELECT run_id FROM runs WHERE parent_run_id = ? AND intervention_id = ? "
-                "AND started_at >= ? ORDER BY run_id",
-                [job.run_id, job.intervention_id, job.started_at],
-            )
-            job.new_runs = [r["run_id"] for r in rows]
+            found = self._forks_of(job.run_id, job.intervention_id)
+            job.new_runs = sorted(found - job.runs_before)
         return pages.job_page(job, self.app.db_label)
+
+    def _forks_of(self, run_id: str, intervention_id: str) -> frozenset[str]:
+        rows = self.app.reader.query(
+            "SELECT run_id FROM runs WHERE parent_run_id = ? AND intervention_id = ?",
+            [run_id, intervention_id],
+        )
+        return frozenset(r["run_id"] for r in rows)
 
 
 def make_server(

@@ -4,7 +4,10 @@ DuckDB lets one process write a file or many read it, never both, and a writer t
 any reader has the file open fails ("Could not set lock on file"). A viewer left open beside a
 terminal would make every `branchpoint run` started at the wrong moment fail. So the viewer never
 opens the live file: it copies the database and its write-ahead log into a private folder and
-queries the copy through `readonly_query` (the `branchpoint sql` path: vetted, read-only).
+queries the copy, each statement vetted by `read_statements` (the `branchpoint sql` vetting),
+on one read-only connection held per copy with external access and extension loading off.
+Holding it keeps DuckDB's buffer pool warm: a connection per query re-reads the tables every
+time (a 1,000-step run's page: 2.3 s that way, 0.3-0.8 s on a held connection, measured).
 
 The copy is refreshed when the file changed, at most every REFRESH_SECONDS. A live writer only
 appends to the WAL between checkpoints, and DuckDB replays a WAL up to its last complete entry;
@@ -23,11 +26,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from branchpoint.errors import DatabaseBusyError
-from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
+from branchpoint.telemetry.query import MissingDatabaseError
+from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
 
 REFRESH_SECONDS = 1.0
 ATTEMPTS = 5
+# A query connection reads the copy and nothing else: no files, no network, no extensions.
+QUERY_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
 
 Stamp = tuple[int, int, int, int]
 
@@ -39,9 +52,17 @@ class Snapshot:
     path: Path
     stamp: Stamp
     taken_at: datetime
+    connection: duckdb.DuckDBPyConnection | None = None
     readers: int = 0
 
+    def open(self) -> None:
+        """The copy's read-only connection (the copy is checked by opening it)."""
+        self.connection = duckdb.connect(str(self.path), read_only=True, config=QUERY_CONFIG)
+
     def remove(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
         for file in (self.path, wal_of(self.path)):
             file.unlink(missing_ok=True)
 
@@ -88,9 +109,14 @@ class TraceReader:
             except FileNotFoundError:
                 pass  # no WAL (or a checkpoint just folded it in: the stamp check sees that)
             after = self._stamp()
+            copy = Snapshot(target, stamp, datetime.now())
             if after[:2] == stamp[:2]:
-                return Snapshot(target, stamp, datetime.now())
-            Snapshot(target, stamp, datetime.now()).remove()
+                try:
+                    copy.open()
+                    return copy
+                except duckdb.Error:
+                    pass  # a torn copy: take it again
+            copy.remove()
             stamp = after
         raise DatabaseBusyError(
             f"{self.db_path} kept changing while it was copied ({ATTEMPTS} tries); reload the page"
@@ -130,15 +156,27 @@ class TraceReader:
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a vetted read-only query on the latest snapshot, as dicts."""
+        [statement] = read_statements(sql)
         snapshot = self.acquire()
         try:
-            columns, rows = readonly_query(snapshot.path, sql, params)
+            assert snapshot.connection is not None
+            cursor = snapshot.connection.cursor()
+            try:
+                cursor.execute(statement, params or [])
+                columns = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        except duckdb.Error as exc:
+            raise InvalidQueryError(f"{exc}; fix the query") from exc
         finally:
             self.release(snapshot)
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def close(self) -> None:
-        """Remove every snapshot."""
+        """Close and remove every snapshot."""
         with self._lock:
+            for snapshot in [*self._retired, *([self._current] if self._current else [])]:
+                snapshot.remove()
             shutil.rmtree(self._dir, ignore_errors=True)
             self._current, self._retired = None, []

@@ -11,7 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from branchpoint.errors import ReadOnlyQueryError
 from branchpoint.telemetry.query import MissingDatabaseError
+from branchpoint.telemetry.readonly import InvalidQueryError
 from branchpoint.view import snapshot
 from branchpoint.view.snapshot import TraceReader
 
@@ -72,11 +74,11 @@ def test_reads_while_another_process_holds_the_file_for_writing(
 
 def test_a_writer_can_start_while_the_reader_is_reading(db: Path) -> None:
     reader = TraceReader(db)
-    held = reader.acquire()  # a query in flight
+    held = reader.acquire()  # a query in flight: the copy's connection is open
     try:
-        with duckdb.connect(str(held.path), read_only=True):
-            live = writer(db, rows=1, hold_s=0)
-            assert live.wait(timeout=120) == 0
+        assert held.connection is not None
+        live = writer(db, rows=1, hold_s=0)
+        assert live.wait(timeout=120) == 0
     finally:
         reader.release(held)
         reader.close()
@@ -93,7 +95,7 @@ def test_a_changed_file_is_copied_again_and_old_copies_are_removed(
     assert writer(db, rows=2, hold_s=0).wait(timeout=120) == 0
     time.sleep(0.01)
     assert count_live(reader) == 2
-    assert not first.path.exists()
+    assert not first.path.exists() and first.connection is None
     folder = first.path.parent
     reader.close()
     assert not folder.exists()
@@ -107,3 +109,14 @@ def test_an_unchanged_file_is_not_copied_again(db: Path, monkeypatch: pytest.Mon
     reader.query("SELECT 1")
     assert reader.taken_at == first
     reader.close()
+
+
+def test_queries_are_vetted_and_cannot_reach_files(db: Path) -> None:
+    reader = TraceReader(db)
+    try:
+        with pytest.raises(ReadOnlyQueryError):
+            reader.query("DELETE FROM spans")
+        with pytest.raises(InvalidQueryError):
+            reader.query("SELECT * FROM read_text('/etc/hostname')")
+    finally:
+        reader.close()
