@@ -9,6 +9,7 @@ steps, LLM calls and tool calls, forks it at a middle step with an `instruct`, a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,7 @@ def bp(*args: str, timeout: float = 900) -> str:
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, "BRANCHPOINT_LLM_TIMEOUT": "600"},  # a busy 2-core machine is slow
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
