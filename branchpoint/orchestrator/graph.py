@@ -22,7 +22,7 @@ from opentelemetry.trace import Span
 
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec
 from branchpoint.errors import BranchpointError
-from branchpoint.model import Fault, Step, StepRequest, StepResult, Task
+from branchpoint.model import Fault, SelectorSpec, Step, StepRequest, StepResult, Task
 from branchpoint.orchestrator.messages import MessageStore
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.tracing import inject_context
@@ -221,7 +221,7 @@ def step_request(
     )
 
 
-def selector_for(team: TeamSpec, model: str) -> Any:
+def selector_for(team: TeamSpec, model: str) -> SelectorSpec | None:
     """The team's selector, on the run's model unless every agent runs on its own."""
     if team.selector is None or model == TEAM_MODEL:
         return team.selector

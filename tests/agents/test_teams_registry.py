@@ -129,3 +129,11 @@ def test_the_readme_shows_the_example_files_as_they_are() -> None:
     assert _block_after(readme, "### 1. A team in Python", "python") == pair.split('"""\n\n', 1)[1]
     toml = (root / "examples/teams/pair.toml").read_text()
     assert _block_after(readme, "### 2. A team file", "text") == toml.split("\n", 1)[1]
+
+
+def test_branchpoint_teams_lists_teams_and_shows_one() -> None:
+    listing = CliRunner().invoke(app, ["teams"])
+    assert listing.exit_code == 0 and "magentic" in listing.output and "builtin" in listing.output
+    shown = CliRunner().invoke(app, ["teams", str(TESTS.parent / "examples/teams/pair.toml")])
+    assert shown.exit_code == 0, shown.output
+    assert "pair_file" in shown.output and "Solver" in shown.output and "python" in shown.output
