@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from branchpoint.agents.backends import make_chat_client, parse_model_spec, redact_model
-from branchpoint.agents.function_tools import load_client, load_function_tool
+from branchpoint.agents.function_tools import component_id, load_client, load_function_tool
 from branchpoint.agents.recording import (
     MemoryRecordStore,
     RecordingClient,
@@ -43,6 +43,7 @@ from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.tracing import extract_context
 
 MAX_TOOL_ROUNDS = 2
+MAX_OWN_CLIENTS = 256
 MAX_STEP_CHARS = 1500
 
 
@@ -161,9 +162,10 @@ class AgentRuntime:
     def _own_client(
         self, req: StepRequest, owner: str, component: Mapping[str, Any]
     ) -> ChatCompletionClient:
-        blob = json.dumps(component, sort_keys=True, default=str)
-        key = (req.run_id, owner, hashlib.sha256(blob.encode()).hexdigest())
+        key = (req.run_id, owner, component_id(component))
         if key not in self._own_clients:
+            if len(self._own_clients) >= MAX_OWN_CLIENTS:  # a long sweep: drop the oldest run's
+                del self._own_clients[next(iter(self._own_clients))]
             self._own_clients[key] = load_client(component)
         return self._own_clients[key]
 
@@ -285,7 +287,7 @@ class AgentRuntime:
         inner = self._inner_client(req, model, component, owner, function_calling)
         hash_extra: dict[str, Any] = {}
         if component is not None:  # the same messages to another client are another request
-            hash_extra = {"client": [owner or req.agent, component]}
+            hash_extra = {"client": [owner or req.agent, component_id(component)]}
         if sim_spec(model) is not None:  # the sim's answer depends on more than the messages
             hash_extra = {
                 "sim": [
