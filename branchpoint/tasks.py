@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -164,3 +165,68 @@ def builtin_tasks() -> list[Task]:
     """The small task set shipped in the package, so the demo needs nothing outside."""
     text = resources.files("branchpoint").joinpath("builtin_tasks.jsonl").read_text()
     return [Task.model_validate_json(line) for line in text.splitlines() if line.strip()]
+
+
+class Example(NamedTuple):
+    """One visible example of a code task: a call expression and the value it should give."""
+
+    call: str
+    expected: str  # a Python literal
+
+
+_ARROW = re.compile(r"\s*(?:==>|=>|==|➞|->|=|# returns|should return|returns)\s*(.+?)\.?\s*$")
+
+
+def _call_prefix(line: str, entry_point: str) -> str | None:
+    """The balanced call `entry_point(...)` at the start of a line, or None."""
+    start = line.find(f"{entry_point}(")
+    if start < 0 or line[:start].strip(" *>\"'") != "":
+        return None
+    depth = 0
+    for i, ch in enumerate(line[start:], start):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and ch == ")":
+            return line[start : i + 1]
+    return None
+
+
+def _literal(text: str) -> str | None:
+    """`text` as a Python literal (JSON-ish true/false/null accepted), or None."""
+    fixed = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", text.strip()))
+    try:
+        ast.literal_eval(fixed)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return fixed
+
+
+def _valid_call(call: str) -> bool:
+    try:
+        ast.parse(call, mode="eval")
+    except SyntaxError:
+        return False
+    return True
+
+
+def visible_examples(task: Task) -> list[Example]:
+    """The examples in a code task's docstring (`>>> f(x)` then its value, or `f(x) == y` and
+    the arrows HumanEval prompts use), with literal expected values; never the hidden tests."""
+    if not task.entry_point:
+        return []
+    lines = task.question.splitlines()
+    examples: list[Example] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            call = _call_prefix(stripped[3:].strip(), task.entry_point)
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            rest = stripped[3:].strip()[len(call) :] if call else ""
+            expected = _literal(nxt) if call and not rest.strip() and nxt else None
+        else:
+            call = _call_prefix(stripped, task.entry_point)
+            match = _ARROW.match(stripped[stripped.find(call) + len(call) :]) if call else None
+            expected = _literal(match.group(1)) if match else None
+        if call and expected is not None and _valid_call(call):
+            examples.append(Example(call, expected))
+    return examples

@@ -36,6 +36,7 @@ from branchpoint.agents.recording import (
 from branchpoint.agents.sandbox import extract_code_blocks, run_python
 from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
+from branchpoint.agents.tool_turns import TOOL_TURNS
 from branchpoint.errors import BranchpointError
 from branchpoint.model import StepRequest, StepResult, ToolCall
 from branchpoint.settings import Settings
@@ -378,8 +379,15 @@ class AgentRuntime:
         return str(getattr(response.chat_message, "content", ""))
 
     def _tool_turn(self, req: StepRequest, attrs: Mapping[str, Any], tools: list[ToolCall]) -> str:
-        """Turns of agents that call no model: `read_file` shows the workspace files, `python`
-        runs the newest code block of the transcript."""
+        """Turns of agents that call no model: a registered tool turn (`tool_turns.TOOL_TURNS`)
+        on the newest message's code, `read_file` shows the workspace files, `python` runs the
+        newest code block of the transcript."""
+        if req.tools and req.tools[0] in TOOL_TURNS:
+            last = req.transcript[-1].content if req.transcript else ""
+            blocks = extract_code_blocks(last)
+            call = self._run_tool(req.tools[0], blocks[-1] if blocks else "", req, attrs)
+            tools.append(call)
+            return call.output
         if "read_file" in req.tools:
             call = self._run_tool("read_file", " ".join(sorted(req.task.files)), req, attrs)
             tools.append(call)
@@ -418,6 +426,11 @@ class AgentRuntime:
                 call = ToolCall(
                     tool=tool, input=text, output=body or "The workspace is empty.", ok=True
                 )
+            elif tool in TOOL_TURNS:
+                turn = TOOL_TURNS[tool](text or None, req.task)
+                call = turn.call
+                for name, event_attrs in turn.events:  # e.g. LDB block visits, for SQL
+                    span.add_event(name, event_attrs)
             else:
                 call = run_python(text, files=dict(req.task.files))
             span.set_attributes(

@@ -249,3 +249,13 @@ def get_team(name: str) -> TeamSpec:
         raise BranchpointError(
             f"unknown team {name!r}; choose one of: {', '.join(TEAMS)}"
         ) from None
+
+
+def _register_builtin_teams() -> None:
+    """The code and program-of-thought teams live in their own modules, which import this one
+    and add themselves to TEAMS (importing the modules, not names, is safe in either order)."""
+    import branchpoint.agents.code_team
+    import branchpoint.agents.pot_team  # noqa: F401
+
+
+_register_builtin_teams()

@@ -1,0 +1,39 @@
+"""Tool turns: agents that call no model but run a tool on the latest message (a registry).
+
+A team gives such an agent `prompt=None` and, as its first tool, the name of a registered tool
+turn. The host passes the code block of the message the agent answers and the task; the turn
+returns the tool call (its output becomes the step's content) and span events to record under
+the tool span (e.g. LDB block traces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from branchpoint.model import Task, ToolCall
+
+SpanEvent = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    """What one tool turn did: the call (content = its output) and events for its span."""
+
+    call: ToolCall
+    events: list[SpanEvent] = field(default_factory=list)
+
+
+ToolTurnFn = Callable[[str | None, Task], ToolTurn]
+TOOL_TURNS: dict[str, ToolTurnFn] = {}
+
+
+def register_tool_turn(name: str) -> Callable[[ToolTurnFn], ToolTurnFn]:
+    """Register a tool turn under `name` (the agent's first tool)."""
+
+    def register(fn: ToolTurnFn) -> ToolTurnFn:
+        TOOL_TURNS[name] = fn
+        return fn
+
+    return register

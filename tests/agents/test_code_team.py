@@ -1,0 +1,98 @@
+"""The code team: visible examples from docstrings, the Tester's tool turn, its LDB events, and
+the retry rule; the program-of-thought team's answer is its program's output."""
+
+from __future__ import annotations
+
+import json
+
+from branchpoint.agents.code_team import CODE, MAX_ATTEMPTS, run_visible_examples
+from branchpoint.agents.pot_team import POT, program_answer, run_program
+from branchpoint.agents.teams import TEAMS
+from branchpoint.model import Task
+from branchpoint.tasks import Example, visible_examples
+
+PROMPT = '''
+def add_odd(xs: list) -> int:
+    """Sum the odd numbers of xs.
+    >>> add_odd([1, 2, 3])
+    4
+    add_odd([]) == 0
+    add_odd([5]) ➞ 5
+    """
+'''
+TASK = Task(
+    task_id="t-add-odd",
+    question=PROMPT,
+    answer="    return sum(x for x in xs if x % 2)\n",
+    test="def check(f):\n    assert f([7, 7]) == 14\n",
+    entry_point="add_odd",
+    source="test",
+)
+RIGHT = "def add_odd(xs):\n    return sum(x for x in xs if x % 2)\n"
+WRONG = "def add_odd(xs):\n    s = 0\n    for x in xs:\n        if x % 2 == 0:\n            s += x\n    return s\n"
+
+
+def test_visible_examples_are_parsed_from_the_docstring() -> None:
+    assert visible_examples(TASK) == [
+        Example("add_odd([1, 2, 3])", "4"),
+        Example("add_odd([])", "0"),
+        Example("add_odd([5])", "5"),
+    ]
+
+
+def test_examples_use_docstring_arrows_and_never_the_hidden_tests() -> None:
+    task = TASK.model_copy(
+        update={
+            "question": 'def f(s):\n    """f("ab") => true\n    f(x) -> 1 - 2 = -1\n    """\n',
+            "entry_point": "f",
+        }
+    )
+    assert visible_examples(task) == [Example('f("ab")', "True")]
+
+
+def test_passing_code_passes_and_records_no_trace() -> None:
+    turn = run_visible_examples(RIGHT, TASK)
+    assert turn.call.ok and turn.call.output.startswith("PASSED: all 3")
+    assert turn.events == []
+
+
+def test_failing_code_names_the_example_and_records_ldb_events() -> None:
+    turn = run_visible_examples(WRONG, TASK)
+    assert not turn.call.ok
+    assert turn.call.output == "FAILED: example 1 of 3: add_odd([1, 2, 3]) gave 2, expected 4."
+    names = [name for name, _ in turn.events]
+    assert names[-1] == "ldb.trace" and names.count("ldb.block") >= 4
+    summary = turn.events[-1][1]
+    assert summary["ldb.call"] == "add_odd([1, 2, 3])" and summary["ldb.result"] == "2"
+    first = turn.events[0][1]
+    assert first["ldb.source"] == "s = 0" and json.loads(first["ldb.values"])["s"] == "0"
+
+
+def test_code_that_raises_or_is_missing_fails() -> None:
+    assert (
+        "gave raised NameError"
+        in run_visible_examples("def add_odd(xs):\n    return y\n", TASK).call.output
+    )
+    assert run_visible_examples(None, TASK).call.output.startswith("FAILED: no code block")
+
+
+def test_the_coder_retries_up_to_the_limit() -> None:
+    advance = CODE.advance
+    assert advance({}, "Coder", "```python\n...```").next == "Tester"
+    assert advance({}, "Tester", "PASSED: all 3").done
+    retry = advance({"stall": 0}, "Tester", "FAILED: example 1")
+    assert (retry.next, retry.done, retry.kind) == ("Coder", False, "tool_result")
+    assert advance({"stall": MAX_ATTEMPTS - 1}, "Tester", "FAILED: example 1").done
+    assert TEAMS["code"] is CODE and TEAMS["math-pot"] is POT
+
+
+def test_the_pot_answer_is_the_programs_output() -> None:
+    turn = run_program("a = 3 * 4\nprint(a - 2)\n", TASK)
+    assert turn.call.output == "The program printed:\n10"
+    assert program_answer(turn.call.output) == "10"
+    ran = POT.advance({}, "Runner", turn.call.output)
+    assert (ran.next, ran.final_answer) == ("Verifier", "10")
+    accepted = POT.advance({"final_answer": "10"}, "Verifier", "ACCEPT")
+    assert accepted.done and accepted.final_answer == "10"
+    rejected = POT.advance({"final_answer": "10"}, "Verifier", "REJECT: wrong operand")
+    assert rejected.next == "Solver" and not rejected.done and rejected.final_answer is None
