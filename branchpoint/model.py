@@ -16,7 +16,9 @@ SCHEMA_VERSION = 1
 
 RunStatus = Literal["succeeded", "failed", "errored", "running"]
 StepKind = Literal["plan", "instruction", "message", "tool_result", "final"]
-VerdictLabel = Literal["validated", "partially validated", "refuted", "inconclusive"]
+VerdictLabel = Literal[
+    "validated", "partially validated", "no better than control", "refuted", "inconclusive"
+]
 FaultKind = Literal[
     "wrong_operand", "arithmetic_error", "skip_plan_item", "ignore_instruction", "accept_wrong"
 ]

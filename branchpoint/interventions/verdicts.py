@@ -1,6 +1,6 @@
-"""Verdicts on hypotheses from their forks' outcomes: the Wilson interval, whether an intervention
-was fulfilled, and the DESIGN.md decision rule (validated / partially validated / refuted /
-inconclusive), with the resample control arm reported beside it.
+"""Verdicts on hypotheses from their forks' outcomes: the Wilson interval, Fisher's exact test,
+whether an intervention was fulfilled, and the decision rule (validated / partially validated /
+no better than control / refuted / inconclusive), which weighs the resample control arm.
 """
 
 from __future__ import annotations
@@ -46,6 +46,44 @@ def verdict_label(successes: int, fulfilled: int, n: int, mean_progress: float) 
     return "inconclusive"
 
 
+def beats_control(
+    successes: int, n: int, mean_progress: float, control: Sequence[Outcome], by_progress: bool
+) -> bool:
+    """Whether an intervention arm did better than its resample controls at the same step: a
+    higher success rate, or (when `by_progress`, for a partial validation) the same rate with
+    more milestone progress. With no controls there is nothing to beat."""
+    if not control or n == 0:
+        return False
+    c_n = len(control)
+    c_successes = sum(c.success for c in control)
+    if successes * c_n != c_successes * n:  # compare rates in integers: 1/2 vs 2/4 is a tie
+        return successes * c_n > c_successes * n
+    c_progress = sum(c.progress_delta for c in control) / c_n
+    return by_progress and mean_progress > c_progress + 1e-9
+
+
+def weigh_control(label: VerdictLabel, beats: bool, has_control: bool) -> VerdictLabel:
+    """A success-like label stands only when the arm beats its controls: trying again is not a
+    fix. Without controls it cannot be weighed, so it is inconclusive."""
+    if label not in ("validated", "partially validated") or beats:
+        return label
+    return "no better than control" if has_control else "inconclusive"
+
+
+def fisher_exact_greater(a: int, n1: int, c: int, n2: int) -> float:
+    """One-sided Fisher's exact p-value that arm 1 (a of n1 succeeded) has a higher success rate
+    than arm 2 (c of n2): the hypergeometric tail P(X >= a) with the margins fixed."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    total, successes = n1 + n2, a + c
+    denom = math.comb(total, n1)
+    top = min(n1, successes)
+    tail = sum(
+        math.comb(successes, x) * math.comb(total - successes, n1 - x) for x in range(a, top + 1)
+    )
+    return min(1.0, tail / denom)
+
+
 def decide_verdict(
     hypothesis_id: str,
     run_id: str,
@@ -57,18 +95,24 @@ def decide_verdict(
 
     Validated if >= 2/3 of forks succeed; partially validated if fewer succeed but >= 2/3 were
     fulfilled and mean progress >= 0.2; refuted if fulfilled without that progress; inconclusive
-    otherwise (not fulfilled, or no forks).
+    otherwise (not fulfilled, or no forks). Validated and partially validated also require the
+    arm to beat its resample controls (`beats_control`); otherwise: no better than control.
     """
     n = len(outcomes)
     successes = sum(o.success for o in outcomes)
     fulfilled = sum(o.fulfilled for o in outcomes)
     mean_progress = sum(o.progress_delta for o in outcomes) / n if n else 0.0
     low, high = wilson_interval(successes, n)
+    label = verdict_label(successes, fulfilled, n, mean_progress)
     return Verdict(
         hypothesis_id=hypothesis_id,
         run_id=run_id,
         intervention_id=intervention_id,
-        label=verdict_label(successes, fulfilled, n, mean_progress),
+        label=weigh_control(
+            label,
+            beats_control(successes, n, mean_progress, controls, label == "partially validated"),
+            bool(controls),
+        ),
         n=n,
         successes=successes,
         fulfilled=fulfilled,

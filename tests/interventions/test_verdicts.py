@@ -1,10 +1,17 @@
-"""Wilson intervals, verdict thresholds and the fulfilment check."""
+"""Wilson intervals, Fisher's exact test, verdict thresholds, the control rule and fulfilment."""
 
 from __future__ import annotations
 
 import pytest
 
-from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled, wilson_interval
+from branchpoint.interventions.verdicts import (
+    beats_control,
+    decide_verdict,
+    fisher_exact_greater,
+    is_fulfilled,
+    weigh_control,
+    wilson_interval,
+)
 from branchpoint.model import Instruct, Outcome, ReplaceMessage, ReplacePlan, Resample, Step
 
 
@@ -83,3 +90,49 @@ def test_fulfilment_per_intervention_kind() -> None:
     assert is_fulfilled(original, same, ReplacePlan(step=2, plan="1. redo"))
     assert not is_fulfilled(original, None, ReplacePlan(step=2, plan="1. redo"))
     assert is_fulfilled(None, None, Resample(step=2))
+
+
+def test_a_fix_no_better_than_its_controls_is_labelled_so() -> None:
+    # The issue's case: replace_plan 1/2 "partially validated" while resample succeeded 2/2.
+    outcomes = [_outcome(True, True, 0.5, 0), _outcome(False, True, 0.5, 1)]
+    controls = [_outcome(True, True, 0.0, 0), _outcome(True, True, 0.0, 1)]
+    v = decide_verdict("hyp", "p", "iv", outcomes, controls)
+    assert v.label == "no better than control"
+    tie = _verdict([(True, True, 1.0), (True, True, 1.0), (True, True, 1.0)], controls=3)
+    assert tie.label == "no better than control"  # 3/3 is no fix when trying again gives 3/3
+
+
+def test_equal_success_rates_are_broken_by_progress() -> None:
+    better = _verdict([(False, True, 0.5), (False, True, 0.5), (True, True, 0.5)], controls=1)
+    assert better.label == "partially validated"  # 1/3 = 1/3, progress 0.5 > 0.0
+    same = _verdict([(False, True, 0.0), (False, True, 0.0), (True, True, 0.6)], controls=1)
+    assert same.mean_progress == pytest.approx(0.2) and same.label == "partially validated"
+
+
+def test_without_controls_a_success_is_inconclusive() -> None:
+    outcomes = [_outcome(True, True, 1.0, i) for i in range(3)]
+    assert decide_verdict("hyp", "p", "iv", outcomes, []).label == "inconclusive"
+
+
+def test_refuted_and_inconclusive_are_not_weighed() -> None:
+    assert weigh_control("refuted", False, True) == "refuted"
+    assert weigh_control("inconclusive", False, True) == "inconclusive"
+    assert weigh_control("validated", True, True) == "validated"
+    half = [_outcome(True, True, 0.0, 0), _outcome(False, True, 0.0, 1)]
+    assert beats_control(2, 3, 0.0, half, by_progress=False)
+    assert not beats_control(1, 2, 0.5, half, by_progress=False)
+    assert beats_control(1, 2, 0.5, half, by_progress=True)
+
+
+@pytest.mark.parametrize(
+    ("a", "n1", "c", "n2", "p"),
+    [
+        (3, 3, 0, 3, 0.05),  # 1 / C(6,3)
+        (10, 10, 0, 10, 1 / 184756),
+        (0, 3, 3, 3, 1.0),
+        (7, 10, 2, 10, 0.03489),  # scipy.stats.fisher_exact([[7,3],[2,8]], "greater")
+        (0, 0, 1, 3, 1.0),
+    ],
+)
+def test_fisher_exact_one_sided(a: int, n1: int, c: int, n2: int, p: float) -> None:
+    assert fisher_exact_greater(a, n1, c, n2) == pytest.approx(p, abs=1e-4)
