@@ -185,3 +185,138 @@ def print_tables(state: dict[str, Any]) -> None:
                 curve,
             )
         console.print(table)
+
+
+def _fork_stats(outcomes: list[dict[str, Any]]) -> tuple[int, int, float, int, float]:
+    """forks, flips, mean progress, tokens, minutes of a list of outcome dicts."""
+    n = len(outcomes)
+    flips = sum(bool(o["success"]) for o in outcomes)
+    progress = sum(o["progress_delta"] for o in outcomes) / n if n else 0.0
+    tokens = sum(o["input_tokens"] + o["output_tokens"] for o in outcomes)
+    minutes = sum(o["seconds"] for o in outcomes) / 60
+    return n, flips, progress, tokens, minutes
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per (role, method) arm: forks, flips with Wilson 95%, failures flipped, the resample
+    controls at the same (run, step), the difference with Fisher's one-sided p, progress, cost."""
+    from branchpoint.interventions.verdicts import fisher_exact_greater, wilson_interval
+
+    groups: dict[tuple[str, str], list[tuple[str, int, list[dict[str, Any]]]]] = {}
+    controls: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for rec in records:
+        seen: set[tuple[str, str, str]] = set()
+        for arm in rec["arms"]:
+            if arm["role"] in ("resample", "upgrade_control"):
+                controls[(rec["run_id"], arm["step"])] = arm["outcomes"]
+            key = (arm["role"], arm["method"], arm["intervention_id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            groups.setdefault((arm["role"], arm["method"]), []).append(
+                (rec["run_id"], arm["step"], arm["outcomes"])
+            )
+    rows = []
+    for (role, method), arms in sorted(groups.items()):
+        outcomes = [o for _, _, outs in arms for o in outs]
+        ctrl = [o for run, step, _ in arms for o in controls.get((run, step), [])]
+        n, flips, progress, tokens, minutes = _fork_stats(outcomes)
+        c_n, c_flips, *_ = _fork_stats(ctrl)
+        low, high = wilson_interval(flips, n)
+        flipped_runs = len({run for run, _, outs in arms if any(o["success"] for o in outs)})
+        control_role = role in ("resample", "upgrade_control")
+        p = fisher_exact_greater(flips, n, c_flips, c_n) if c_n and not control_role else None
+        diff = flips / n - c_flips / c_n if n and c_n and not control_role else None
+        rows.append(
+            [
+                role,
+                method,
+                str(len({run for run, _, _ in arms})),
+                f"{flips}/{n} = {flips / max(n, 1):.0%} [{low:.2f}, {high:.2f}]",
+                str(flipped_runs),
+                "—" if control_role else f"{c_flips}/{c_n}",
+                "—" if diff is None else f"{diff:+.0%}",
+                "—" if p is None else f"{p:.3f}",
+                f"{progress:+.2f}",
+                str(tokens),
+                f"{minutes:.1f}",
+            ]
+        )
+    return rows
+
+
+def blamed_vs_other_steps(records: list[dict[str, Any]]) -> list[list[str]]:
+    """Per method: how often the best arm at the blamed step flips more forks than resampling at
+    the run's other model steps does on average (real failures have no ground truth)."""
+    tally: dict[str, list[int]] = {}
+    for rec in records:
+        curve = {int(k): v for k, v in rec["curve"].items()}
+        for hyp in rec["hypotheses"]:
+            at = [
+                a for a in rec["arms"] if a["step"] == hyp["step"] and a["method"] == hyp["method"]
+            ]
+            if not at:
+                continue
+            best = max(
+                sum(o["success"] for o in a["outcomes"]) / max(len(a["outcomes"]), 1) for a in at
+            )
+            others = [v for k, v in curve.items() if k != hyp["step"]]
+            baseline = sum(others) / len(others) if others else 0.0
+            t = tally.setdefault(hyp["method"], [0, 0])
+            t[0] += best > baseline
+            t[1] += 1
+    return [[m, f"{w}/{n} = {w / max(n, 1):.0%}"] for m, (w, n) in sorted(tally.items())]
+
+
+def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], args: Any) -> None:
+    """The bench_real tables as Markdown (what RESULTS.md quotes)."""
+    from branchpoint.interventions.verdicts import wilson_interval
+
+    run_rows = []
+    for family, rows in runs.items():
+        n = len(rows)
+        ok = sum(bool(r["success"]) for r in rows)
+        low, high = wilson_interval(ok, n)
+        tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+        run_rows.append(
+            [
+                family,
+                args.team_model,
+                str(n),
+                f"{ok}/{n} = {ok / max(n, 1):.0%} [{low:.2f}, {high:.2f}]",
+                str(tokens),
+                f"{sum(r['seconds'] for r in rows) / 60:.1f}",
+            ]
+        )
+    console.print(
+        _md(
+            ["family", "team model", "tasks", "solved (Wilson 95%)", "tokens", "run minutes (sum)"],
+            run_rows,
+        )
+    )
+    header = [
+        "arm",
+        "method / agent",
+        "failures",
+        "fork flips (Wilson 95%)",
+        "failures flipped",
+        "controls",
+        "Δ vs controls",
+        "Fisher p",
+        "progress",
+        "tokens",
+        "fork minutes",
+    ]
+    for family in runs:
+        records = [r for r in state["debug"].values() if r.get("family") == family]
+        minutes = sum(r.get("minutes", 0.0) for r in records)
+        console.print(f"\n{family}: {len(records)} failures debugged ({minutes:.0f} min wall)")
+        console.print(_md(header, arm_rows(records)))
+        console.print(
+            _md(["method", "blamed step beats other steps"], blamed_vs_other_steps(records))
+        )

@@ -193,14 +193,26 @@ class Resample(_InterventionBase):
 
 
 class SwapModel(_InterventionBase):
-    """Run step k onward on another model."""
+    """Run step k onward on another model: every agent's turns, or only `agent`'s (the rest
+    of the team unchanged: a per-agent model upgrade)."""
 
     kind: Literal["swap_model"] = "swap_model"
     model: str = Field(min_length=1)
+    agent: str | None = None
+
+
+class RuntimeTrace(_InterventionBase):
+    """Re-run step k with the LDB block-level runtime trace of the program that failed there and
+    the judge's verdict per block; the old program itself is withheld (small models copy code
+    they are shown back verbatim)."""
+
+    kind: Literal["runtime_trace"] = "runtime_trace"
+    trace: str = Field(min_length=1)
 
 
 Intervention = Annotated[
-    ReplaceMessage | ReplacePlan | Instruct | Resample | SwapModel, Field(discriminator="kind")
+    ReplaceMessage | ReplacePlan | Instruct | Resample | SwapModel | RuntimeTrace,
+    Field(discriminator="kind"),
 ]
 INTERVENTION_ADAPTER: TypeAdapter[Intervention] = TypeAdapter(Intervention)
 

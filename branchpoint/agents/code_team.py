@@ -3,7 +3,7 @@
 The Tester is a tool turn (no model): it runs the docstring's visible examples in the sandbox
 (`tasks.visible_examples`, never the hidden tests). On a failure the Coder sees the failing
 example's output and writes the function again, up to MAX_ATTEMPTS programs; the run is scored
-on the task's hidden tests (`runner.score`). A failing example is also run under the LDB block
+on the task's hidden tests (`score_code`). A failing example is also run under the LDB block
 tracer, and its block visits are recorded as events of the Tester's tool span.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from branchpoint.agents.ldb import BlockTrace, trace_blocks
-from branchpoint.agents.sandbox import run_python
+from branchpoint.agents.sandbox import run_humaneval, run_python
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec, prompt_text, register_team
-from branchpoint.agents.tool_turns import SpanEvent, ToolTurn, register_tool_turn
-from branchpoint.model import Task, ToolCall
+from branchpoint.agents.tool_turns import SpanEvent, ToolTurn, latest_program, register_tool_turn
+from branchpoint.model import Step, Task, ToolCall
 from branchpoint.tasks import Example, visible_examples
 
 MAX_ATTEMPTS = 3
@@ -111,8 +111,9 @@ def trace_events(trace: BlockTrace) -> list[SpanEvent]:
 
 
 @register_tool_turn(VISIBLE_EXAMPLES)
-def run_visible_examples(code: str | None, task: Task) -> ToolTurn:
+def run_visible_examples(message: str, task: Task) -> ToolTurn:
     """The Tester's turn: run the visible examples; on a failure, trace it block by block."""
+    code = latest_program(message)
     if code is None:
         text = f"{FAILED}: no code block to test. Write the function in one ```python block."
         return ToolTurn(ToolCall(tool=VISIBLE_EXAMPLES, input="", output=text, ok=False))
@@ -140,6 +141,14 @@ def _code_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance
     return Advance(kind="tool_result", next="Coder", done=attempts >= MAX_ATTEMPTS, stall=attempts)
 
 
+def score_code(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
+    """A code run succeeds when its last program passes the task's hidden tests."""
+    programs = [p for s in steps if s.agent == "Coder" and (p := latest_program(s.content))]
+    if not programs or not task.test or not task.entry_point:
+        return False
+    return run_humaneval(programs[-1], task.test, task.entry_point)
+
+
 def _code_prompt(state: Mapping[str, Any], agent: str) -> str | None:
     return prompt_text("code_coder") if agent == "Coder" else None
 
@@ -150,5 +159,6 @@ CODE = TeamSpec(
     first="Coder",
     advance=_code_advance,
     prompt_for=_code_prompt,
+    score=score_code,
 )
 register_team(CODE)

@@ -384,8 +384,7 @@ class AgentRuntime:
         newest code block of the transcript."""
         if req.tools and req.tools[0] in TOOL_TURNS:
             last = req.transcript[-1].content if req.transcript else ""
-            blocks = extract_code_blocks(last)
-            call = self._run_tool(req.tools[0], blocks[-1] if blocks else "", req, attrs)
+            call = self._run_tool(req.tools[0], last, req, attrs)
             tools.append(call)
             return call.output
         if "read_file" in req.tools:
@@ -427,7 +426,7 @@ class AgentRuntime:
                     tool=tool, input=text, output=body or "The workspace is empty.", ok=True
                 )
             elif tool in TOOL_TURNS:
-                turn = TOOL_TURNS[tool](text or None, req.task)
+                turn = TOOL_TURNS[tool](text, req.task)
                 call = turn.call
                 for name, event_attrs in turn.events:  # e.g. LDB block visits, for SQL
                     span.add_event(name, event_attrs)

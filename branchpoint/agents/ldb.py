@@ -58,8 +58,10 @@ class BlockTrace:
     error: str | None = None
     counts: dict[int, int] = field(default_factory=dict)
 
-    def render(self) -> str:
-        """The trace as text for a judge or an agent: each kept visit, with its block's code."""
+    def render(self, notes: dict[int, str] | None = None, show_code: bool = True) -> str:
+        """The trace as text for a judge or an agent: each kept visit, with its block's code
+        (once) unless `show_code` is off, and a note per block (e.g. a judge's verdict)."""
+        notes = notes or {}
         out = [f"Traced call: {self.call}"]
         shown: set[int] = set()
         for v in self.visits:
@@ -68,7 +70,10 @@ class BlockTrace:
             total = self.counts.get(v.block, v.visit)
             out.append(f"{header} (visit {v.visit} of {total}, depth {v.depth})")
             if v.block not in shown:
-                out += [f"    {line}" for line in block.source.splitlines()]
+                if show_code:
+                    out += [f"    {line}" for line in block.source.splitlines()]
+                if v.block in notes:
+                    out.append(f"  verdict: {notes[v.block]}")
                 shown.add(v.block)
             values = ", ".join(f"{k} = {val}" for k, val in v.values.items()) or "(no locals)"
             out.append(f"  values after: {values}")

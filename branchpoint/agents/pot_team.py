@@ -13,7 +13,7 @@ from typing import Any
 
 from branchpoint.agents.sandbox import run_python
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec, prompt_text, register_team
-from branchpoint.agents.tool_turns import ToolTurn, register_tool_turn
+from branchpoint.agents.tool_turns import ToolTurn, latest_program, register_tool_turn
 from branchpoint.model import Task, ToolCall
 from branchpoint.tasks import numbers_in
 
@@ -23,8 +23,9 @@ ACCEPT = "ACCEPT"
 
 
 @register_tool_turn(RUN_PROGRAM)
-def run_program(code: str | None, task: Task) -> ToolTurn:
+def run_program(message: str, task: Task) -> ToolTurn:
     """The Runner's turn: run the Solver's program and report what it printed."""
+    code = latest_program(message)
     if code is None:
         text = "No program to run: the Solver must write one in a ```python block."
         return ToolTurn(ToolCall(tool=RUN_PROGRAM, input="", output=text, ok=False))

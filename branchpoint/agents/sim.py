@@ -233,7 +233,14 @@ class SimChatCompletionClient(TextChatClient):
         return CreateResult(finish_reason="stop", content=content, usage=usage, cached=False)
 
 
-def random_fault(task: Task, rng: random.Random, recurrence: float = 1.0) -> Fault:
+# The chance an injected fault recurs when its step is re-sampled, for `run --model sim`. At 1.0
+# every resample repeats the fault, V(k) is flat zero and the value curve has nothing to find;
+# at 0.5 trying again sometimes works, so `debug --failed` finds the step and an intervention
+# that suppresses the fault beats its resample controls.
+DEFAULT_RECURRENCE = 0.5
+
+
+def random_fault(task: Task, rng: random.Random, recurrence: float = DEFAULT_RECURRENCE) -> Fault:
     """One fault at a step the sim team will reach: a Planner skip or a Solver mistake."""
     n_items = len(solution_chain(task))
     kinds = ["wrong_operand", "ignore_instruction"] + (["skip_plan_item"] if n_items > 1 else [])

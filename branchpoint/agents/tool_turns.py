@@ -1,9 +1,9 @@
 """Tool turns: agents that call no model but run a tool on the latest message (a registry).
 
 A team gives such an agent `prompt=None` and, as its first tool, the name of a registered tool
-turn. The host passes the code block of the message the agent answers and the task; the turn
-returns the tool call (its output becomes the step's content) and span events to record under
-the tool span (e.g. LDB block traces).
+turn. The host passes the message the agent answers and the task; the turn returns the tool call
+(its output becomes the step's content) and span events to record under the tool span (e.g. LDB
+block traces).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from branchpoint.agents.sandbox import extract_code_blocks
 from branchpoint.model import Task, ToolCall
 
 SpanEvent = tuple[str, dict[str, Any]]
@@ -25,7 +26,7 @@ class ToolTurn:
     events: list[SpanEvent] = field(default_factory=list)
 
 
-ToolTurnFn = Callable[[str | None, Task], ToolTurn]
+ToolTurnFn = Callable[[str, Task], ToolTurn]
 TOOL_TURNS: dict[str, ToolTurnFn] = {}
 
 
@@ -37,3 +38,17 @@ def register_tool_turn(name: str) -> Callable[[ToolTurnFn], ToolTurnFn]:
         return fn
 
     return register
+
+
+def latest_program(message: str) -> str | None:
+    """The program in a model's message: its last ```python block, or, when the reply was cut
+    off before the closing fence (a small model that ran out of tokens), the text after the
+    last opening fence."""
+    blocks = extract_code_blocks(message)
+    if blocks:
+        return blocks[-1]
+    opening = max(message.rfind("```python"), message.rfind("```py\n"))
+    if opening < 0:
+        return None
+    code = message[opening:].split("\n", 1)[1] if "\n" in message[opening:] else ""
+    return code.strip("\n") or None

@@ -174,6 +174,25 @@ def parse_methods(methods: str) -> tuple[str, ...]:
     return names
 
 
+def failure_label(failure: Any) -> str:
+    """Why a method gave no verdict (a `PipelineFailure`), in the words a user acts on."""
+    if failure.kind != "no_hypothesis":
+        return str(failure.kind)
+    if "needs a judge" in failure.message:
+        return "skipped: needs --judge MODEL"
+    if "flat" in failure.message:
+        return "no hypothesis (V(k) flat: no resample recovers)"
+    return "no hypothesis"
+
+
+def fork_label(outcome: Any) -> str:
+    """How a user reads a finished fork: the task now succeeds, still fails, or the fork did
+    not carry out its intervention (it errored, or the agent ignored the edit)."""
+    if outcome.success:
+        return "succeeded"
+    return "still failing" if outcome.fulfilled else "not carried out"
+
+
 def sweep_with_progress(
     session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int
 ) -> list[Any]:
@@ -184,7 +203,8 @@ def sweep_with_progress(
 
     n_runs = len(select_runs(session.store, spec))
     started = time.perf_counter()
-    counts = {"done": 0, "running": 0, "failed": 0, "tokens": 0}
+    counts = {"done": 0, "running": 0, "succeeded": 0, "still failing": 0, "not carried out": 0}
+    tokens = 0
     with progress_bar() as bar:
         runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
         forks_job = bar.add_task("forks", total=None, status="")
@@ -195,13 +215,12 @@ def sweep_with_progress(
             else:
                 counts["running"] -= 1
                 counts["done"] += 1
-                counts["failed"] += not outcome.success
-                counts["tokens"] += outcome.input_tokens + outcome.output_tokens
+                counts[fork_label(outcome)] += 1
+                nonlocal tokens
+                tokens += outcome.input_tokens + outcome.output_tokens
             rate = counts["done"] / max(1e-9, time.perf_counter() - started)
-            status = (
-                f"done {counts['done']} running {counts['running']} failed {counts['failed']} "
-                f"· {rate:.1f} forks/s · {counts['tokens']} tokens"
-            )
+            labels = " · ".join(f"{k} {v}" for k, v in counts.items() if k != "done")
+            status = f"{labels} · {rate:.1f} forks/s · {tokens} tokens"
             bar.update(forks_job, completed=counts["done"], status=status)
 
         reports = execute_sweep(
@@ -250,6 +269,5 @@ def verdict_table(reports: list[Any]) -> None:
                 v.label,
             )
         for failure in report.failures:
-            label = "no hypothesis" if failure.kind == "no_hypothesis" else "rejected"
-            table.add_row(report.run.run_id, failure.method, *[""] * 8, label)
+            table.add_row(report.run.run_id, failure.method, *[""] * 8, failure_label(failure))
     console.print(table)

@@ -30,7 +30,7 @@ from branchpoint.model import (
 )
 
 # Intervention fields that are not text shown to the team.
-_NON_TEXT_FIELDS = {"kind", "step", "model"}
+_NON_TEXT_FIELDS = {"kind", "step", "model", "agent"}
 GENERIC_PLAN = (
     "Re-derive the plan from the question. For the item that went wrong, recompute it "
     "carefully from the quantities stated in the question, check each operation, and only "
@@ -153,8 +153,18 @@ def _judged(
 def recommend(
     hypothesis: Hypothesis, run: Run, steps: Sequence[Step], judge: Judge | None = None
 ) -> Intervention:
-    """A minimal edit at the hypothesis' step that never reveals the ground-truth answer."""
+    """A minimal edit at the hypothesis' step that never reveals the ground-truth answer.
+
+    An `ldb` hypothesis gets its own fix: a `runtime_trace` at the program's step (the block
+    trace with the blamed block marked, the old program withheld).
+    """
     answer, question = run.task.answer, run.task.question
+    if hypothesis.method == "ldb":
+        from branchpoint.interventions.ldb import runtime_trace_at
+
+        traced = runtime_trace_at(run, steps, hypothesis.step, hypothesis.reason)
+        if traced is not None and not leaks_answer(traced, answer, question):
+            return traced
     if judge is not None:
         edit = _judged(hypothesis, run, steps, judge)
         if edit is not None:

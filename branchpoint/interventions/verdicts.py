@@ -130,14 +130,14 @@ def is_fulfilled(
     """Whether the fork actually carried out the intervention at its step (mechanical check).
 
     Edits written into the state (replace_message, replace_plan) and model swaps hold once the
-    fork has the step; an instruction holds when the acting agent's content changed; a resample
-    asks for nothing and always holds.
+    fork has the step; an instruction or a runtime trace holds when the acting agent's content
+    changed; a resample asks for nothing and always holds.
     """
     if intervention.kind == "resample":
         return True
     if fork_step is None:
         return False
-    if intervention.kind == "instruct":
+    if intervention.kind in ("instruct", "runtime_trace"):
         return original_step is None or _squash(fork_step.content) != _squash(original_step.content)
     return True
 

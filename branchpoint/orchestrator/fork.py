@@ -26,6 +26,7 @@ from branchpoint.model import (
     ReplaceMessage,
     ReplacePlan,
     Run,
+    RuntimeTrace,
     Step,
     SwapModel,
 )
@@ -65,7 +66,7 @@ def parse_intervention(text: str, step: int | None = None) -> Intervention:
         raise InvalidInterventionError(
             "invalid intervention: "
             + "; ".join(first[:3])
-            + " (kinds: replace_message, replace_plan, instruct, resample, swap_model)"
+            + " (kinds: replace_message, replace_plan, instruct, resample, swap_model, runtime_trace)"
         ) from None
 
 
@@ -77,7 +78,10 @@ def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) ->
             f"step {k} is out of range: the run has steps 0..{len(steps) - 1}"
         )
     target = steps[k]
-    if isinstance(intervention, Instruct | SwapModel) and team.agent(target.agent).prompt is None:
+    if (
+        isinstance(intervention, Instruct | SwapModel | RuntimeTrace)
+        and team.agent(target.agent).prompt is None
+    ):
         raise InvalidInterventionError(
             f"step {k} is a {target.agent} turn, which calls no model; use replace_message instead"
         )
@@ -141,6 +145,8 @@ def _prepare(
             update = dict(common)
             if isinstance(intervention, Instruct):
                 update["directive"] = intervention.instruction
+            if isinstance(intervention, RuntimeTrace):
+                update["directive"] = intervention.trace
             if isinstance(intervention, ReplacePlan):
                 ledger = Step(
                     run_id=ctx.run_id,
@@ -150,7 +156,10 @@ def _prepare(
                     content=plan_text(intervention),
                 )
                 update["plan_id"] = ctx.messages.append(None, ledger)
-            if isinstance(intervention, SwapModel):
+            if isinstance(intervention, SwapModel) and intervention.agent is not None:
+                models = dict(state.get("agent_models") or {})
+                update["agent_models"] = {**models, intervention.agent: intervention.model}
+            elif isinstance(intervention, SwapModel):
                 update["model"] = intervention.model
         config = graph.update_state(base, update, as_node=as_node)
         return None, config
@@ -179,7 +188,8 @@ def replay_fork(
     team = team_for_run(parent)
     fork_id = fork_id or session.new_run_id()
     sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
-    model = intervention.model if isinstance(intervention, SwapModel) else parent.model
+    swaps_team = isinstance(intervention, SwapModel) and intervention.agent is None
+    model = intervention.model if swaps_team else parent.model  # type: ignore[union-attr]
     run = Run(
         run_id=fork_id,
         task=parent.task,

@@ -43,6 +43,7 @@ class TeamState(TypedDict, total=False):
     sample: int
     stall: int
     last_worker: str | None
+    agent_models: dict[str, str] | None  # per-agent model overrides (swap_model with an agent)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def step_request(
 ) -> StepRequest:
     """What a host needs to run `agent`'s turn at this state (or only to pick the next speaker)."""
     spec = ctx.team.agent(agent)
-    model = str(state["model"])
+    model = str((state.get("agent_models") or {}).get(agent) or state["model"])
     own_model = model == TEAM_MODEL
     return StepRequest(
         run_id=ctx.run_id,

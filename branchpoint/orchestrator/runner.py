@@ -14,7 +14,7 @@ from langgraph.types import RunnableConfig
 from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact_model
 from branchpoint.agents.local_model import resolve_gguf
 from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval
-from branchpoint.agents.sim import random_fault, sim_solvable
+from branchpoint.agents.sim import DEFAULT_RECURRENCE, random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Fault, Run, Step, Task
@@ -207,7 +207,7 @@ def run_task(
 
 
 def plan_faults(
-    tasks: list[Task], fault_rate: float, seed: int, recurrence: float = 1.0
+    tasks: list[Task], fault_rate: float, seed: int, recurrence: float = DEFAULT_RECURRENCE
 ) -> dict[str, tuple[Fault, ...]]:
     """Seeded random faults for sim runs: each task gets one with probability `fault_rate`."""
     rng = random.Random(seed)

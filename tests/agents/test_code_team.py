@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from branchpoint.agents.code_team import CODE, MAX_ATTEMPTS, run_visible_examples
+from branchpoint.agents.code_team import CODE, MAX_ATTEMPTS, run_visible_examples, score_code
 from branchpoint.agents.pot_team import POT, program_answer, run_program
 from branchpoint.agents.teams import TEAMS
-from branchpoint.model import Task
+from branchpoint.model import Step, Task
 from branchpoint.tasks import Example, visible_examples
 
 PROMPT = '''
@@ -28,8 +28,9 @@ TASK = Task(
     entry_point="add_odd",
     source="test",
 )
-RIGHT = "def add_odd(xs):\n    return sum(x for x in xs if x % 2)\n"
-WRONG = "def add_odd(xs):\n    s = 0\n    for x in xs:\n        if x % 2 == 0:\n            s += x\n    return s\n"
+RIGHT = "```python\ndef add_odd(xs):\n    return sum(x for x in xs if x % 2)\n```"
+# A reply cut off before its closing fence (out of tokens) still counts as a program.
+WRONG = "```python\ndef add_odd(xs):\n    s = 0\n    for x in xs:\n        if x % 2 == 0:\n            s += x\n    return s\n"
 
 
 def test_visible_examples_are_parsed_from_the_docstring() -> None:
@@ -71,9 +72,19 @@ def test_failing_code_names_the_example_and_records_ldb_events() -> None:
 def test_code_that_raises_or_is_missing_fails() -> None:
     assert (
         "gave raised NameError"
-        in run_visible_examples("def add_odd(xs):\n    return y\n", TASK).call.output
+        in run_visible_examples("```python\ndef add_odd(xs):\n    return y\n```", TASK).call.output
     )
-    assert run_visible_examples(None, TASK).call.output.startswith("FAILED: no code block")
+    assert run_visible_examples("I cannot.", TASK).call.output.startswith("FAILED: no code block")
+
+
+def test_the_hidden_tests_score_the_last_program() -> None:
+    steps = [
+        Step(run_id="r", index=0, agent="Coder", kind="message", content=WRONG),
+        Step(run_id="r", index=1, agent="Tester", kind="tool_result", content="FAILED: ..."),
+        Step(run_id="r", index=2, agent="Coder", kind="message", content=RIGHT),
+    ]
+    assert score_code(TASK, None, steps)
+    assert not score_code(TASK, None, steps[:2])
 
 
 def test_the_coder_retries_up_to_the_limit() -> None:
@@ -87,7 +98,7 @@ def test_the_coder_retries_up_to_the_limit() -> None:
 
 
 def test_the_pot_answer_is_the_programs_output() -> None:
-    turn = run_program("a = 3 * 4\nprint(a - 2)\n", TASK)
+    turn = run_program("```python\na = 3 * 4\nprint(a - 2)\n```", TASK)
     assert turn.call.output == "The program printed:\n10"
     assert program_answer(turn.call.output) == "10"
     ran = POT.advance({}, "Runner", turn.call.output)

@@ -1,0 +1,250 @@
+"""The debugger on real failures of the embedded models: code and program-of-thought teams.
+
+1. Runs the `code` team on HumanEval and the `math-pot` team on GSM-Plus with the 0.5B model
+   (`--team-model`); tasks that already have a finished run are skipped (resumable).
+2. Debugs up to `--failures` failed runs per family. Hypotheses: `value_curve` (resample forks at
+   every model step, judge-free), `dover` and `ldb` (judge: `--judge`, the 1.5B model). Arms, each
+   `--repeats` forks: the method's recommended intervention, `runtime_trace` and `swap_model`
+   (the blamed agent on the stronger model) at the blamed step, `resample` controls at the same
+   step; plus the model-upgrade sweep: each model agent's first step forked with `swap_model` for
+   that agent only, beside `resample` controls. Forks are sweep items with stable ids, so a killed
+   benchmark resumes without re-running a scored fork; a debugged run is saved in a state file.
+3. Prints the tables (arms with Wilson intervals, difference to controls with Fisher's exact
+   test, milestones, tokens, minutes; per method whether the blamed step beats other steps).
+
+Usage: .venv/bin/python -m benchmarks.bench_real [--humaneval 164] [--gsmplus 60] [--failures 30]
+       .venv/bin/python -m benchmarks.bench_real --report      # tables of what is finished
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DATA, scratch_session
+from benchmarks.debugger_tables import real_tables
+from branchpoint.agents.code_team import CODE
+from branchpoint.agents.pot_team import POT
+from branchpoint.agents.teams import TeamSpec
+from branchpoint.cli.common import make_judge, progress_bar, run_with_progress
+from branchpoint.interventions import attribution
+from branchpoint.interventions.ldb import ldb_hypothesis, runtime_trace_at
+from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, milestones_for
+from branchpoint.interventions.recommend import leaks_answer, recommend
+from branchpoint.interventions.segment import segment_by_kinds
+from branchpoint.interventions.sweep import SweepSpec, create_sweep
+from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, SwapModel
+from branchpoint.orchestrator.fork import check_fits
+from branchpoint.orchestrator.runner import finished_task_ids
+from branchpoint.orchestrator.runs import load_run, load_steps
+from branchpoint.orchestrator.session import Session
+from branchpoint.tasks import load_tasks
+
+FAMILIES: dict[str, tuple[TeamSpec, str]] = {
+    "code": (CODE, "HumanEval.jsonl.gz"),
+    "math": (POT, "gsmplus_testmini_dev.jsonl"),
+}
+METHODS = ("value_curve", "dover", "ldb")
+
+
+def make_runs(session: Session, family: str, n: int, args: argparse.Namespace) -> float:
+    """Run the family's team on its first n tasks (skipping finished ones); minutes spent."""
+    team, data = FAMILIES[family]
+    tasks = load_tasks(DATA / data, limit=n)
+    done = finished_task_ids(session.store, team.name, args.team_model, args.seed)
+    todo = [t for t in tasks if t.task_id not in done]
+    started = time.perf_counter()
+    if todo:
+        run_with_progress(
+            session, team, todo, args.team_model, seed=args.seed, concurrency=args.concurrency
+        )
+    return (time.perf_counter() - started) / 60
+
+
+def root_runs(session: Session, family: str, n: int, args: argparse.Namespace) -> list[dict]:
+    """The family's root runs on its first n tasks, in task order."""
+    team, data = FAMILIES[family]
+    order = {t.task_id: i for i, t in enumerate(load_tasks(DATA / data, limit=n))}
+    rows = session.store.query(
+        "SELECT run_id, task_id, status, success, input_tokens, output_tokens, seconds FROM runs "
+        "WHERE team = ? AND model = ? AND seed = ? AND parent_run_id IS NULL "
+        "AND status IN ('succeeded', 'failed')",
+        [team.name, args.team_model, args.seed],
+    )
+    rows = [r for r in rows if r["task_id"] in order]
+    return sorted(rows, key=lambda r: order[r["task_id"]])
+
+
+def hypotheses(
+    run: Run, steps: list[Step], curve: dict[int, float], judge: Any, repeats: int
+) -> tuple[list[Hypothesis], list[str]]:
+    """The three methods' hypotheses on one failed run, and why a method gave none."""
+    found: list[Hypothesis] = []
+    failures: list[str] = []
+    hyp = attribution.value_curve_hypothesis(run, steps, curve, repeats)
+    found += [hyp] if hyp else []
+    failures += [] if hyp else ["value_curve: flat"]
+    dover = attribution.dover_propose(run, steps, segment_by_kinds(steps), judge)
+    found += dover.hypotheses
+    failures += [f"dover: {f}" for f in dover.failures]
+    ldb = ldb_hypothesis(run, steps, judge)
+    found += ldb.hypotheses
+    failures += [f"ldb: {f}" for f in ldb.failures]
+    return found, failures
+
+
+def arms_for(
+    run: Run, steps: list[Step], team: TeamSpec, hyps: Sequence[Hypothesis], strong: str
+) -> list[tuple[str, str, Intervention]]:
+    """(role, method, intervention) for every arm to replay; shared arms are listed once each."""
+    arms: list[tuple[str, str, Intervention]] = []
+    for hyp in hyps:
+        at = hyp.step
+        if not team.agent(steps[at].agent).calls_model:
+            continue
+        candidates: list[tuple[str, Intervention | None]] = [
+            ("recommended", recommend(hyp, run, steps)),
+            ("runtime_trace", runtime_trace_at(run, steps, at, hyp.reason)),
+            ("swap_model", SwapModel(step=at, model=strong, agent=steps[at].agent)),
+            ("resample", Resample(step=at)),
+        ]
+        for role, iv in candidates:
+            if iv is None or leaks_answer(iv, run.task.answer, run.task.question):
+                continue
+            check_fits(iv, steps, team)
+            arms.append((role, hyp.method, iv))
+    for agent in (a.name for a in team.agents if a.calls_model):
+        first = next((s.index for s in steps if s.agent == agent), None)
+        if first is not None:
+            arms.append(("upgrade", agent, SwapModel(step=first, model=strong, agent=agent)))
+            arms.append(("upgrade_control", agent, Resample(step=first)))
+    return arms
+
+
+def debug_failure(
+    session: Session, run_id: str, judge: Any, sweep_id: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Hypotheses, arms and their scored forks for one failed run (a JSON-able record)."""
+    run = load_run(session.store, run_id)
+    steps = load_steps(session.store, run)
+    team = FAMILIES[args.family_of[run.team]][0]
+    config = DebugConfig(repeats=args.repeats, concurrency=args.concurrency, sweep_id=sweep_id)
+    batch = ForkBatch(session, run, steps, milestones_for(run, None), config)
+    model_steps = [s.index for s in steps if team.agent(s.agent).calls_model]
+    curve_runs = batch.outcomes([(Resample(step=k), None) for k in model_steps], args.repeats)
+    curve = {k: sum(o.success for o in g) / len(g) for k, g in zip(model_steps, curve_runs)}
+    hyps, failures = hypotheses(run, steps, curve, judge, args.repeats)
+    arms = arms_for(run, steps, team, hyps, args.strong)
+    unique = list({iv.intervention_id: iv for _, _, iv in arms}.values())
+    results = dict(
+        zip(
+            (iv.intervention_id for iv in unique),
+            batch.outcomes([(iv, None) for iv in unique], args.repeats),
+        )
+    )
+    return {
+        "run_id": run_id,
+        "task_id": run.task.task_id,
+        "steps": [{"index": s.index, "agent": s.agent, "kind": s.kind} for s in steps],
+        "curve": {str(k): v for k, v in curve.items()},
+        "hypotheses": [
+            {"method": h.method, "agent": h.agent, "step": h.step, "reason": h.reason[:300]}
+            for h in hyps
+        ],
+        "failures": failures,
+        "arms": [
+            {
+                "role": role,
+                "method": method,
+                "kind": iv.kind,
+                "step": iv.step,
+                "intervention_id": iv.intervention_id,
+                "outcomes": [o.model_dump() for o in results[iv.intervention_id]],
+            }
+            for role, method, iv in arms
+        ],
+    }
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Saved progress (debugged runs and the sweep ids), or a fresh state."""
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    return {"sweeps": {}, "debug": {}, "minutes": {}}
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the progress atomically."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
+def debug_family(
+    session: Session, family: str, judge: Any, state: dict[str, Any], path: Path, args: Any
+) -> None:
+    """Debug up to args.failures failed runs of a family, saving after each."""
+    n = args.humaneval if family == "code" else args.gsmplus
+    failed = [r["run_id"] for r in root_runs(session, family, n, args) if not r["success"]]
+    chosen = failed[: args.failures]
+    if family not in state["sweeps"]:
+        spec = SweepSpec(run_ids=tuple(chosen), methods=METHODS, repeats=args.repeats)
+        state["sweeps"][family] = create_sweep(session.store, spec)
+        save_state(path, state)
+    todo = [r for r in chosen if r not in state["debug"]]
+    with progress_bar() as bar:
+        job = bar.add_task(f"debug {family}", total=len(chosen), completed=len(chosen) - len(todo))
+        for run_id in todo:
+            started = time.perf_counter()
+            record = debug_failure(session, run_id, judge, state["sweeps"][family], args)
+            record["family"], record["minutes"] = family, (time.perf_counter() - started) / 60
+            state["debug"][run_id] = record
+            save_state(path, state)
+            bar.update(job, advance=1)
+
+
+def main() -> None:
+    """Runs, debugging and tables; every phase resumes from what the database already holds."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, default=Path("bench_real.duckdb"))
+    parser.add_argument("--humaneval", type=int, default=164, help="HumanEval problems to run")
+    parser.add_argument("--gsmplus", type=int, default=60, help="GSM-Plus problems to run")
+    parser.add_argument("--failures", type=int, default=30, help="failures debugged per family")
+    parser.add_argument("--repeats", type=int, default=3, help="forks per arm (R)")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--team-model", default="local", help="the team's model (0.5B)")
+    parser.add_argument("--strong", default="local:coder-1.5b", help="swap_model target")
+    parser.add_argument("--judge", default="local:coder-1.5b", help="judge of dover and ldb")
+    parser.add_argument("--families", default="code,math")
+    parser.add_argument("--runs-only", action="store_true", help="make the runs, debug nothing")
+    parser.add_argument("--report", action="store_true", help="print the tables only")
+    args = parser.parse_args()
+    args.family_of = {team.name: family for family, (team, _) in FAMILIES.items()}
+    families = [f for f in args.families.split(",") if f]
+    path = args.db.with_suffix(".state.json")
+    state = load_state(path)
+    with scratch_session(args.db) as session:
+        if not args.report:
+            for family in families:
+                n = args.humaneval if family == "code" else args.gsmplus
+                minutes = make_runs(session, family, n, args)
+                state["minutes"][family] = state["minutes"].get(family, 0.0) + minutes
+                save_state(path, state)
+        if not (args.report or args.runs_only):
+            judge = make_judge(session, args.judge)
+            for family in families:
+                debug_family(session, family, judge, state, path, args)
+        runs = {
+            f: root_runs(session, f, args.humaneval if f == "code" else args.gsmplus, args)
+            for f in families
+        }
+    real_tables(runs, state, args)
+
+
+if __name__ == "__main__":
+    main()
