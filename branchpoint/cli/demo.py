@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,10 +13,10 @@ from branchpoint.cli.common import (
     console,
     make_judge,
     parse_methods,
+    progress_bar,
     run_summary,
     run_with_progress,
     settings_from,
-    sweep_with_progress,
     user_errors,
     verdict_table,
 )
@@ -25,41 +25,86 @@ from branchpoint.cli.common import (
 @app.command()
 @user_errors
 def demo(
-    model: Annotated[str, typer.Option(help="Model for the team and the judge.")] = "local",
-    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 3,
-    methods: MethodsOpt = "dover",
-    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 2,
-    curve_repeats: Annotated[int, typer.Option(help="Resamples per step for the value curve.")] = 1,
+    team: Annotated[str, typer.Option(help="Team: code (built-in code tasks) or math.")] = "code",
+    model: Annotated[str, typer.Option(help="The team's model.")] = "local",
+    strong: Annotated[
+        str, typer.Option(help="Stronger model for the swap_model arm and the judge.")
+    ] = "local:coder-1.5b",
+    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 2,
+    methods: MethodsOpt = "ldb",
+    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the runs and their forks.")] = 0,
     db: DbOpt = None,
 ) -> None:
-    """The main job on embedded defaults: run the math team on built-in tasks, then debug failures."""
-    from branchpoint.agents.teams import MATH
-    from branchpoint.interventions.sweep import SweepSpec, create_sweep
+    """Run a team on built-in tasks with the embedded model, then debug its failures: hypotheses,
+    fixes replayed beside resample controls, verdicts."""
+    from branchpoint.agents.teams import get_team
+    from branchpoint.interventions.pipeline import DebugConfig, debug_run
+    from branchpoint.orchestrator.runner import preflight_model
     from branchpoint.orchestrator.session import Session
     from branchpoint.tasks import builtin_tasks
 
-    tasks = builtin_tasks()[:limit]
+    team_spec = get_team(team)
+    code = team == "code"
+    tasks = [t for t in builtin_tasks() if bool(t.entry_point) == code][:limit]
     with Session(settings_from(db)) as session:
-        console.rule(f"1. the math team on {len(tasks)} built-in tasks ({model})")
-        runs = run_with_progress(session, MATH, tasks, model, concurrency=2)
+        preflight_model(strong, team_spec, session.settings)
+        console.rule(f"1. the {team} team on {len(tasks)} built-in tasks ({model})")
+        runs = run_with_progress(session, team_spec, tasks, model, seed=seed, concurrency=2)
         run_summary(runs)
-        failed = tuple(r.run_id for r in runs if r.status == "failed")
+        failed = [r.run_id for r in runs if r.status == "failed"]
         if not failed:
             console.print("no failed runs to debug")
             return
         console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
-        spec = SweepSpec(
-            run_ids=failed,
+        config = DebugConfig(
             methods=parse_methods(methods),
             repeats=repeats,
-            curve_repeats=curve_repeats,
-            judge_model=model,
+            curve_repeats=1,
+            concurrency=2,
+            judge=make_judge(session, strong),
+            swap_model=strong,
         )
-        sweep_id = create_sweep(session.store, spec)
-        reports = sweep_with_progress(
-            session, sweep_id, spec, make_judge(session, model), concurrency=2
-        )
+        reports = debug_with_progress(session, failed, config, debug_run)
     verdict_table(reports)
+    print_validated(reports)
     console.print(
         f'traces: {settings_from(db).db_path}  —  try: branchpoint sql "SELECT * FROM verdicts"'
     )
+
+
+def debug_with_progress(session: Any, run_ids: list[str], config: Any, debug_run: Any) -> list:
+    """`debug_run` over each failed run behind a progress bar of finished forks."""
+    from branchpoint.cli.common import fork_label
+
+    reports = []
+    counts: dict[str, int] = {"succeeded": 0, "still failing": 0, "not carried out": 0}
+    with progress_bar() as bar:
+        runs_job = bar.add_task("debugged runs", total=len(run_ids), status="")
+        forks_job = bar.add_task("forks", total=None, status="")
+
+        def on_fork(outcome: Any) -> None:
+            if outcome is not None:
+                counts[fork_label(outcome)] += 1
+                status = " · ".join(f"{k} {v}" for k, v in counts.items())
+                bar.update(forks_job, advance=1, status=status)
+
+        for run_id in run_ids:
+            reports.append(debug_run(session, run_id, config, on_fork))
+            bar.update(runs_job, advance=1)
+    return reports
+
+
+def print_validated(reports: list[Any]) -> None:
+    """One line per validated fix, with its interval and the control arm beside it."""
+    for report in reports:
+        for t in report.tests:
+            v = t.verdict
+            if v.label != "validated":
+                continue
+            console.print(
+                f"[green]validated[/green] {report.run.task.task_id}: {t.intervention.kind} at "
+                f"step {t.intervention.step} ({t.hypothesis.agent}) succeeded {v.successes}/{v.n} "
+                f"(Wilson 95% [{v.wilson_low:.2f}, {v.wilson_high:.2f}]) vs resample controls "
+                f"{v.control_successes}/{v.control_n} at the same step"
+            )

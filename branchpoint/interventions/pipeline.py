@@ -35,6 +35,7 @@ from branchpoint.model import (
     Resample,
     Run,
     Step,
+    SwapModel,
     Trial,
     Verdict,
     content_id,
@@ -80,6 +81,8 @@ class DebugConfig:
     concurrency: int = 8
     judge: Judge | None = None
     sweep_id: str | None = None
+    # Also test each hypothesis by re-running its blamed agent on this (stronger) model.
+    swap_model: str | None = None
 
 
 @dataclass
@@ -332,6 +335,8 @@ def debug_run(
             )
             continue
         tested.append((hyp, iv))
+        if config.swap_model and team.agent(steps[hyp.step].agent).calls_model:
+            tested.append((hyp, SwapModel(step=hyp.step, model=config.swap_model, agent=hyp.agent)))
     control_steps = sorted({iv.step for _, iv in tested})
     arms = [(iv, hyp.hypothesis_id) for hyp, iv in tested] + [
         (Resample(step=k), None) for k in control_steps

@@ -51,7 +51,7 @@ def preflight_model(model: str, team: TeamSpec, session_settings: Settings) -> N
         return
     spec = parse_model_spec(model)
     if spec.backend == "local":
-        resolve_gguf(spec.path, session_settings.model_cache)
+        resolve_gguf(spec.path, session_settings.model_cache, embedded=spec.name)
     elif spec.backend == "openai":
         check_endpoint(spec)
 
