@@ -69,8 +69,8 @@ def trace_program(run: Run, steps: Sequence[Step], step: Step, code: str) -> Tra
     task = run.task
     if not task.entry_point:
         trace = trace_blocks(as_function(code), f"{PROGRAM_FUNCTION}()")
-        got = trace.error or "the values below"
-        feedback = f"It ended with {got}, which does not answer the question correctly."
+        ended = trace.error or "the values below"
+        feedback = f"It ended with {ended}, which does not answer the question correctly."
         return TracedProgram(step, code, trace, task.answer or "(unknown)", feedback)
     examples = visible_examples(task)
     reply = next((s.content for s in steps if s.index == step.index + 1), "")

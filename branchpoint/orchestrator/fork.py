@@ -98,6 +98,15 @@ def fork_sample(parent_run_id: str, intervention_id: str, repeat: int) -> int:
     return 1 + int(digest[:7], 16)
 
 
+def sampling_origin(parent: Run) -> str:
+    """What a fork's sampling ids derive from. A root run is named by its team, model, seed and
+    task (what determines its own samples), so forking the same root run in a fresh database,
+    as the demo does, replays the very same samples; a fork of a fork by its run id."""
+    if parent.parent_run_id is not None:
+        return parent.run_id
+    return f"{parent.team}:{parent.model}:{parent.seed}:{parent.task.task_id}"
+
+
 def plan_text(intervention: ReplacePlan) -> str:
     """The task ledger text a replace_plan writes."""
     parts = [f"FACTS: {intervention.facts}"] if intervention.facts else []
@@ -187,7 +196,7 @@ def replay_fork(
     """One replay of a fork: a new Run with lineage to its parent."""
     team = team_for_run(parent)
     fork_id = fork_id or session.new_run_id()
-    sample = fork_sample(parent.run_id, intervention.intervention_id, repeat)
+    sample = fork_sample(sampling_origin(parent), intervention.intervention_id, repeat)
     swaps_team = isinstance(intervention, SwapModel) and intervention.agent is None
     model = intervention.model if swaps_team else parent.model  # type: ignore[union-attr]
     run = Run(

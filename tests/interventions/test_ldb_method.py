@@ -1,0 +1,79 @@
+"""The `ldb` method and the `runtime_trace` intervention end to end on a recorded failing
+HumanEval run of the code team (0.5B Coder) with the recorded replies of the 1.5B judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from branchpoint.agents.code_team import CODE
+from branchpoint.interventions.ldb import ldb_hypothesis, program_steps
+from branchpoint.interventions.recommend import leaks_answer, recommend
+from branchpoint.model import Run, RuntimeTrace, Step
+from branchpoint.orchestrator.fork import check_fits
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_humaneval_run.json"
+
+
+class ReplayJudge:
+    """Answers with recorded replies, in order."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[str] = []
+
+    def complete(self, system: str, user: str) -> str:
+        self.prompts.append(user)
+        return self.replies.pop(0)
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[Run, list[Step], list[str]]:
+    data = json.loads(FIXTURE.read_text())
+    run = Run.model_validate(data["run"])
+    steps = [Step.model_validate(s) for s in data["steps"]]
+    return run, steps, data["judge_replies"]
+
+
+def test_the_recorded_run_failed_with_a_program(recorded) -> None:
+    run, steps, _ = recorded
+    assert run.team == "code" and run.status == "failed"
+    assert program_steps(steps) and steps[1].content.startswith("FAILED")
+
+
+def test_ldb_names_the_first_wrong_block(recorded) -> None:
+    run, steps, replies = recorded
+    judge = ReplayJudge(replies)
+    result = ldb_hypothesis(run, steps, judge)
+    assert result.failures == []
+    (hyp,) = result.hypotheses
+    first_step, _ = program_steps(steps)[0]
+    assert (hyp.method, hyp.agent, hyp.step) == ("ldb", "Coder", first_step.index)
+    assert hyp.reason.startswith("Block ")
+    block = int(hyp.reason.split()[1])
+    assert block in {v.block for v in result.traced.trace.visits}
+    # The judge saw the task, the failing example and the values after each block.
+    assert "Runtime trace" in judge.prompts[0] and "values after:" in judge.prompts[0]
+
+
+def test_runtime_trace_withholds_the_old_program(recorded) -> None:
+    run, steps, replies = recorded
+    (hyp,) = ldb_hypothesis(run, steps, ReplayJudge(replies)).hypotheses
+    iv = recommend(hyp, run, steps)
+    assert isinstance(iv, RuntimeTrace) and iv.step == hyp.step
+    check_fits(iv, steps, CODE)
+    assert not leaks_answer(iv, run.task.answer, run.task.question)
+    assert "values after:" in iv.trace and "WRONG" in iv.trace
+    _, program = program_steps(steps)[0]
+    code_lines = [ln.strip() for ln in program.splitlines() if len(ln.strip()) > 12]
+    shown = [ln for ln in code_lines if ln in iv.trace and ln not in run.task.question]
+    assert shown == [], f"old code shown to the agent: {shown}"
+
+
+def test_an_unusable_judge_leaves_a_reason_not_a_hypothesis(recorded) -> None:
+    run, steps, _ = recorded
+    result = ldb_hypothesis(run, steps, ReplayJudge(['{"first_wrong_block": 999}'] * 3))
+    assert result.hypotheses == []
+    assert "first_wrong_block must be one of the traced blocks" in result.failures[0]
