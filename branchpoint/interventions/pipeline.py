@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import branchpoint.interventions.ldb  # noqa: F401  (registers the `ldb` method)
 from branchpoint.agents.team_registry import team_for_run
 from branchpoint.errors import BranchpointError
 from branchpoint.interventions import attribution
 from branchpoint.interventions.judge import Judge
-import branchpoint.interventions.ldb  # noqa: F401  (registers the `ldb` method)
 from branchpoint.interventions.milestones import (
     Milestone,
     achieved,
