@@ -42,6 +42,7 @@ from branchpoint.orchestrator.fork import check_fits
 from branchpoint.orchestrator.runner import finished_task_ids
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.orchestrator.session import Session
+from branchpoint.settings import Settings
 from branchpoint.tasks import load_tasks
 
 FAMILIES: dict[str, tuple[TeamSpec, str]] = {
@@ -228,7 +229,8 @@ def main() -> None:
     families = [f for f in args.families.split(",") if f]
     path = args.db.with_suffix(".state.json")
     state = load_state(path)
-    with scratch_session(args.db) as session:
+    # In-process: one copy of each model in this process (agent turns serialised on it), no Ray.
+    with Session(Settings(db_path=args.db), ray=False) as session:
         if not args.report:
             for family in families:
                 n = args.humaneval if family == "code" else args.gsmplus

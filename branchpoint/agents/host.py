@@ -36,7 +36,7 @@ from branchpoint.agents.recording import (
 from branchpoint.agents.sandbox import extract_code_blocks, run_python
 from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
-from branchpoint.agents.tool_turns import TOOL_TURNS
+from branchpoint.agents.tool_turns import find_tool_turn
 from branchpoint.errors import BranchpointError
 from branchpoint.model import StepRequest, StepResult, ToolCall
 from branchpoint.settings import Settings
@@ -379,10 +379,10 @@ class AgentRuntime:
         return str(getattr(response.chat_message, "content", ""))
 
     def _tool_turn(self, req: StepRequest, attrs: Mapping[str, Any], tools: list[ToolCall]) -> str:
-        """Turns of agents that call no model: a registered tool turn (`tool_turns.TOOL_TURNS`)
+        """Turns of agents that call no model: a registered tool turn (`tool_turns.find_tool_turn`)
         on the newest message's code, `read_file` shows the workspace files, `python` runs the
         newest code block of the transcript."""
-        if req.tools and req.tools[0] in TOOL_TURNS:
+        if find_tool_turn(req.tools) is not None:
             last = req.transcript[-1].content if req.transcript else ""
             call = self._run_tool(req.tools[0], last, req, attrs)
             tools.append(call)
@@ -425,8 +425,8 @@ class AgentRuntime:
                 call = ToolCall(
                     tool=tool, input=text, output=body or "The workspace is empty.", ok=True
                 )
-            elif tool in TOOL_TURNS:
-                turn = TOOL_TURNS[tool](text, req.task)
+            elif (registered := find_tool_turn((tool,))) is not None:
+                turn = registered[1](text, req.task)
                 call = turn.call
                 for name, event_attrs in turn.events:  # e.g. LDB block visits, for SQL
                     span.add_event(name, event_attrs)

@@ -8,6 +8,7 @@ block traces).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ class ToolTurn:
 
 ToolTurnFn = Callable[[str, Task], ToolTurn]
 TOOL_TURNS: dict[str, ToolTurnFn] = {}
+# Modules whose import registers built-in tool turns. A host never looks its team up, so it may
+# not have imported them: `find_tool_turn` does on a miss.
+BUILTIN_MODULES = ("branchpoint.agents.code_team", "branchpoint.agents.pot_team")
 
 
 def register_tool_turn(name: str) -> Callable[[ToolTurnFn], ToolTurnFn]:
@@ -38,6 +42,17 @@ def register_tool_turn(name: str) -> Callable[[ToolTurnFn], ToolTurnFn]:
         return fn
 
     return register
+
+
+def find_tool_turn(tools: tuple[str, ...]) -> tuple[str, ToolTurnFn] | None:
+    """The registered tool turn an agent's first tool names, if any."""
+    if not tools:
+        return None
+    if tools[0] not in TOOL_TURNS:
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+    fn = TOOL_TURNS.get(tools[0])
+    return (tools[0], fn) if fn is not None else None
 
 
 def latest_program(message: str) -> str | None:

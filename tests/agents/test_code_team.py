@@ -4,6 +4,8 @@ the retry rule; the program-of-thought team's answer is its program's output."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from branchpoint.agents.code_team import CODE, MAX_ATTEMPTS, run_visible_examples, score_code
 from branchpoint.agents.pot_team import POT, program_answer, run_program
@@ -107,3 +109,15 @@ def test_the_pot_answer_is_the_programs_output() -> None:
     assert accepted.done and accepted.final_answer == "10"
     rejected = POT.advance({"final_answer": "10"}, "Verifier", "REJECT: wrong operand")
     assert rejected.next == "Solver" and not rejected.done and rejected.final_answer is None
+
+
+def test_a_fresh_host_process_finds_the_builtin_tool_turns() -> None:
+    # Hosts never look their team up, so the registering modules may not be imported there.
+    code = (
+        "from branchpoint.agents.tool_turns import TOOL_TURNS, find_tool_turn\n"
+        "assert not TOOL_TURNS\n"
+        "assert find_tool_turn(('visible_examples',))[0] == 'visible_examples'\n"
+        "assert find_tool_turn(('run_program',))[0] == 'run_program'\n"
+        "assert find_tool_turn(('python',)) is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
