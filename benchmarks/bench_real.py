@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import DATA, scratch_session
+from benchmarks.common import DATA
 from benchmarks.debugger_tables import real_tables
 from branchpoint.agents.code_team import CODE
 from branchpoint.agents.pot_team import POT
