@@ -34,6 +34,9 @@ def demo(
     methods: MethodsOpt = "ldb",
     repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the runs and their forks.")] = 0,
+    ray: Annotated[
+        bool, typer.Option("--ray/--in-process", help="Agent turns on a local Ray, or in-process.")
+    ] = False,
     db: DbOpt = None,
 ) -> None:
     """Run a team on built-in tasks with the embedded model, then debug its failures: hypotheses,
@@ -47,7 +50,10 @@ def demo(
     team_spec = get_team(team)
     code = team == "code"
     tasks = [t for t in builtin_tasks() if bool(t.entry_point) == code][:limit]
-    with Session(settings_from(db)) as session:
+    # In-process by default: one copy of each model, shared by every turn (a laptop's cores are
+    # better spent on one model than on each Ray host's own copy).
+    settings = settings_from(db) if ray else settings_from(db, n_hosts=1)
+    with Session(settings, ray=ray) as session:
         preflight_model(strong, team_spec, session.settings)
         console.rule(f"1. the {team} team on {len(tasks)} built-in tasks ({model})")
         runs = run_with_progress(session, team_spec, tasks, model, seed=seed, concurrency=2)
