@@ -1,18 +1,38 @@
 """The one data model of branchpoint: runs, steps, trials, hypotheses, interventions, outcomes, verdicts.
 
-Every component imports these types; nothing re-declares them. The schema is versioned
-(`SCHEMA_VERSION`) because trace databases and sweep tables outlive the code that wrote them.
+Every component imports these types; nothing re-declares them. This module is the one schema
+home: the DoVer pipeline's DuckDB tables are generated from the row models below
+(`telemetry/schema.py`), and every shape persisted as JSON (message-store steps, interventions,
+sweep specs and items) is `Versioned`: its dumps carry `schema_version`. `SCHEMA_VERSION` governs
+both, because trace databases and sweep tables outlive the code that wrote them.
+
+Schema versions:
+  1  the first released layout.
+  2  hot span attributes stored as columns of `spans`; `outcomes.item_id`;
+     `llm_records.schema_version`; JSON payloads carry `schema_version`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
-SCHEMA_VERSION = 1
+from branchpoint.errors import BranchpointError
+
+SCHEMA_VERSION = 2
 
 RunStatus = Literal["succeeded", "failed", "errored", "running"]
 StepKind = Literal["plan", "instruction", "message", "tool_result", "final"]
@@ -24,10 +44,58 @@ FaultKind = Literal[
 ]
 
 
+# An int stored as BIGINT in the tables generated from these models (others are INTEGER).
+BigInt = Annotated[int, Field(json_schema_extra={"sql_type": "BIGINT"})]
+
+
+class SchemaVersionError(BranchpointError):
+    """Data written by a newer branchpoint than the one reading it."""
+
+
+def check_schema_version(version: int, what: str) -> None:
+    """Refuse data of a schema version newer than this code understands."""
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{what} has schema version {version}, newer than this branchpoint's "
+            f"({SCHEMA_VERSION}); upgrade branchpoint"
+        )
+
+
 class Frozen(BaseModel):
-    """Base for immutable, JSON-serialisable records."""
+    """Base for immutable, JSON-serialisable records.
+
+    Computed ids are part of every dump; a dump validates back (the ids are recomputed).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        computed = cls.model_computed_fields
+        if computed and isinstance(data, dict) and any(k in data for k in computed):
+            return {k: v for k, v in data.items() if k not in computed}
+        return data
+
+
+class Versioned(Frozen):
+    """A record persisted as JSON: its dumps carry `schema_version`, and loading refuses a newer
+    one. A dump without the key is version 1 (written before versions were recorded); versions
+    1 and 2 of these shapes are identical, so older dumps load as they are."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema_version" in data:
+            data = dict(data)
+            check_schema_version(int(data.pop("schema_version")), f"a stored {cls.__name__}")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _with_version(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        dumped["schema_version"] = SCHEMA_VERSION
+        return dumped
 
 
 class Task(Frozen):
@@ -68,7 +136,7 @@ class ToolCall(Frozen):
     seconds: float = 0.0
 
 
-class Step(Frozen):
+class Step(Versioned):
     """One agent turn inside a run, shown to debuggers as `[Step k] agent: content`."""
 
     run_id: str
@@ -149,19 +217,23 @@ class Hypothesis(Frozen):
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     trial: int | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def hypothesis_id(self) -> str:
         """Stable id: the same claim by the same method on the same run is one hypothesis."""
         return content_id("hyp", [self.run_id, self.method, self.agent, self.step])
 
 
-class _InterventionBase(Frozen):
+class _InterventionBase(Versioned):
     step: int = Field(ge=0)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def intervention_id(self) -> str:
         """Stable id derived from the edit itself, so re-planning a sweep finds the same work."""
-        return content_id("iv", self.model_dump(mode="json"))
+        edit = self.model_dump(mode="json", exclude={"intervention_id"})
+        edit.pop("schema_version")  # the id names the edit, whichever version stored it
+        return content_id("iv", edit)
 
 
 class ReplaceMessage(_InterventionBase):
@@ -231,11 +303,12 @@ class Outcome(Frozen):
     milestones_total: int
     progress_delta: float
     fulfilled: bool
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: BigInt = 0
+    output_tokens: BigInt = 0
     seconds: float = 0.0
     hypothesis_id: str | None = None
     sweep_id: str | None = None
+    item_id: str | None = None  # the sweep item this replay carried out
 
 
 class Verdict(Frozen):
@@ -254,6 +327,7 @@ class Verdict(Frozen):
     control_n: int
     control_successes: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def control_rate(self) -> float:
         """Success rate of the resample controls at the same step."""
@@ -297,6 +371,69 @@ class TranscriptRef(Frozen):
     head: str | None
     plan_id: str | None = None
     links: tuple[MessageLink, ...] = ()
+
+
+class InterventionRecord(Frozen):
+    """A row of `interventions`: an intervention tested against a hypothesis of a run."""
+
+    intervention_id: str
+    run_id: str
+    hypothesis_id: str | None = None
+    kind: str
+    step: int
+    payload: Intervention
+    sweep_id: str | None = None
+
+
+class SweepSpec(Versioned):
+    """What a sweep covers: which runs (a SQL filter or ids), which methods, how many replays."""
+
+    where: str | None = None
+    run_ids: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("value_curve",)
+    repeats: int = 3
+    curve_repeats: int = 6
+    judge_model: str | None = None
+
+
+class SweepRecord(Frozen):
+    """A row of `sweeps`: one sweep, its spec and whether it finished."""
+
+    sweep_id: str
+    created_at: datetime
+    spec: SweepSpec
+    status: str
+
+
+class SweepItemPlan(Versioned):
+    """What one planned fork replay of a sweep will do."""
+
+    run_id: str
+    intervention: Intervention
+    hypothesis_id: str | None = None
+    repeat: int
+
+
+class SweepItem(Frozen):
+    """A row of `sweep_items`: one planned fork replay and its state."""
+
+    item_id: str
+    sweep_id: str
+    payload: SweepItemPlan
+    status: str
+    fork_run_id: str | None = None
+    updated_at: datetime | None = None
+
+
+class LLMRecord(Frozen):
+    """A row of `llm_records`: one recorded LLM request and its response (record/replay)."""
+
+    request_hash: str
+    model: str | None = None
+    request: Any = None
+    response: Any = None
+    created_at: datetime
+    schema_version: int = SCHEMA_VERSION
 
 
 class StepRequest(Frozen):

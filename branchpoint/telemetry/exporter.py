@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import TraceStore, spans_table
+from branchpoint.telemetry.store import TraceStore, hot_values, spans_table
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
         ),
         "resource": _json(dict(span.resource.attributes)),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
+        **hot_values(attrs),
     }
 
 

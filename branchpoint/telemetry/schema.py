@@ -1,20 +1,64 @@
 """The trace database's schema: the `spans` table, the DoVer pipeline tables and the SQL views.
 
-One DuckDB file holds everything; `ddl()` returns the statements that create (or upgrade) it.
-Span attributes are kept whole as JSON, and the few every view filters on (`kind`, `run_id`,
-`step`) are also typed columns so views and ad-hoc queries stay fast.
+One DuckDB file holds everything. The pipeline tables are generated from the row models of
+`branchpoint.model` (the one schema home); `spans` keeps every attribute whole as JSON and also
+stores the hot ones (`HOT_ATTRIBUTES`) as typed columns at write time, so the views read columns
+instead of parsing JSON. `migrations()` brings a file of an older `SCHEMA_VERSION` up to date.
 """
 
 from __future__ import annotations
 
-from branchpoint.errors import BranchpointError
-from branchpoint.model import SCHEMA_VERSION
+import types
+import typing
+from datetime import datetime
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
+
+from branchpoint.model import (
+    SCHEMA_VERSION,
+    Hypothesis,
+    InterventionRecord,
+    LLMRecord,
+    Outcome,
+    SchemaVersionError,
+    SweepItem,
+    SweepRecord,
+    Trial,
+    Verdict,
+    check_schema_version,
+)
 from branchpoint.telemetry import attributes as A
 
+__all__ = ["SCHEMA_VERSION", "SchemaVersionError"]
 
-class SchemaVersionError(BranchpointError):
-    """The trace database was written by a newer branchpoint than the one reading it."""
-
+# Span attributes also stored as typed columns of `spans` (column -> attribute key, SQL type).
+HOT_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "agent": (A.AGENT_NAME, "VARCHAR"),
+    "step_kind": (A.STEP_KIND, "VARCHAR"),
+    "model": (A.REQUEST_MODEL, "VARCHAR"),
+    "team": (A.TEAM, "VARCHAR"),
+    "task_id": (A.TASK_ID, "VARCHAR"),
+    "status": (A.STATUS, "VARCHAR"),
+    "success": (A.SUCCESS, "BOOLEAN"),
+    "final_answer": (A.FINAL_ANSWER, "VARCHAR"),
+    "error": (A.ERROR, "VARCHAR"),
+    "seed": (A.SEED, "BIGINT"),
+    "parent_run_id": (A.PARENT_RUN_ID, "VARCHAR"),
+    "fork_step": (A.FORK_STEP, "INTEGER"),
+    "intervention_id": (A.INTERVENTION_ID, "VARCHAR"),
+    "thread_id": (A.THREAD_ID, "VARCHAR"),
+    "sweep_id": (A.SWEEP_ID, "VARCHAR"),
+    "node_id": (A.NODE_ID, "VARCHAR"),
+    "checkpoint_id": (A.CHECKPOINT_ID, "VARCHAR"),
+    "intervened": (A.INTERVENED, "BOOLEAN"),
+    "input_tokens": (A.INPUT_TOKENS, "BIGINT"),
+    "output_tokens": (A.OUTPUT_TOKENS, "BIGINT"),
+    "request_hash": (A.REQUEST_HASH, "VARCHAR"),
+    "cached": (A.CACHED, "BOOLEAN"),
+    "tool": (A.TOOL_NAME, "VARCHAR"),
+    "tool_ok": (A.TOOL_OK, "BOOLEAN"),
+}
 
 SPAN_COLUMNS: dict[str, str] = {
     "span_id": "VARCHAR PRIMARY KEY",
@@ -35,103 +79,55 @@ SPAN_COLUMNS: dict[str, str] = {
     "links": "JSON",
     "resource": "JSON",
     "scope": "VARCHAR",
+    **{column: sql for column, (_, sql) in HOT_ATTRIBUTES.items()},
 }
 
-# Pipeline tables: column -> type, and the primary key. Nested/list fields are JSON.
+# Pipeline tables: the row model of each, and its primary key.
+PIPELINE_MODELS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
+    "trials": (Trial, ("run_id", "index")),
+    "hypotheses": (Hypothesis, ("hypothesis_id",)),
+    "interventions": (InterventionRecord, ("intervention_id",)),
+    "outcomes": (Outcome, ("fork_run_id",)),
+    "verdicts": (Verdict, ("hypothesis_id", "intervention_id")),
+    "sweeps": (SweepRecord, ("sweep_id",)),
+    "sweep_items": (SweepItem, ("item_id",)),
+    "llm_records": (LLMRecord, ("request_hash",)),
+}
+
+_SCALARS: dict[Any, str] = {
+    str: "VARCHAR",
+    int: "INTEGER",
+    float: "DOUBLE",
+    bool: "BOOLEAN",
+    datetime: "TIMESTAMP",
+}
+
+
+def sql_type(annotation: Any, extra: Any = None) -> str:
+    """The DuckDB type of a model field: scalars as themselves, anything nested as JSON."""
+    if isinstance(extra, dict) and "sql_type" in extra:
+        return str(extra["sql_type"])
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return sql_type(options[0]) if len(options) == 1 else "JSON"
+    if typing.get_origin(annotation) is Literal:
+        return _SCALARS.get(type(typing.get_args(annotation)[0]), "JSON")
+    return _SCALARS.get(annotation, "JSON")
+
+
+def model_columns(model: type[BaseModel]) -> dict[str, str]:
+    """Column -> SQL type for a row model: its fields, then its computed fields (the ids)."""
+    columns = {
+        name: sql_type(field.annotation, field.json_schema_extra)
+        for name, field in model.model_fields.items()
+    }
+    for name, computed in model.model_computed_fields.items():
+        columns[name] = sql_type(computed.return_type)
+    return columns
+
+
 TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "trials": (
-        {"run_id": "VARCHAR", "index": "INTEGER", "start": "INTEGER", "end": "INTEGER"},
-        ("run_id", "index"),
-    ),
-    "hypotheses": (
-        {
-            "hypothesis_id": "VARCHAR",
-            "run_id": "VARCHAR",
-            "agent": "VARCHAR",
-            "step": "INTEGER",
-            "reason": "VARCHAR",
-            "method": "VARCHAR",
-            "confidence": "DOUBLE",
-            "trial": "INTEGER",
-        },
-        ("hypothesis_id",),
-    ),
-    "interventions": (
-        {
-            "intervention_id": "VARCHAR",
-            "run_id": "VARCHAR",
-            "hypothesis_id": "VARCHAR",
-            "kind": "VARCHAR",
-            "step": "INTEGER",
-            "payload": "JSON",
-            "sweep_id": "VARCHAR",
-        },
-        ("intervention_id",),
-    ),
-    "outcomes": (
-        {
-            "fork_run_id": "VARCHAR",
-            "parent_run_id": "VARCHAR",
-            "intervention_id": "VARCHAR",
-            "intervention_kind": "VARCHAR",
-            "step": "INTEGER",
-            "repeat": "INTEGER",
-            "success": "BOOLEAN",
-            "milestones_achieved": "INTEGER",
-            "milestones_total": "INTEGER",
-            "progress_delta": "DOUBLE",
-            "fulfilled": "BOOLEAN",
-            "input_tokens": "BIGINT",
-            "output_tokens": "BIGINT",
-            "seconds": "DOUBLE",
-            "hypothesis_id": "VARCHAR",
-            "sweep_id": "VARCHAR",
-        },
-        ("fork_run_id",),
-    ),
-    "verdicts": (
-        {
-            "hypothesis_id": "VARCHAR",
-            "run_id": "VARCHAR",
-            "intervention_id": "VARCHAR",
-            "label": "VARCHAR",
-            "n": "INTEGER",
-            "successes": "INTEGER",
-            "fulfilled": "INTEGER",
-            "mean_progress": "DOUBLE",
-            "wilson_low": "DOUBLE",
-            "wilson_high": "DOUBLE",
-            "control_n": "INTEGER",
-            "control_successes": "INTEGER",
-            "control_rate": "DOUBLE",
-        },
-        ("hypothesis_id", "intervention_id"),
-    ),
-    "sweeps": (
-        {"sweep_id": "VARCHAR", "created_at": "TIMESTAMP", "spec": "JSON", "status": "VARCHAR"},
-        ("sweep_id",),
-    ),
-    "sweep_items": (
-        {
-            "item_id": "VARCHAR",
-            "sweep_id": "VARCHAR",
-            "payload": "JSON",
-            "status": "VARCHAR",
-            "fork_run_id": "VARCHAR",
-            "updated_at": "TIMESTAMP",
-        },
-        ("item_id",),
-    ),
-    "llm_records": (
-        {
-            "request_hash": "VARCHAR",
-            "model": "VARCHAR",
-            "request": "JSON",
-            "response": "JSON",
-            "created_at": "TIMESTAMP",
-        },
-        ("request_hash",),
-    ),
+    table: (model_columns(model), key) for table, (model, key) in PIPELINE_MODELS.items()
 }
 
 
@@ -159,7 +155,7 @@ def _create_table(table: str) -> str:
 
 _SPANS = (
     "CREATE TABLE IF NOT EXISTS spans ("
-    + ", ".join(f"{c} {t}" for c, t in SPAN_COLUMNS.items())
+    + ", ".join(f"{_q(c)} {t}" for c, t in SPAN_COLUMNS.items())
     + ")"
 )
 
@@ -169,25 +165,13 @@ _TASK = attr_expr(A.TASK)
 
 RUNS_VIEW = f"""
 CREATE OR REPLACE VIEW runs AS
-SELECT s.run_id,
-       {attr(A.TEAM, "team")},
-       {attr(A.TASK_ID, "task_id")},
+SELECT s.run_id, s.team, s.task_id,
        json_extract_string({_TASK}, '$.question') AS question,
        json_extract_string({_TASK}, '$.answer') AS ground_truth,
-       {attr(A.REQUEST_MODEL, "model")},
-       {attr(A.SEED, "seed", "BIGINT")},
-       {attr(A.STATUS, "status")},
-       {attr(A.SUCCESS, "success", "BOOLEAN")},
-       {attr(A.FINAL_ANSWER, "final_answer")},
-       {attr(A.ERROR, "error")},
-       {attr(A.PARENT_RUN_ID, "parent_run_id")},
-       {attr(A.FORK_STEP, "fork_step", "INTEGER")},
-       {attr(A.INTERVENTION_ID, "intervention_id")},
-       {attr(A.THREAD_ID, "thread_id")},
+       s.model, s.seed, s.status, s.success, s.final_answer, s.error,
+       s.parent_run_id, s.fork_step, s.intervention_id, s.thread_id,
        {attr(A.FAULTS, "faults", "JSON")},
-       {attr(A.SWEEP_ID, "sweep_id")},
-       {attr(A.INPUT_TOKENS, "input_tokens", "BIGINT")},
-       {attr(A.OUTPUT_TOKENS, "output_tokens", "BIGINT")},
+       s.sweep_id, s.input_tokens, s.output_tokens,
        s.duration_ms / 1000.0 AS seconds,
        s.start_time AS started_at,
        (SELECT count(*) FROM spans t WHERE t.kind = 'step' AND t.run_id = s.run_id) AS n_steps,
@@ -197,17 +181,10 @@ FROM spans s WHERE s.kind = 'run'
 
 STEPS_VIEW = f"""
 CREATE OR REPLACE VIEW steps AS
-SELECT run_id, step,
-       {attr(A.AGENT_NAME, "agent")},
-       {attr(A.STEP_KIND, "kind")},
+SELECT run_id, step, agent, step_kind AS kind,
        {attr(A.CONTENT, "content")},
-       {attr(A.CHECKPOINT_ID, "checkpoint_id")},
-       {attr(A.INTERVENED, "intervened", "BOOLEAN")},
-       {attr(A.NODE_ID, "node_id")},
-       {attr(A.INPUT_TOKENS, "input_tokens", "BIGINT")},
-       {attr(A.OUTPUT_TOKENS, "output_tokens", "BIGINT")},
-       coalesce(TRY_CAST({attr_expr(A.INPUT_TOKENS)} AS BIGINT), 0)
-         + coalesce(TRY_CAST({attr_expr(A.OUTPUT_TOKENS)} AS BIGINT), 0) AS tokens,
+       checkpoint_id, intervened, node_id, input_tokens, output_tokens,
+       coalesce(input_tokens, 0) + coalesce(output_tokens, 0) AS tokens,
        duration_ms / 1000.0 AS seconds,
        start_time AS started_at,
        trace_id, span_id
@@ -216,16 +193,10 @@ FROM spans WHERE kind = 'step'
 
 LLM_CALLS_VIEW = f"""
 CREATE OR REPLACE VIEW llm_calls AS
-SELECT run_id, step,
-       {attr(A.AGENT_NAME, "agent")},
-       {attr(A.REQUEST_MODEL, "model")},
-       {attr(A.INPUT_TOKENS, "input_tokens", "BIGINT")},
-       {attr(A.OUTPUT_TOKENS, "output_tokens", "BIGINT")},
+SELECT run_id, step, agent, model, input_tokens, output_tokens,
        {attr(A.PROMPT, "prompt")},
        {attr(A.COMPLETION, "completion")},
-       {attr(A.REQUEST_HASH, "request_hash")},
-       {attr(A.CACHED, "cached", "BOOLEAN")},
-       {attr(A.NODE_ID, "node_id")},
+       request_hash, cached, node_id,
        duration_ms / 1000.0 AS seconds,
        start_time AS started_at,
        trace_id, span_id, parent_span_id
@@ -234,12 +205,10 @@ FROM spans WHERE kind = 'chat'
 
 TOOL_CALLS_VIEW = f"""
 CREATE OR REPLACE VIEW tool_calls AS
-SELECT run_id, step,
-       {attr(A.TOOL_NAME, "tool")},
+SELECT run_id, step, tool,
        {attr(A.TOOL_INPUT, "input")},
        {attr(A.TOOL_OUTPUT, "output")},
-       {attr(A.TOOL_OK, "ok", "BOOLEAN")},
-       {attr(A.NODE_ID, "node_id")},
+       tool_ok AS ok, node_id,
        duration_ms / 1000.0 AS seconds,
        start_time AS started_at,
        trace_id, span_id, parent_span_id
@@ -266,7 +235,7 @@ VIEWS = ("runs", "steps", "llm_calls", "tool_calls", "forks")
 
 
 def ddl() -> list[str]:
-    """Statements that create every table and view; safe to run on every open."""
+    """Statements that create every table and view of the current version; safe on every open."""
     return [
         META_TABLE,
         _SPANS,
@@ -279,15 +248,66 @@ def ddl() -> list[str]:
     ]
 
 
-def check_version(stored: str | None) -> None:
-    """Refuse a database written by a newer schema than this code understands."""
-    if stored is not None and int(stored) > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"trace database has schema version {stored}, newer than this branchpoint "
-            f"({SCHEMA_VERSION}); upgrade branchpoint or use a new --db file"
-        )
+def all_columns() -> dict[str, dict[str, str]]:
+    """Every table of the current version: table -> column -> SQL type (keys stripped)."""
+    tables = {t: columns for t, (columns, _) in TABLES.items()}
+    tables["spans"] = {c: t.split()[0] for c, t in SPAN_COLUMNS.items()}
+    return tables
 
 
+def add_columns(existing: dict[str, set[str]]) -> list[str]:
+    """ALTER statements adding the current version's columns missing from a stored table.
+
+    `existing` maps each stored table to its column names (tables not stored yet are created
+    by `ddl()` instead).
+    """
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {_q(column)} {sql}"
+        for table, columns in all_columns().items()
+        if table in existing
+        for column, sql in columns.items()
+        if column not in existing[table]
+    ]
+
+
+def _backfill_hot_columns() -> str:
+    sets = ", ".join(
+        f"{_q(column)} = TRY_CAST({attr_expr(key)} AS {sql})"
+        for column, (key, sql) in HOT_ATTRIBUTES.items()
+    )
+    return f"UPDATE spans SET {sets}"
+
+
+# Data moved when a file of an older version is opened: stored version -> statements that bring
+# its rows to the next version (after `add_columns` has added the new columns).
+BACKFILLS: dict[int, list[str]] = {
+    1: [
+        _backfill_hot_columns(),
+        # v1 encoded the sweep item in the fork's run id ("<item>.<suffix>"); v2 stores it.
+        (
+            "UPDATE outcomes SET item_id = split_part(fork_run_id, '.', 1) "
+            "WHERE sweep_id IS NOT NULL AND item_id IS NULL"
+        ),
+        "UPDATE llm_records SET schema_version = 1 WHERE schema_version IS NULL",
+    ],
+}
+
+
+def migrations(stored: int | None, existing: dict[str, set[str]]) -> list[str]:
+    """Everything that brings a database of schema version `stored` (None: a new file) with
+    the given stored tables up to `SCHEMA_VERSION`: new columns, moved data, the current DDL."""
+    if stored is not None:
+        check_schema_version(stored, "the trace database")
+    statements = add_columns(existing) + ddl()
+    for version in range(stored or SCHEMA_VERSION, SCHEMA_VERSION):
+        statements += BACKFILLS.get(version, [])
+    return statements
+
+
+EXISTING_COLUMNS = (
+    "SELECT table_name, column_name FROM information_schema.columns "
+    "WHERE table_schema = 'main' AND table_catalog = current_database()"
+)
 VERSION_UPSERT = "INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)"
 VERSION_READ = "SELECT value FROM schema_meta WHERE key = 'schema_version'"
 

@@ -8,17 +8,21 @@ which implements the same protocol.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import duckdb
 import pyarrow as pa
+from pydantic import BaseModel, ValidationError
 
-from branchpoint.model import SCHEMA_VERSION
+from branchpoint.errors import BranchpointError
+from branchpoint.model import SCHEMA_VERSION, LLMRecord, check_schema_version
 from branchpoint.telemetry import schema
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -33,6 +37,16 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 CHECKPOINT_THRESHOLD = "256MB"
 
+# Every connection to a trace database, the writer's included: no file outside the database
+# (read_text, read_csv, glob, COPY, ATTACH), no extension installed or loaded, and no later
+# SET may undo that. Live queries run on the writer's connection, so it obeys the same rules.
+LOCKED_CONFIG: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
 # LLM records are written in batches: one upsert per call would make the single sink the
 # bottleneck of a sweep. Reads see buffered records, and every query and `close` writes them.
 RECORD_BATCH = 64
@@ -41,6 +55,106 @@ RECORD_FLUSH_SECONDS = 1.0
 # Open writable stores of this process, by resolved path: DuckDB refuses a second, differently
 # configured connection to the same file from one process, so read-only queries reuse these.
 _OPEN_STORES: weakref.WeakValueDictionary[str, DuckDBTraceStore] = weakref.WeakValueDictionary()
+
+
+class TraceStorageError(BranchpointError):
+    """The trace database could not be written (disk full, file broken, permissions)."""
+
+    exit_code = 1
+
+
+class TraceDatabaseError(BranchpointError):
+    """A `--db` path that is not (and cannot become) a DuckDB trace database."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error message (DuckDB adds the query and a caret below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to a trace database with `LOCKED_CONFIG`."""
+    config = dict(LOCKED_CONFIG)
+    if not read_only:
+        config["checkpoint_threshold"] = CHECKPOINT_THRESHOLD
+    return duckdb.connect(str(path), read_only=read_only, config=config)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _describe(header: bytes) -> str:
+    if not header:
+        return "it is empty"
+    if header.startswith(_SQLITE_MAGIC):
+        return "it is a SQLite file"
+    return "its header is not DuckDB's"
+
+
+def check_trace_db(path: str | Path) -> None:
+    """Refuse a trace database path before anything is created or written.
+
+    Passes for ":memory:", a path that can be created, and a readable DuckDB file of this or
+    an older schema (also when a live run holds it). Raises `TraceDatabaseError` for anything
+    else (a device, a directory, a non-DuckDB file, a corrupt or truncated one, a read-only
+    location) and `SchemaVersionError` for a newer file; the file is never modified.
+    """
+    if str(path) == ":memory:":
+        return
+    p = Path(path)
+    if not p.exists():
+        parent = next(a for a in p.absolute().parents if a.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise TraceDatabaseError(
+                f"cannot create trace database {p}: {parent} is not writable; "
+                "pass --db on a writable path"
+            )
+        return
+    if not p.is_file():
+        raise TraceDatabaseError(
+            f"--db {p} is not a regular file; pass the path of a .duckdb file (or a new one)"
+        )
+    with p.open("rb") as f:
+        header = f.read(16)
+    if len(header) < 12 or header[8:12] != b"DUCK":
+        raise TraceDatabaseError(
+            f"{p} is not a DuckDB database ({_describe(header)}); pass a new --db path "
+            "or move the file away"
+        )
+    if not os.access(p, os.R_OK | os.W_OK):
+        raise TraceDatabaseError(
+            f"cannot write trace database {p} (read-only file or filesystem); "
+            "pass --db on a writable path"
+        )
+    _check_readable(p)
+
+
+def _check_readable(path: Path) -> None:
+    """Open the file read-only (nothing is written) and read its schema version."""
+    try:
+        con = connect(path, read_only=True)
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            return  # a live run holds it: it is a working trace database
+        raise TraceDatabaseError(
+            f"{path} is not a readable DuckDB trace database ({first_line(exc)}); "
+            "pass a new --db path or restore the file"
+        ) from None
+    try:
+        found = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_meta'"
+        ).fetchall()
+        stored = con.execute(schema.VERSION_READ).fetchall() if found[0][0] else []
+    except duckdb.Error as exc:
+        raise TraceDatabaseError(
+            f"{path} is a damaged DuckDB file ({first_line(exc)}); "
+            "pass a new --db path or restore the file"
+        ) from None
+    finally:
+        con.close()
+    if stored:
+        check_schema_version(int(stored[0][0]), f"trace database {path}")
 
 
 @runtime_checkable
@@ -103,6 +217,48 @@ _SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
 _SPAN_JSON = set(_json_columns(schema.SPAN_COLUMNS))
 
 
+def _as_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text == "true" else False if text == "false" else None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _as_text(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+_COERCE = {"VARCHAR": _as_text, "BOOLEAN": _as_bool, "BIGINT": _as_int, "INTEGER": _as_int}
+
+
+def hot_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The `spans` hot columns (`schema.HOT_ATTRIBUTES`) of a span's attributes, typed."""
+    return {
+        column: _COERCE[sql](attributes.get(key))
+        for column, (key, sql) in schema.HOT_ATTRIBUTES.items()
+    }
+
+
+def _with_hot_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """A span row whose hot columns are filled from its attributes where the row lacks them
+    (importers build rows with the base columns only)."""
+    if all(column in row for column in schema.HOT_ATTRIBUTES):
+        return row
+    attributes = row.get("attributes") or {}
+    if isinstance(attributes, str):
+        attributes = json.loads(attributes)
+    return {**hot_values(attributes), **row}
+
+
 def spans_table(rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
     """Span rows as an Arrow table of the `spans` schema.
 
@@ -110,40 +266,109 @@ def spans_table(rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
     every traced process in parallel instead of in the sink.
     """
     if not isinstance(rows, pa.Table):
-        return to_arrow(rows, _SPAN_SCHEMA, _SPAN_JSON)
+        return to_arrow([_with_hot_columns(r) for r in rows], _SPAN_SCHEMA, _SPAN_JSON)
     if not rows.schema.equals(_SPAN_SCHEMA):
         raise ValueError(f"span table schema differs from the spans table's:\n{rows.schema}")
     return rows
 
 
+def span_schema() -> pa.Schema:
+    """The Arrow schema of a `spans` batch."""
+    return _SPAN_SCHEMA
+
+
 _TABLE_SCHEMAS = {t: _schema_of(cols) for t, (cols, _) in schema.TABLES.items()}
+_TABLE_JSON = {t: set(_json_columns(cols)) for t, (cols, _) in schema.TABLES.items()}
+
+
+def validated_rows(
+    table: str, rows: Sequence[Mapping[str, Any] | BaseModel]
+) -> list[dict[str, Any]]:
+    """Rows of a pipeline table checked against its row model, as column -> value.
+
+    A row is a model instance or a mapping of columns (JSON columns as values or JSON text);
+    nested records are dumped with their `schema_version`.
+    """
+    if table not in schema.PIPELINE_MODELS:
+        raise ValueError(f"unknown table {table!r}; expected one of {sorted(schema.TABLES)}")
+    model, _ = schema.PIPELINE_MODELS[table]
+    columns, json_cols = schema.TABLES[table][0], _TABLE_JSON[table]
+    out = []
+    for row in rows:
+        if not isinstance(row, model):
+            data = dict(row.model_dump() if isinstance(row, BaseModel) else row)
+            unknown = set(data) - set(columns)
+            if unknown:
+                raise ValueError(f"{table} has no columns {sorted(unknown)}")
+            for column in json_cols & set(data):
+                if isinstance(data[column], str):
+                    data[column] = json.loads(data[column])
+            try:
+                row = model.model_validate(data)
+            except ValidationError as exc:
+                raise ValueError(f"invalid {table} row: {exc}") from None
+        dumped = row.model_dump()
+        for column in json_cols:
+            dumped[column] = _json(dumped[column])
+        out.append(dumped)
+    return out
+
+
+def _storage_error(path: str, exc: BaseException) -> TraceStorageError:
+    return TraceStorageError(
+        f"could not write the trace database {path} ({first_line(exc)}); free disk space or "
+        "fix the file, then run again with --resume"
+    )
 
 
 class DuckDBTraceStore:
-    """A `TraceStore` on one DuckDB file (or ":memory:"), holding its only read-write connection."""
+    """A `TraceStore` on one DuckDB file (or ":memory:"), holding its only read-write connection.
+
+    Opening a file of an older schema version migrates it (new columns added, rows kept); a
+    newer one is refused with `SchemaVersionError`; a file that is not a DuckDB trace database
+    with `TraceDatabaseError`, before anything is created.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        check_trace_db(self.path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
+        try:
+            self._con = connect(self.path)
+        except duckdb.Error as exc:
+            raise TraceDatabaseError(
+                f"cannot open trace database {self.path} ({first_line(exc)}); "
+                "pass another --db path or wait for the process that holds it"
+            ) from None
         self._lock = threading.Lock()  # the exporter thread and the caller share one connection
         self._pending_records: dict[str, dict[str, Any]] = {}
         self._records_flushed = time.monotonic()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._con.close()
+            raise
         if self.path != ":memory:":
             _OPEN_STORES[str(Path(self.path).resolve())] = self
 
     def _migrate(self) -> None:
+        """Create or upgrade every table and view in one transaction (all or nothing)."""
         with self._lock:
-            # Fewer automatic checkpoints while spans stream in; the WAL keeps every commit durable.
-            self._run(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-            self._run(schema.META_TABLE)
-            stored = self._run(schema.VERSION_READ)
-            schema.check_version(stored[0][0] if stored else None)
-            for statement in schema.ddl():
-                self._run(statement)
-            self._run(schema.VERSION_UPSERT, [str(SCHEMA_VERSION)])
+            existing: dict[str, set[str]] = {}
+            for table, column in self._run(schema.EXISTING_COLUMNS):
+                existing.setdefault(table, set()).add(column)
+            stored = self._run(schema.VERSION_READ) if "schema_meta" in existing else []
+            statements = schema.migrations(int(stored[0][0]) if stored else None, existing)
+            self._run("BEGIN TRANSACTION")
+            try:
+                for statement in statements:
+                    self._run(statement)
+                self._run(schema.VERSION_UPSERT, [str(SCHEMA_VERSION)])
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+            self._run("COMMIT")
 
     def _run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Execute and fully consume one statement (DuckDB wants every result finished)."""
@@ -160,37 +385,37 @@ class DuckDBTraceStore:
         if table.num_rows == 0:
             return 0
         with self._lock:
-            self._con.register("_incoming_spans", table)
             try:
-                try:
-                    inserted = self._run("INSERT INTO spans SELECT * FROM _incoming_spans")
-                except duckdb.ConstraintException:
-                    # OR IGNORE also drops a span id repeated inside the batch itself.
-                    inserted = self._run(
-                        "INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans"
-                    )
-            finally:
-                self._con.unregister("_incoming_spans")
+                inserted = self._insert_spans(table)
+            except duckdb.Error as exc:
+                raise _storage_error(self.path, exc) from exc
         return int(inserted[0][0]) if inserted else 0
 
-    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Upsert rows into a pipeline table by primary key; returns the number of rows given."""
-        if table not in schema.TABLES:
-            raise ValueError(f"unknown table {table!r}; expected one of {sorted(schema.TABLES)}")
-        if not rows:
+    def _insert_spans(self, table: pa.Table) -> list[tuple[Any, ...]]:
+        self._con.register("_incoming_spans", table)
+        try:
+            try:
+                return self._run("INSERT INTO spans SELECT * FROM _incoming_spans")
+            except duckdb.ConstraintException:
+                # OR IGNORE also drops a span id repeated inside the batch itself.
+                return self._run("INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans")
+        finally:
+            self._con.unregister("_incoming_spans")
+
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any] | BaseModel]) -> int:
+        """Upsert rows (models or column mappings, checked against the table's row model) by
+        primary key; returns the number of rows given."""
+        checked = validated_rows(table, rows)
+        if not checked:
             return 0
-        columns, _ = schema.TABLES[table]
-        unknown = {k for row in rows for k in row} - set(columns)
-        if unknown:
-            raise ValueError(f"{table} has no columns {sorted(unknown)}")
         with self._lock:
-            self._upsert(table, rows)
-        return len(rows)
+            self._upsert(table, checked)
+        return len(checked)
 
     def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """INSERT OR REPLACE `rows` by the table's key (the caller holds the lock)."""
+        """INSERT OR REPLACE validated `rows` by the table's key (the caller holds the lock)."""
         columns, key = schema.TABLES[table]
-        arrow = to_arrow(rows, _TABLE_SCHEMAS[table], set(_json_columns(columns)))
+        arrow = to_arrow(rows, _TABLE_SCHEMAS[table], _TABLE_JSON[table])
         names = ", ".join(schema.quote(c) for c in columns)
         dedup = ", ".join(schema.quote(c) for c in key)
         self._con.register("_incoming_rows", arrow)
@@ -201,6 +426,8 @@ class DuckDBTraceStore:
                 f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
                 f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
             )
+        except duckdb.Error as exc:
+            raise _storage_error(self.path, exc) from exc
         finally:
             self._con.unregister("_incoming_rows")
 
@@ -226,6 +453,13 @@ class DuckDBTraceStore:
             if cursor.description is None:
                 return [], []
             return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def query_arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Run SQL and return the result as an Arrow table (for exports: this connection cannot
+        write files itself, see LOCKED_CONFIG)."""
+        with self._lock:
+            self._flush_records()
+            return self._con.execute(sql, params or []).to_arrow_table()
 
     def read_only_query(
         self, statements: list[str], params: list[Any] | None = None
@@ -253,15 +487,15 @@ class DuckDBTraceStore:
 
         Buffered and written in batches (see RECORD_BATCH); `get_llm_record` sees it at once.
         """
-        row = {
-            "request_hash": request_hash,
-            "model": record.get("model"),
-            "request": _json(record.get("request")),
-            "response": _json(record.get("response")),
-            "created_at": datetime.now(UTC).replace(tzinfo=None),
-        }
+        row = LLMRecord(
+            request_hash=request_hash,
+            model=record.get("model"),
+            request=record.get("request"),
+            response=record.get("response"),
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+        )
         with self._lock:
-            self._pending_records[request_hash] = row
+            self._pending_records[request_hash] = validated_rows("llm_records", [row])[0]
             stale = time.monotonic() - self._records_flushed > RECORD_FLUSH_SECONDS
             if stale or len(self._pending_records) >= RECORD_BATCH:
                 self._flush_records()
@@ -292,9 +526,11 @@ class DuckDBTraceStore:
         """Checkpoint and close the connection; safe to call twice."""
         with self._lock:
             if self._con is not None:
-                self._flush_records()
-                self._con.close()
-                self._con = None  # type: ignore[assignment]
+                try:
+                    self._flush_records()
+                finally:
+                    self._con.close()
+                    self._con = None  # type: ignore[assignment]
 
 
 def _json(value: Any) -> str | None:

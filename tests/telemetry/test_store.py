@@ -77,8 +77,14 @@ def test_write_rows_upserts_by_primary_key() -> None:
     assert store.query("SELECT label, control_rate FROM verdicts") == [
         {"label": "validated", "control_rate": pytest.approx(1 / 3)}
     ]
-    store.write_rows("sweep_items", [{"item_id": "i1", "sweep_id": "s", "payload": {"k": [1, 2]}}])
-    assert store.query("SELECT payload->'$.k' AS k FROM sweep_items")[0]["k"] == "[1,2]"
+    plan = {"run_id": "r1", "intervention": {"kind": "resample", "step": 2}, "repeat": 1}
+    store.write_rows(
+        "sweep_items", [{"item_id": "i1", "sweep_id": "s", "payload": plan, "status": "planned"}]
+    )
+    got = store.query(
+        "SELECT payload->>'$.repeat' AS r, payload->>'$.schema_version' AS v FROM sweep_items"
+    )
+    assert got == [{"r": "1", "v": str(SCHEMA_VERSION)}]
 
 
 def test_write_rows_rejects_unknown_tables_and_columns() -> None:
@@ -87,6 +93,8 @@ def test_write_rows_rejects_unknown_tables_and_columns() -> None:
         store.write_rows("spans", [{"span_id": "x"}])
     with pytest.raises(ValueError, match="no columns"):
         store.write_rows("trials", [{"run_id": "r", "nope": 1}])
+    with pytest.raises(ValueError, match="invalid trials row"):
+        store.write_rows("trials", [{"run_id": "r", "index": "one", "start": 0, "end": 1}])
 
 
 def test_llm_records_round_trip() -> None:
