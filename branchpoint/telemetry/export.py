@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -50,8 +51,9 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
     copies = copy_statements(out)
     store = open_store_for(path)
     if store is not None:
-        for statement, _ in copies:
-            store.query_table(statement)
+        # The writer's connection cannot write files (store.LOCKED_CONFIG): copy through Arrow.
+        for table, (_, file) in zip(EXPORT_TABLES, copies, strict=True):
+            pq.write_table(store.query_arrow(f"SELECT * FROM {table}"), file)
         return [p for _, p in copies]
     try:
         con = duckdb.connect(str(path), read_only=True)
