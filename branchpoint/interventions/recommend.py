@@ -30,7 +30,7 @@ from branchpoint.model import (
 )
 
 # Intervention fields that are not text shown to the team.
-_NON_TEXT_FIELDS = {"kind", "step", "model", "agent"}
+_NON_TEXT_FIELDS = {"kind", "step", "model", "agent", "intervention_id"}
 GENERIC_PLAN = (
     "Re-derive the plan from the question. For the item that went wrong, recompute it "
     "carefully from the quantities stated in the question, check each operation, and only "
