@@ -2,7 +2,8 @@
 
 Batching, retries and threading are the `BatchSpanProcessor`'s job; this class only turns
 spans into rows (`span_to_row`, pure) and hands them to the store. It never raises into the
-code being traced: a failed write is logged and reported as `FAILURE`.
+code being traced: a failed write is logged in one line, reported as `FAILURE`, and kept in
+`error`, which `tracing.flush` raises so the command fails instead of reporting success.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from branchpoint.errors import BranchpointError
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import TraceStore, hot_values, spans_table
+from branchpoint.telemetry.store import (
+    TraceStorageError,
+    TraceStore,
+    first_line,
+    hot_values,
+    spans_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +104,7 @@ class StoreSpanExporter(SpanExporter):
     def __init__(self, store: TraceStore) -> None:
         self._store = store
         self._shut_down = False
+        self.error: BranchpointError | None = None  # the first failed write, if any
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write one batch; a batch written twice is stored once."""
@@ -103,8 +112,15 @@ class StoreSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             self._store.write_spans(spans_table([span_to_row(s) for s in spans]))
-        except Exception:
-            log.exception("branchpoint: could not store %d spans", len(spans))
+        except Exception as exc:  # noqa: BLE001 - never raise into the traced code
+            error = (
+                exc
+                if isinstance(exc, BranchpointError)
+                else TraceStorageError(f"could not store spans ({first_line(exc)})")
+            )
+            log.error("branchpoint: could not store %d spans: %s", len(spans), error)
+            if self.error is None:
+                self.error = error
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 

@@ -2,12 +2,18 @@
 
 DuckDB allows one read-write process per file. `TraceSink` is that process for a cluster: every
 driver, worker and agent actor, on any node, sends spans and rows to it through `SinkClient`,
-so no node needs a shared filesystem. Read-only queries during a live run come here too.
+so no node needs a shared filesystem. Read-only queries during a live run come here too: the
+sink records where it can be reached (`<db>.sink.json`: the Ray GCS address, namespace and
+actor name) next to the database while it holds the file, so a query finds this cluster's sink
+even when other Ray clusters run on the machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +23,10 @@ import ray
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
-from branchpoint.telemetry.store import DuckDBTraceStore
+from branchpoint.errors import BranchpointError
+from branchpoint.telemetry.query import query_error
+from branchpoint.telemetry.readonly import read_statements
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStorageError, first_line
 
 NAMESPACE = "branchpoint"
 
@@ -29,12 +37,52 @@ def sink_name(db_path: str | Path) -> str:
     return "trace-sink-" + hashlib.sha256(resolved.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class SinkAddress:
+    """Where the live sink of a database answers: recorded next to the file while it is open."""
+
+    gcs_address: str
+    namespace: str
+    actor: str
+    pid: int
+
+
+def address_file(db_path: str | Path) -> Path:
+    """`<db>.sink.json`: the live sink's address, present only while a sink holds the file."""
+    path = Path(db_path).resolve()
+    return path.with_name(path.name + ".sink.json")
+
+
+def read_address(db_path: str | Path) -> SinkAddress | None:
+    """The recorded address of the live sink for `db_path`, or None if none is recorded."""
+    try:
+        data = json.loads(address_file(db_path).read_text())
+        return SinkAddress(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _record_address(db_path: str) -> None:
+    address = SinkAddress(
+        gcs_address=ray.get_runtime_context().gcs_address,
+        namespace=NAMESPACE,
+        actor=sink_name(db_path),
+        pid=os.getpid(),
+    )
+    target = address_file(db_path)
+    partial = target.with_name(target.name + ".tmp")
+    partial.write_text(json.dumps(asdict(address)))
+    partial.replace(target)  # readers never see half a file
+
+
 class TraceSink:
     """Holds the only read-write connection to one trace database."""
 
     def __init__(self, db_path: str) -> None:
         self._store = DuckDBTraceStore(db_path)
         self.db_path = db_path
+        if db_path != ":memory:":
+            _record_address(db_path)
 
     def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
         """Store span rows idempotently."""
@@ -56,7 +104,7 @@ class TraceSink:
         try:
             return self._store.read_only_query(statements, params)
         except duckdb.Error as exc:
-            raise InvalidQueryError(f"{exc}; fix the query (see SHOW TABLES)") from None
+            raise query_error(self.db_path, exc) from None
 
     def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
         """Record an LLM call."""
@@ -67,8 +115,13 @@ class TraceSink:
         return self._store.get_llm_record(request_hash)
 
     def close(self) -> None:
-        """Close the database (the actor can then be killed without a recovery on reopen)."""
-        self._store.close()
+        """Close the database (the actor can then be killed without a recovery on reopen) and
+        remove its recorded address."""
+        try:
+            self._store.close()
+        finally:
+            if self.db_path != ":memory:":
+                address_file(self.db_path).unlink(missing_ok=True)
 
 
 _RemoteSink: Any = ray.remote(num_cpus=0)(TraceSink)
@@ -104,6 +157,22 @@ def close_sink(handle: Any) -> None:
     ray.kill(handle)
 
 
+def _get(ref: Any) -> Any:
+    """`ray.get`, with the sink's storage errors raised as themselves (not wrapped by Ray) and
+    a dead sink as a storage error."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BranchpointError):
+            raise type(cause)(str(cause)) from None
+        raise
+    except ray.exceptions.RayActorError as exc:
+        raise TraceStorageError(
+            f"the trace sink stopped ({first_line(exc)}); run again with --resume"
+        ) from None
+
+
 class SinkClient:
     """A `TraceStore` that forwards every call to a `TraceSink` actor."""
 
@@ -113,11 +182,11 @@ class SinkClient:
     def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
         """Store span rows idempotently in the sink (an Arrow table travels without pickling
         each row)."""
-        return int(ray.get(self.handle.write_spans.remote(rows)))
+        return int(_get(self.handle.write_spans.remote(rows)))
 
     def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
         """Upsert pipeline rows in the sink."""
-        return int(ray.get(self.handle.write_rows.remote(table, rows)))
+        return int(_get(self.handle.write_rows.remote(table, rows)))
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL in the sink."""
@@ -126,7 +195,7 @@ class SinkClient:
 
     def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
         """Record an LLM call in the sink."""
-        ray.get(self.handle.put_llm_record.remote(request_hash, record))
+        _get(self.handle.put_llm_record.remote(request_hash, record))
 
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """A recorded LLM call from the sink, or None."""

@@ -418,18 +418,19 @@ class DuckDBTraceStore:
         arrow = to_arrow(rows, _TABLE_SCHEMAS[table], _TABLE_JSON[table])
         names = ", ".join(schema.quote(c) for c in columns)
         dedup = ", ".join(schema.quote(c) for c in key)
-        self._con.register("_incoming_rows", arrow)
         try:
-            # Last row wins when one batch holds the same key twice.
-            self._run(
-                f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
-                f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
-                f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
-            )
+            self._con.register("_incoming_rows", arrow)
+            try:
+                # Last row wins when one batch holds the same key twice.
+                self._run(
+                    f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
+                    f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
+                    f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
+                )
+            finally:
+                self._con.unregister("_incoming_rows")
         except duckdb.Error as exc:
             raise _storage_error(self.path, exc) from exc
-        finally:
-            self._con.unregister("_incoming_rows")
 
     def _flush_records(self) -> None:
         """Write buffered LLM records (the caller holds the lock)."""

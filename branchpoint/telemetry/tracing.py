@@ -8,6 +8,7 @@ Each process (driver, agent actor) builds its own private `TracerProvider` with
 from __future__ import annotations
 
 import os
+import weakref
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from branchpoint.errors import BranchpointError
 from branchpoint.telemetry.exporter import StoreSpanExporter
 from branchpoint.telemetry.store import TraceStore
 
@@ -30,6 +32,10 @@ MAX_EXPORT_BATCH = 16_384
 MAX_QUEUE = 65_536
 SCHEDULE_DELAY_MS = 1000
 
+_EXPORTERS: weakref.WeakKeyDictionary[TracerProvider, StoreSpanExporter] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 def setup_tracing(
     store: TraceStore, service_name: str, id_generator: IdGenerator | None = None
@@ -39,15 +45,23 @@ def setup_tracing(
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}), id_generator=id_generator
     )
+    exporter = StoreSpanExporter(store)
+    _EXPORTERS[provider] = exporter
     provider.add_span_processor(
         BatchSpanProcessor(
-            StoreSpanExporter(store),
+            exporter,
             max_queue_size=MAX_QUEUE,
             max_export_batch_size=MAX_EXPORT_BATCH,
             schedule_delay_millis=SCHEDULE_DELAY_MS,
         )
     )
     return provider
+
+
+def storage_error(provider: TracerProvider) -> BranchpointError | None:
+    """The first error of storing this provider's spans, if any batch failed to store."""
+    exporter = _EXPORTERS.get(provider)
+    return exporter.error if exporter is not None else None
 
 
 def inject_context(span: trace.Span) -> dict[str, str]:
@@ -63,5 +77,13 @@ def extract_context(carrier: dict[str, str] | None) -> Context:
 
 
 def flush(provider: TracerProvider, timeout_millis: int = 30_000) -> bool:
-    """Export every finished span now; True when nothing was left pending."""
-    return provider.force_flush(timeout_millis)
+    """Export every finished span now; True when nothing was left pending.
+
+    Raises the storage error (a `BranchpointError`, e.g. `TraceStorageError`) if any batch of
+    this provider could not be stored, so a command never reports success over lost spans.
+    """
+    done = provider.force_flush(timeout_millis)
+    error = storage_error(provider)
+    if error is not None:
+        raise type(error)(str(error))
+    return done
