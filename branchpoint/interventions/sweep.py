@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from branchpoint.errors import BranchpointError, UnknownSweepError
 from branchpoint.ids import Clock, IdSource, RandomIds, SystemClock
 from branchpoint.interventions.judge import Judge
 from branchpoint.interventions.pipeline import DebugConfig, ForkEvents, RunDebug, debug_run
+from branchpoint.model import SweepSpec
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry.readonly import read_statements
 from branchpoint.telemetry.store import TraceStore
@@ -27,18 +27,6 @@ class Queryable(Protocol):
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run SQL and return the rows as dicts."""
         ...
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """What a sweep covers: which runs (a SQL filter or ids), which methods, how many replays."""
-
-    where: str | None = None
-    run_ids: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ("value_curve",)
-    repeats: int = 3
-    curve_repeats: int = 6
-    judge_model: str | None = None
 
 
 def select_runs(store: Queryable, spec: SweepSpec) -> list[str]:
@@ -65,7 +53,7 @@ def create_sweep(
             {
                 "sweep_id": sweep_id,
                 "created_at": (clock or SystemClock()).now(),
-                "spec": json.dumps(asdict(spec)),
+                "spec": spec,
                 "status": "running",
             }
         ],
@@ -79,8 +67,7 @@ def load_spec(store: Queryable, sweep_id: str) -> SweepSpec:
     if not rows:
         raise UnknownSweepError(f"unknown sweep id {sweep_id!r}; see `branchpoint sweep list`")
     data = json.loads(rows[0]["spec"]) if isinstance(rows[0]["spec"], str) else rows[0]["spec"]
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return SweepSpec(**fields)
+    return SweepSpec.model_validate(data)
 
 
 def execute_sweep(
