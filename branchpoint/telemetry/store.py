@@ -460,7 +460,7 @@ class DuckDBTraceStore:
         write files itself, see LOCKED_CONFIG)."""
         with self._lock:
             self._flush_records()
-            return self._con.execute(sql, params or []).to_arrow_table()
+            return self._con.sql(sql, params=params).to_arrow_table()
 
     def read_only_query(
         self, statements: list[str], params: list[Any] | None = None
