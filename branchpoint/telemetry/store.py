@@ -237,13 +237,13 @@ def _as_text(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else str(value)
 
 
-_COERCE = {"VARCHAR": _as_text, "BOOLEAN": _as_bool, "BIGINT": _as_int, "INTEGER": _as_int}
+COERCE = {"VARCHAR": _as_text, "BOOLEAN": _as_bool, "BIGINT": _as_int, "INTEGER": _as_int}
 
 
 def hot_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """The `spans` hot columns (`schema.HOT_ATTRIBUTES`) of a span's attributes, typed."""
     return {
-        column: _COERCE[sql](attributes.get(key))
+        column: COERCE[sql](attributes.get(key))
         for column, (key, sql) in schema.HOT_ATTRIBUTES.items()
     }
 

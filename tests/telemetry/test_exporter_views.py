@@ -8,8 +8,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from branchpoint.telemetry.exporter import StoreSpanExporter, span_to_row
-from branchpoint.telemetry.store import DuckDBTraceStore
+from branchpoint.telemetry.exporter import StoreSpanExporter, span_to_row, spans_to_table
+from branchpoint.telemetry.store import DuckDBTraceStore, spans_table
 from branchpoint.telemetry.tracing import flush, setup_tracing
 
 from .spans import emit_run
@@ -31,6 +31,23 @@ def test_span_to_row_keeps_ids_parent_and_attributes() -> None:
     assert len(run["trace_id"]) == 32 and len(run["span_id"]) == 16
     assert chat["trace_id"] == run["trace_id"] and chat["kind"] == "chat"
     assert chat["duration_ms"] >= 0 and chat["status_code"] == "UNSET"
+
+
+def test_a_batch_converts_column_by_column_to_the_rows_span_to_row_gives() -> None:
+    spans = _captured("r1")
+    foreign = TracerProvider()
+    memory = InMemorySpanExporter()
+    foreign.add_span_processor(SimpleSpanProcessor(memory))
+    # A foreign tracer's types: the step as text, a flag as text, a number as a model name.
+    attrs = {"branchpoint.step": "4", "branchpoint.success": "true", "gen_ai.request.model": 7}
+    with foreign.get_tracer("x").start_as_current_span("odd", attributes=attrs):
+        pass
+    spans += list(memory.get_finished_spans())
+    table = spans_to_table(spans)
+    assert table.equals(spans_table([span_to_row(s) for s in spans]))
+    odd = next(row for row in table.to_pylist() if row["name"] == "odd")
+    assert (odd["step"], odd["success"], odd["model"]) == (4, True, "7")
+    assert spans_to_table([]).num_rows == 0
 
 
 def test_round_trip_through_batch_processor_into_a_file(tmp_path: Path) -> None:
