@@ -11,13 +11,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from branchpoint.model import Hypothesis
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import DuckDBTraceStore
+from branchpoint.telemetry.store import DuckDBTraceStore, connect
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+# A hypothesis id is computed from its content (model.Hypothesis.hypothesis_id).
+HYP_VC = Hypothesis(
+    run_id="run-root", agent="Solver", step=2, reason="V drops after step 2 " + XSS,
+    method="value_curve", confidence=0.8, trial=0,
+).hypothesis_id  # fmt: skip
 TASK = {"task_id": "t-wage", "question": "Leo earns $15 an hour...", "answer": "400"}
 
 
@@ -119,18 +123,18 @@ def build(path: Path, extra_steps: int = 0) -> dict[str, str]:
 def _pipeline_rows(store: DuckDBTraceStore) -> None:
     store.write_rows("trials", [{"run_id": "run-root", "index": 0, "start": 0, "end": 5}])
     store.write_rows("hypotheses", [
-        {"hypothesis_id": "hyp-vc", "run_id": "run-root", "agent": "Solver", "step": 2,
+        {"hypothesis_id": HYP_VC, "run_id": "run-root", "agent": "Solver", "step": 2,
          "reason": "V drops after step 2 " + XSS, "method": "value_curve", "confidence": 0.8,
          "trial": 0},
     ])  # fmt: skip
     store.write_rows("interventions", [
-        {"intervention_id": "iv-fix", "run_id": "run-root", "hypothesis_id": "hyp-vc",
+        {"intervention_id": "iv-fix", "run_id": "run-root", "hypothesis_id": HYP_VC,
          "kind": "replace_message", "step": 2, "payload": json.dumps(FIX), "sweep_id": "sweep-1"},
     ])  # fmt: skip
     outcomes = [
         {"fork_run_id": "run-fix", "intervention_id": "iv-fix",
          "intervention_kind": "replace_message", "step": 2, "success": True,
-         "hypothesis_id": "hyp-vc"},
+         "hypothesis_id": HYP_VC},
         {"fork_run_id": "run-ctl", "intervention_id": "iv-rs", "intervention_kind": "resample",
          "step": 2, "success": False, "hypothesis_id": None},
     ] + [
@@ -145,7 +149,7 @@ def _pipeline_rows(store: DuckDBTraceStore) -> None:
         for o in outcomes
     ])  # fmt: skip
     store.write_rows("verdicts", [
-        {"hypothesis_id": "hyp-vc", "run_id": "run-root", "intervention_id": "iv-fix",
+        {"hypothesis_id": HYP_VC, "run_id": "run-root", "intervention_id": "iv-fix",
          "label": "validated", "n": 1, "successes": 1, "fulfilled": 1, "mean_progress": 0.33,
          "wilson_low": 0.2065, "wilson_high": 1.0, "control_n": 1, "control_successes": 0,
          "control_rate": 0.0},
@@ -155,7 +159,9 @@ def _pipeline_rows(store: DuckDBTraceStore) -> None:
          "spec": json.dumps({"methods": ["value_curve"], "repeats": 1})},
     ])  # fmt: skip
     store.write_rows("sweep_items", [
-        {"item_id": f"item-{i}", "sweep_id": "sweep-1", "payload": "{}", "status": "planned",
+        {"item_id": f"item-{i}", "sweep_id": "sweep-1", "status": "planned",
+         "payload": {"run_id": "run-root", "intervention": {"kind": "resample", "step": 1},
+                     "repeat": i},
          "fork_run_id": None, "updated_at": T0}
         for i in range(8)
     ])  # fmt: skip
@@ -167,7 +173,7 @@ class ConnectionReader:
 
     def __init__(self, path: Path) -> None:
         self.db_path = path
-        self._con = duckdb.connect(str(path), read_only=True)
+        self._con = connect(path, read_only=True)  # the configuration readonly_query uses
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         cursor = self._con.execute(sql, params or [])
