@@ -6,6 +6,7 @@ import ast
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -115,17 +116,44 @@ def _task_from_humaneval(row: dict[str, Any]) -> Task:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:  # type: ignore[operator]
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise TaskFileError(f"{path}:{lineno}: expected a JSON object per line")
-            yield lineno, row
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield lineno, _row(path, lineno, line)
+    except UnicodeDecodeError:
+        raise TaskFileError(
+            f"{path}: not UTF-8 text (a binary file, or another encoding such as UTF-16); "
+            "save the tasks as UTF-8 JSONL"
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise TaskFileError(
+            f"{path}: not a complete gzip file; compress it with gzip, or drop the .gz suffix"
+        ) from None
+
+
+def _row(path: Path, lineno: int, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TaskFileError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise TaskFileError(f"{path}:{lineno}: JSON nested too deeply to be a task") from None
+    if not isinstance(row, dict):
+        raise TaskFileError(f"{path}:{lineno}: expected a JSON object per line")
+    return row
+
+
+def _one_line(exc: Exception) -> str:
+    """A row's problem in one line (a pydantic error names the first bad field)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "row"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"field {field}: {first['msg']}{more}"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return f"a field has the wrong type: {str(exc).splitlines()[0][:200]}"
 
 
 def _task_from_row(row: dict[str, Any], index: int, source: str) -> Task:
@@ -150,9 +178,10 @@ def load_tasks(path: str | Path, limit: int | None = None) -> list[Task]:
     for lineno, row in _rows(path):
         try:
             tasks.append(_task_from_row(row, len(tasks), source))
-        except (KeyError, ValidationError, TypeError) as exc:
+        except (KeyError, ValidationError, TypeError, AttributeError) as exc:
             raise TaskFileError(
-                f"{path}:{lineno}: not a GSM8K, GSM-Plus, HumanEval or branchpoint task ({exc})"
+                f"{path}:{lineno}: not a GSM8K, GSM-Plus, HumanEval or branchpoint task "
+                f"({_one_line(exc)})"
             ) from None
         if limit is not None and len(tasks) >= limit:
             break
