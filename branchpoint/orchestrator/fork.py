@@ -16,6 +16,7 @@ from langgraph.graph import START
 from langgraph.types import RunnableConfig
 from pydantic import ValidationError
 
+from branchpoint.agents.backends import parse_model_spec, redact_model
 from branchpoint.agents.team_registry import team_for_run
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError
@@ -51,6 +52,9 @@ def parse_intervention(text: str, step: int | None = None) -> Intervention:
         raise InvalidInterventionError(
             f"intervention is not valid JSON: {exc.msg} at char {exc.pos}"
         ) from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, a 5,000-digit number
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise InvalidInterventionError(f"intervention is not usable JSON: {reason}") from None
     if not isinstance(data, dict):
         raise InvalidInterventionError("intervention must be a JSON object with a 'kind'")
     if step is not None:
@@ -60,7 +64,7 @@ def parse_intervention(text: str, step: int | None = None) -> Intervention:
             )
         data["step"] = step
     try:
-        return INTERVENTION_ADAPTER.validate_python(data)
+        intervention = INTERVENTION_ADAPTER.validate_python(data)
     except ValidationError as exc:  # reduce pydantic's report to its first lines for the CLI
         first = str(exc).splitlines()
         raise InvalidInterventionError(
@@ -68,6 +72,10 @@ def parse_intervention(text: str, step: int | None = None) -> Intervention:
             + "; ".join(first[:3])
             + " (kinds: replace_message, replace_plan, instruct, resample, swap_model, runtime_trace)"
         ) from None
+    if isinstance(intervention, SwapModel):  # the one model-spec parser; credentials redacted
+        parse_model_spec(intervention.model)
+        intervention = intervention.model_copy(update={"model": redact_model(intervention.model)})
+    return intervention
 
 
 def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) -> Step:
