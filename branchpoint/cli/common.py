@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -118,6 +119,21 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
         f"{sum(r.seconds for r in runs):.1f}",
     )
     console.print(totals)
+    for cause, count in error_causes(runs)[:5]:
+        console.print(f"[red]errored[/red] {count} × {cause}", highlight=False, soft_wrap=True)
+
+
+def error_causes(runs: list[Run]) -> list[tuple[str, int]]:
+    """The causes of errored runs, most frequent first."""
+    counts = Counter(r.error or "unknown cause" for r in runs if r.status == "errored")
+    return counts.most_common()
+
+
+def fail_if_all_errored(runs: list[Run]) -> None:
+    """Exit 1 when there were runs and every one errored (nothing was measured)."""
+    if runs and all(r.status == "errored" for r in runs):
+        errors.print(f"[red]error:[/red] all {len(runs)} runs errored; causes above")
+        raise typer.Exit(1)
 
 
 def run_with_progress(

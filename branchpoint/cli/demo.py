@@ -30,9 +30,11 @@ def demo(
     strong: Annotated[
         str, typer.Option(help="Stronger model for the swap_model arm and the judge.")
     ] = "local:coder-1.5b",
-    limit: Annotated[int, typer.Option(help="Built-in tasks to run.")] = 2,
+    limit: Annotated[int, typer.Option(min=1, help="Built-in tasks to run.")] = 2,
     methods: MethodsOpt = "ldb",
-    repeats: Annotated[int, typer.Option(help="Replays per intervention (and per control).")] = 3,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Replays per intervention (and per control).")
+    ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the runs and their forks.")] = 0,
     ray: Annotated[
         bool, typer.Option("--ray/--in-process", help="Agent turns on a local Ray, or in-process.")

@@ -13,6 +13,7 @@ from branchpoint.cli.common import (
     DbOpt,
     app,
     console,
+    fail_if_all_errored,
     run_summary,
     run_with_progress,
     settings_from,
@@ -41,11 +42,12 @@ def run(
             "model; the default for autogen teams); default: local"
         ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Run at most N tasks.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Runs at the same time.")] = 2,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run at most N tasks.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Runs at the same time.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for sampling and sim faults.")] = 0,
     fault_rate: Annotated[
-        float, typer.Option(help="sim: share of runs that get one injected fault.")
+        float,
+        typer.Option(min=0.0, max=1.0, help="sim: share of runs that get one injected fault."),
     ] = 0.5,
     resume: Annotated[
         bool,
@@ -93,18 +95,19 @@ def run(
             session, team_spec, task_list, model, seed=seed, concurrency=concurrency, faults=faults
         )
     run_summary(runs)
+    fail_if_all_errored(runs)
 
 
 @app.command()
 @user_errors
 def fork(
     run_id: Annotated[str, typer.Argument(help="Run to fork.")],
-    step: Annotated[int, typer.Option(help="Step k to edit; steps before it are shared.")],
+    step: Annotated[int, typer.Option(min=0, help="Step k to edit; steps before it are shared.")],
     intervention: Annotated[Path | None, typer.Option(help="Intervention JSON file.")] = None,
     edit: Annotated[
         str | None, typer.Option(help="Shortcut: replace step k's message with TEXT.")
     ] = None,
-    repeats: Annotated[int, typer.Option(help="Replays of the fork.")] = 1,
+    repeats: Annotated[int, typer.Option(min=1, max=1000, help="Replays of the fork.")] = 1,
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
@@ -119,13 +122,20 @@ def fork(
     if intervention is not None:
         if not intervention.is_file():
             raise BranchpointError(f"intervention file not found: {intervention}")
-        iv = parse_intervention(intervention.read_text(), step)
+        try:
+            text = intervention.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BranchpointError(
+                f"intervention file {intervention} is not UTF-8 JSON text; write it as JSON"
+            ) from None
+        iv = parse_intervention(text, step)
     else:
         iv = ReplaceMessage(step=step, content=edit) if edit else Resample(step=step)
     with Session(settings_from(db, address, checkpointer)) as session:
         runs = fork_run(session, run_id, iv, repeats=repeats)
     console.print(f"fork of {run_id} at step {step}: {iv.kind} ({iv.intervention_id})")
     run_summary(runs, title="forks")
+    fail_if_all_errored(runs)
 
 
 @app.command()
