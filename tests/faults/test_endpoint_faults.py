@@ -4,8 +4,13 @@ fail with their cause (status code and message) in one picklable error."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
+import duckdb
 import pytest
 from autogen_core.models import UserMessage
 from fake_endpoint import REQUIRED_KEY, faulty_endpoint
@@ -74,3 +79,37 @@ def test_retries_are_configurable(key: Settings, monkeypatch: pytest.MonkeyPatch
         with pytest.raises(ModelCallError, match="gave up after 1 attempt"):
             _ask(endpoint.base_url, settings)
         assert endpoint.chat_calls == 1
+
+
+@pytest.mark.ray
+def test_a_run_against_a_failing_endpoint_errors_with_the_cause_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    mode, cause = "500", "HTTP 500: the GPU caught fire"  # hangs and malformed JSON: above
+    env = {
+        **os.environ,
+        "FAKE_ENDPOINT_KEY": REQUIRED_KEY,
+        "BRANCHPOINT_API_KEY_ENV": "FAKE_ENDPOINT_KEY",
+    }
+    env |= {"BRANCHPOINT_LLM_TIMEOUT": "1", "BRANCHPOINT_LLM_RETRIES": "1"}
+    db = tmp_path / "t.duckdb"
+    with faulty_endpoint(mode, hang_s=3.0) as endpoint:
+        result = subprocess.run(
+            [sys.executable, "-m", "branchpoint", "run", "--team", "math", "--tasks", "builtin"]
+            + ["--limit", "2", "--model", f"openai:fake@{endpoint.base_url}", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            check=False,
+        )
+        assert endpoint.chat_calls >= 4  # each run's first call, retried once
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        f"errored 2 × ModelCallError: model endpoint {endpoint.base_url}: {cause}" in result.stdout
+    )
+    assert "all 2 runs errored" in result.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        errors = con.execute("SELECT status, error FROM runs").fetchall()
+    assert len(errors) == 2 and all(s == "errored" and cause in e for s, e in errors), errors
