@@ -398,7 +398,7 @@ class AgentRuntime:
             None,
         )
         if code is None:
-            return "No code block to run. The Coder must write one in a ```python fence."
+            return "No code block to run. Write one in a ```python fence first."
         call = self._run_tool("python", code, req, attrs)
         tools.append(call)
         return f"Exit {'ok' if call.ok else 'error'}. Output:\n{call.output}"
