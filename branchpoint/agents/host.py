@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -37,8 +37,9 @@ from branchpoint.agents.sandbox import extract_code_blocks, run_python
 from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
 from branchpoint.agents.tool_turns import find_tool_turn
+from branchpoint.agents.transcripts import TranscriptCache
 from branchpoint.errors import BranchpointError
-from branchpoint.model import StepRequest, StepResult, ToolCall
+from branchpoint.model import MessageLink, StepRequest, StepResult, ToolCall
 from branchpoint.settings import Settings
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.tracing import extract_context
@@ -146,9 +147,15 @@ class AgentRuntime:
     """Runs agent turns; the Ray actor `AgentHost` is this class with `num_cpus=0`."""
 
     def __init__(
-        self, settings: Settings, store: Any | None = None, provider: TracerProvider | None = None
+        self,
+        settings: Settings,
+        store: Any | None = None,
+        provider: TracerProvider | None = None,
+        fetch: Callable[[str], MessageLink] | None = None,
     ) -> None:
         self.settings = settings
+        # Transcripts arrive by reference; `fetch` reads the driver's store when in its process.
+        self.transcripts = TranscriptCache(fetch=fetch)
         self.records: RecordStore = (
             TraceRecordStore(store) if store is not None else MemoryRecordStore()
         )
@@ -216,6 +223,7 @@ class AgentRuntime:
     async def run_step(self, req: StepRequest) -> StepResult:
         """Run one agent turn, or (`select_only`) only pick the next speaker."""
         started = time.perf_counter()
+        req = self.transcripts.complete(req)
         node = node_id()
         attrs = {A.RUN_ID: req.run_id, A.STEP: req.step, A.AGENT_NAME: req.agent, A.NODE_ID: node}
         tools: list[ToolCall] = []

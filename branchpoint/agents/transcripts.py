@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from branchpoint.model import MessageLink, Step, StepRequest, TranscriptRef
 
@@ -22,11 +23,20 @@ class TranscriptMissError(Exception):
 
 
 class TranscriptCache:
-    """Message id → (the list holding its chain, the chain's length), least recently used out."""
+    """Message id → (the list holding its chain, the chain's length), least recently used out.
 
-    def __init__(self, limit: int = HOST_CACHE_MESSAGES) -> None:
+    `fetch`, when given (an in-process runtime beside the driver's message store), loads a
+    message the cache lacks; without it (a Ray host) a miss is a `TranscriptMissError`.
+    """
+
+    def __init__(
+        self,
+        limit: int = HOST_CACHE_MESSAGES,
+        fetch: Callable[[str], MessageLink] | None = None,
+    ) -> None:
         self._nodes: OrderedDict[str, tuple[list[Step], int]] = OrderedDict()
         self._limit = limit
+        self._fetch = fetch
         self._lock = threading.Lock()
 
     def add(self, link: MessageLink) -> None:
@@ -51,15 +61,29 @@ class TranscriptCache:
         """Every step up to `head`, in order."""
         if head is None:
             return ()
+        self._load(head)
         with self._lock:
             chain, length = self._node(head)
             return tuple(chain[:length])
 
     def step(self, message_id: str) -> Step:
         """One message."""
+        self._load(message_id)
         with self._lock:
             chain, length = self._node(message_id)
             return chain[length - 1]
+
+    def _load(self, message_id: str | None) -> None:
+        """Fetch a missing message and its missing predecessors (when there is a `fetch`)."""
+        if self._fetch is None:
+            return
+        missing: list[MessageLink] = []
+        while message_id is not None and message_id not in self._nodes:
+            link = self._fetch(message_id)
+            missing.append(link)
+            message_id = link.parent_id
+        for link in reversed(missing):
+            self.add(link)
 
     def _node(self, message_id: str) -> tuple[list[Step], int]:
         node = self._nodes.get(message_id)

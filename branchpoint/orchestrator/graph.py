@@ -22,7 +22,15 @@ from opentelemetry.trace import Span
 
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec
 from branchpoint.errors import BranchpointError
-from branchpoint.model import Fault, SelectorSpec, Step, StepRequest, StepResult, Task
+from branchpoint.model import (
+    Fault,
+    SelectorSpec,
+    Step,
+    StepRequest,
+    StepResult,
+    Task,
+    TranscriptRef,
+)
 from branchpoint.orchestrator.messages import MessageStore
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.tracing import inject_context
@@ -203,8 +211,10 @@ def step_request(
         agent=agent,
         system_prompt=ctx.team.prompt_for(state, agent) or "",
         task=ctx.task,
-        transcript=tuple(ctx.messages.chain(state.get("head"))),
-        plan=current_plan(ctx.messages, state) if spec.sees_plan else None,
+        transcript=(),  # by reference (`messages`): the executor sends what its host lacks
+        messages=TranscriptRef(
+            head=state.get("head"), plan_id=state.get("plan_id") if spec.sees_plan else None
+        ),
         directive=state.get("directive"),
         tools=spec.tools,
         model=(spec.model or TEAM_MODEL) if own_model else model,
@@ -246,12 +256,6 @@ def take_turn(
     with step_span(ctx, agent) as span:
         result = ctx.call_host(step_request(ctx, state, agent, span))
         return record_step(ctx, state, agent, result.content, result, span, checkpoint_id)
-
-
-def current_plan(messages: MessageStore, state: Mapping[str, Any]) -> str | None:
-    """The task ledger's plan text (kept in the message store; the state holds its id)."""
-    plan_id = state.get("plan_id")
-    return messages.get(plan_id).content if plan_id else None
 
 
 def route(state: Mapping[str, Any]) -> str:

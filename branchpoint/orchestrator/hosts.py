@@ -1,8 +1,10 @@
 """The pool of AgentHost actors: round-robin over live hosts; a step whose host died runs again
 on another one.
 
-Hosts keep no state between turns (every StepRequest carries the transcript), so a lost host
-costs only the turn in flight. Ray restarts a dead host (`max_restarts`); meanwhile the pool
+Hosts keep no state between turns that a step depends on: the transcript travels by reference,
+each host is sent the messages it has not had from this pool, and a host that lost them (Ray
+restarted it) answers with a miss and is sent everything again. So a lost host costs only the
+turn in flight. Ray restarts a dead host (`max_restarts`); meanwhile the pool
 keeps it out of rotation for a cool-down, and the turn is re-run on the next live host. A step
 fails only when its host dies `STEP_ATTEMPTS` times in a row; an error raised by the turn itself
 (a model endpoint's answer, a bad request) is the step's own and is never retried here.
@@ -17,11 +19,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError, WorkerCrashedError
+from ray.exceptions import (
+    GetTimeoutError,
+    NodeDiedError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 
 from branchpoint.agents.backends import reveal_model
+from branchpoint.agents.transcripts import TranscriptMissError
 from branchpoint.errors import HostLostError
 from branchpoint.model import StepRequest, StepResult
+from branchpoint.orchestrator.messages import HostMessages, MessageStore
 from branchpoint.settings import Settings
 
 HOST_MAX_RESTARTS = 5  # per host, over a session
@@ -31,8 +41,11 @@ FLUSH_TIMEOUT_S = 60.0
 HOST_LOST = (RayActorError, WorkerCrashedError, NodeDiedError)
 
 
-def start_hosts(settings: Settings, sink: Any, placements: Sequence[Any]) -> HostPool:
-    """One restartable AgentHost actor per placement."""
+def start_hosts(
+    settings: Settings, sink: Any, placements: Sequence[Any], messages: MessageStore | None = None
+) -> HostPool:
+    """One restartable AgentHost actor per placement (sent transcripts by reference from
+    `messages`, the driver's message store)."""
     from branchpoint.agents.host import AgentHost
 
     actors = [
@@ -41,16 +54,22 @@ def start_hosts(settings: Settings, sink: Any, placements: Sequence[Any]) -> Hos
         ).remote(settings, sink)
         for placement in placements
     ]
-    return HostPool(actors)
+    return HostPool(actors, messages=messages)
 
 
 class HostPool:
     """Round-robin over live AgentHost actors; `call` blocks on the answer."""
 
     def __init__(
-        self, hosts: list[Any], attempts: int = STEP_ATTEMPTS, cooldown_s: float = COOLDOWN_S
+        self,
+        hosts: list[Any],
+        attempts: int = STEP_ATTEMPTS,
+        cooldown_s: float = COOLDOWN_S,
+        messages: MessageStore | None = None,
     ) -> None:
         self.hosts = hosts
+        # Without a message store, requests must carry their transcript (`messages` unset).
+        self.shipped = HostMessages(messages) if messages is not None else None
         self.attempts = attempts
         self.cooldown_s = cooldown_s
         self.failovers = 0  # steps re-run on another host after theirs died
@@ -74,6 +93,8 @@ class HostPool:
         with self._lock:
             self._down_until[index] = time.monotonic() + self.cooldown_s
             self.failovers += 1
+        if self.shipped is not None:  # restarted, it has no messages
+            self.shipped.forget(index)
 
     def live_count(self) -> int:
         """Hosts in rotation now."""
@@ -91,8 +112,7 @@ class HostPool:
         for _ in range(self.attempts):
             index = self.pick(tried)
             try:
-                result: StepResult = ray.get(self.hosts[index].run_step.remote(request))
-                return result
+                return self._run_on(index, request)
             except HOST_LOST as exc:
                 self.mark_down(index)
                 tried.add(index)
@@ -103,6 +123,25 @@ class HostPool:
             f"({type(lost).__name__}: {reason}); check the Ray workers' logs, then "
             "`run --resume` continues"
         )
+
+    def _run_on(self, index: int, request: StepRequest) -> StepResult:
+        """One turn on one host, with the messages that host lacks (all of them after a miss)."""
+        if request.messages is None or self.shipped is None:
+            result: StepResult = ray.get(self.hosts[index].run_step.remote(request))
+            return result
+        for attempt in range(2):
+            ref = self.shipped.ref(index, request.messages.head, request.messages.plan_id)
+            sent = request.model_copy(update={"messages": ref})
+            try:
+                result = ray.get(self.hosts[index].run_step.remote(sent))
+            except RayTaskError as exc:
+                if attempt or not isinstance(exc.cause, TranscriptMissError):
+                    raise
+                self.shipped.forget(index)
+                continue
+            self.shipped.sent(index, ref)
+            return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def flush(self) -> None:
         """Export every live host's pending spans; a dead host has nothing left to send."""

@@ -111,10 +111,10 @@ class RayExecutor:
     """Agent turns in restartable `AgentHost` actors (orchestrator/hosts.py); their spans go to
     the sink actor."""
 
-    def __init__(self, settings: Settings, sink: Any) -> None:
+    def __init__(self, settings: Settings, sink: Any, messages: MessageStore) -> None:
         from branchpoint.orchestrator.hosts import start_hosts
 
-        self._pool = start_hosts(settings, sink, host_placements(settings.n_hosts))
+        self._pool = start_hosts(settings, sink, host_placements(settings.n_hosts), messages)
 
     def call(self, request: StepRequest) -> StepResult:
         """Run one turn on the next live host."""
@@ -137,7 +137,13 @@ class InProcessExecutor:
     works because every turn runs on the same loop.
     """
 
-    def __init__(self, settings: Settings, store: TraceStore, ids: IdSource | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TraceStore,
+        messages: MessageStore,
+        ids: IdSource | None = None,
+    ) -> None:
         from branchpoint.agents.host import AgentRuntime
 
         self.provider = (
@@ -145,7 +151,8 @@ class InProcessExecutor:
             if settings.tracing
             else None
         )
-        self.runtime = AgentRuntime(settings, store, self.provider)
+        # Transcripts by reference resolve straight from the driver's message store.
+        self.runtime = AgentRuntime(settings, store, self.provider, fetch=messages.link)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="branchpoint-agents", daemon=True
@@ -226,9 +233,9 @@ class Session:
             else SqliteMessageStore(Path(settings.db_path).with_suffix(".messages.sqlite"))
         )
         self.hosts: Executor = (
-            RayExecutor(settings, self._sink)
+            RayExecutor(settings, self._sink, self.messages)
             if ray
-            else InProcessExecutor(settings, self.store, ids)
+            else InProcessExecutor(settings, self.store, self.messages, ids)
         )
         self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
 

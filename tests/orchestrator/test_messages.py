@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from branchpoint.agents.transcripts import TranscriptCache, TranscriptMissError
-from branchpoint.model import Step, StepRequest, Task
+from branchpoint.model import MessageLink, Step, StepRequest, Task
 from branchpoint.orchestrator.messages import (
     HostMessages,
     InMemoryMessageStore,
@@ -137,3 +137,18 @@ def test_host_cache_miss_and_complete() -> None:
     full = TranscriptCache().complete(request)
     assert [s.index for s in full.transcript] == [0, 1, 2]
     assert full.plan == "Item 2" and full.messages is None
+
+
+def test_host_cache_with_fetch_loads_what_it_lacks() -> None:
+    store = InMemoryMessageStore()
+    ids = append_chain(store, 4)
+    fetched: list[str] = []
+
+    def fetch(message_id: str) -> MessageLink:
+        fetched.append(message_id)
+        return store.link(message_id)
+
+    cache = TranscriptCache(fetch=fetch)
+    assert [s.index for s in cache.chain(ids[2])] == [0, 1, 2]
+    assert cache.step(ids[3]).index == 3
+    assert fetched == [ids[2], ids[1], ids[0], ids[3]]  # each message fetched once
