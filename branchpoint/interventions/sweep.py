@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from branchpoint.errors import BranchpointError, UnknownSweepError
 from branchpoint.ids import Clock, IdSource, RandomIds, SystemClock
-from branchpoint.interventions.judge import Judge
-from branchpoint.interventions.pipeline import DebugConfig, ForkEvents, RunDebug, debug_run
 from branchpoint.model import SweepSpec
-from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry.readonly import read_statements
-from branchpoint.telemetry.store import TraceStore
+
+if TYPE_CHECKING:  # `sweep status` and `sweep list` only read: they must not load Ray or LangGraph
+    from branchpoint.interventions.judge import Judge
+    from branchpoint.interventions.pipeline import ForkEvents, RunDebug
+    from branchpoint.orchestrator.session import Session
+    from branchpoint.telemetry.store import TraceStore
 
 
 class Queryable(Protocol):
@@ -80,6 +82,8 @@ def execute_sweep(
     on_fork: ForkEvents | None = None,
 ) -> list[RunDebug]:
     """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks."""
+    from branchpoint.interventions.pipeline import DebugConfig, debug_run
+
     config = DebugConfig(
         methods=spec.methods,
         repeats=spec.repeats,
