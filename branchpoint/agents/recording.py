@@ -104,7 +104,10 @@ class TraceRecordStore:
 
     async def put(self, request_hash: str, record: dict[str, Any]) -> None:
         """Store a record in the trace database."""
-        await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, record)
+        # The trace database keeps model, request and response; the hashed params (for the sim,
+        # every earlier message of the run) would only make each step's round trip grow.
+        kept = {k: v for k, v in record.items() if k != "params"}
+        await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, kept)
 
 
 def message_to_json(message: LLMMessage) -> dict[str, Any]:
