@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.common import Figure, report_figures
 from branchpoint.agents.teams import MATH
 from branchpoint.interventions.pipeline import DebugConfig, ForkBatch
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
@@ -142,7 +143,10 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCY))
     parser.add_argument("--hosts", type=int, default=Settings().n_hosts, help="AgentHost actors")
+    parser.add_argument("--quick", action="store_true", help="--forks 128 --sequential-forks 8")
     args = parser.parse_args()
+    if args.quick:
+        args.forks, args.sequential_forks = 128, 8
     settings = Settings(n_hosts=args.hosts)
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -159,6 +163,17 @@ def main() -> None:
         f"{sequential.forks} forks, concurrent on {args.forks}; {args.hosts} AgentHost actors"
     )
     print(report(sequential, concurrent))
+    figures = [
+        Figure(
+            f"sweep throughput at concurrency {m.concurrency} (× sequential)",
+            m.forks_per_s / sequential.forks_per_s,
+            goal="≥ 30" if m.concurrency == 128 else "",
+            met=m.forks_per_s / sequential.forks_per_s >= 30 if m.concurrency == 128 else None,
+            note=f"{m.forks} forks of {MODEL}",
+        )
+        for m in concurrent
+    ]
+    report_figures("bench_sweep", figures)
 
 
 if __name__ == "__main__":
