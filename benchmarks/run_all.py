@@ -48,6 +48,7 @@ BENCHES = (
     Bench("bench_sweep", "sweep scaling ≥ 30× at concurrency 128"),
     Bench("bench_telemetry", "ingestion, tracing share of a step"),
     Bench("sql_scale", "SQL over many spans"),
+    Bench("bench_view", "the viewer opens a 1,000-step run", quick=("--reps", "2")),
 )
 _GOAL_LINE = re.compile(
     r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?[\d,]+(?:\.\d+)?)\s+(?P<op><=|>=|≤|≥)\s*(?P<goal>[\d,.]+)\s*$"
