@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -40,6 +41,7 @@ from rich.table import Table
 
 from benchmarks.common import AppendClock, Figure, chain_task, console, median, report_figures
 from branchpoint.agents.teams import MATH
+from branchpoint.model import Step
 from branchpoint.orchestrator.runner import run_task
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
@@ -48,8 +50,9 @@ AGENTS = ("Planner", "Solver", "Verifier")
 EARLY = slice(5, 25)
 
 
-def autogen_ms_per_turn(turns: int) -> float:
-    """ms per turn of a 3-agent RoundRobinGroupChat answering from replay clients."""
+def autogen_ms_per_turn(turns: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per turn of a 3-agent RoundRobinGroupChat answering from replay clients
+    (the team is built before the clock starts)."""
     from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.conditions import MaxMessageTermination
     from autogen_agentchat.teams import RoundRobinGroupChat
@@ -72,9 +75,9 @@ def autogen_ms_per_turn(turns: int) -> float:
         result = await team.run(task="Count from 0, one step at a time.")
         return len(result.messages) - 1
 
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), cpu_seconds()
     done = asyncio.run(go())
-    return (time.perf_counter() - t0) * 1000 / done
+    return (time.perf_counter() - t0) * 1000 / done, (cpu_seconds() - cpu) * 1000 / done
 
 
 @ray.remote(num_cpus=0)
@@ -116,26 +119,68 @@ def floor_graph(actor: Any, saver: SqliteSaver, steps: int) -> Any:
     return builder.compile(checkpointer=saver)
 
 
-def floor_ms_per_step(actor: Any, steps: int, tmp: Path, tag: str) -> float:
-    """ms per step of the parts floor (a fresh thread in a fresh SQLite file)."""
+def floor_ms_per_step(actor: Any, steps: int, tmp: Path, tag: str) -> tuple[float, float]:
+    """(wall ms, CPU ms) per step of the parts floor (a fresh thread in a fresh SQLite file;
+    the graph is compiled before the clock starts)."""
     conn = sqlite3.connect(str(tmp / f"floor-{tag}.sqlite"), check_same_thread=False)
     try:
         graph = floor_graph(actor, SqliteSaver(conn), steps)
         config = {"configurable": {"thread_id": tag}, "recursion_limit": steps + 10}
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), cpu_seconds()
         graph.invoke({"step": 0, "last": ""}, config, durability="sync")
-        return (time.perf_counter() - t0) * 1000 / steps
+        return (time.perf_counter() - t0) * 1000 / steps, (cpu_seconds() - cpu) * 1000 / steps
     finally:
         conn.close()
 
 
-def step_times(session: Session, clock: AppendClock, n_items: int) -> list[float]:
-    """Seconds of each step of one sim run of `n_items` items (step i ends at its append)."""
-    t0 = time.perf_counter()
+class CpuMarks:
+    """Wraps the session's message store to read the CPU clock when chosen steps are recorded:
+    the CPU a window of steps cost, which the load of other processes barely changes."""
+
+    def __init__(self, session: Session) -> None:
+        self.at: set[int] = set()
+        self.cpu: dict[tuple[str, int], float] = {}
+        store = session.messages
+        original = store.append
+
+        def append(parent_id: str | None, step: Step) -> str:
+            message_id = original(parent_id, step)
+            if step.index in self.at:
+                self.cpu[(step.run_id, step.index)] = cpu_seconds()
+            return message_id
+
+        store.append = append  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """One measured run: each step's seconds, CPU ms per step of the two windows and overall."""
+
+    seconds: list[float]
+    early_cpu_ms: float
+    late_cpu_ms: float
+    cpu_ms: float
+
+
+def step_times(session: Session, clock: AppendClock, marks: CpuMarks, n_items: int) -> RunTimes:
+    """One sim run of `n_items` items (n_items + 2 steps). Step i ends at its message's append.
+    The overall CPU includes exporting the run's spans (flushed at the end, so that the next
+    measurement starts on a quiet machine)."""
+    n = n_items + 2
+    marks.at = {EARLY.start - 1, EARLY.stop - 1, n - 21, n - 1}
+    t0, cpu = time.perf_counter(), cpu_seconds()
     run = run_task(session, MATH, chain_task(n_items), "sim")
-    assert run.status == "succeeded", run
+    session.flush()
+    cpu_ms = (cpu_seconds() - cpu) * 1000 / run.n_steps
+    assert run.status == "succeeded" and run.n_steps == n, run
     stamps = [t for t, s in clock.stamps if s.run_id == run.run_id]
-    return [b - a for a, b in zip([t0, *stamps], stamps, strict=False)]
+    c = {k: v for (rid, k), v in marks.cpu.items() if rid == run.run_id}
+    return RunTimes(
+        seconds=[b - a for a, b in zip([t0, *stamps], stamps, strict=False)],
+        early_cpu_ms=(c[EARLY.stop - 1] - c[EARLY.start - 1]) * 1000 / 20,
+        late_cpu_ms=(c[n - 1] - c[n - 21]) * 1000 / 20,
+        cpu_ms=cpu_ms,
+    )
 
 
 def early_late_ms(times: list[float]) -> tuple[float, float]:
@@ -181,7 +226,7 @@ def ratio(name: str, value: float, goal: float) -> Figure:
 
 def median_row(table: Table, name: str, values: list[float]) -> None:
     """One measure: its median and every round's value."""
-    unit = "×" if "/" in name.split(" ")[-1] and "ms" not in name else ""
+    unit = "×" if name.endswith("late/early") else ""
     table.add_row(name, f"{median(values):.2f}{unit}", " ".join(f"{v:.2f}" for v in values))
 
 
@@ -190,7 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="calculator items of the long run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every arm (medians)")
-    parser.add_argument("--turns", type=int, default=60, help="turns of the autogen/floor arms")
+    parser.add_argument("--turns", type=int, default=300, help="turns of the autogen/floor arms")
     parser.add_argument("--quick", action="store_true", help="--steps 300 --rounds 2")
     args = parser.parse_args()
     if args.quick:
@@ -200,58 +245,58 @@ def main() -> None:
     def keep(name: str, value: float) -> None:
         samples.setdefault(name, []).append(value)
 
+    def measure(arm: str, run: RunTimes) -> None:
+        early, late = early_late_ms(run.seconds)
+        keep(f"{arm} early ms/step", early)
+        keep(f"{arm} late ms/step", late)
+        keep(f"{arm} late/early", late / early)
+        keep(f"{arm} CPU ms/step", run.cpu_ms)
+        keep(f"{arm} CPU late/early", run.late_cpu_ms / run.early_cpu_ms)
+
     with (
         tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp_name,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
         ray_session = stack.enter_context(bench_session(tmp, "ray", True, args.steps + 100))
-        ray_clock = AppendClock(ray_session)
-        arms: dict[str, Callable[[int], int]] = {}  # each returns the steps it ran
+        ray_clock, ray_marks = AppendClock(ray_session), CpuMarks(ray_session)
+        arms: dict[str, Callable[[int], None]] = {}
         actor = Turn.remote()  # type: ignore[attr-defined]
         ray.get(actor.run.remote("warm", 0))
-        step_times(ray_session, ray_clock, 5)  # warm the hosts: start-up is not a step's cost
+        step_times(
+            ray_session, ray_clock, ray_marks, 30
+        )  # warm the hosts: start-up is not a step's cost
         autogen_ms_per_turn(6)  # autogen's imports and runtime start-up are not a turn's cost
 
-        def autogen(r: int) -> int:
-            keep("autogen ms/turn", autogen_ms_per_turn(args.turns))
-            return args.turns
+        def autogen(r: int) -> None:
+            wall, cpu = autogen_ms_per_turn(args.turns)
+            keep("autogen ms/turn", wall)
+            keep("autogen CPU ms/turn", cpu)
 
-        def floor(r: int) -> int:
-            keep("floor ms/step", floor_ms_per_step(actor, args.turns, tmp, f"r{r}"))
-            return args.turns
+        def floor(r: int) -> None:
+            wall, cpu = floor_ms_per_step(actor, args.turns, tmp, f"r{r}")
+            keep("floor ms/step", wall)
+            keep("floor CPU ms/step", cpu)
 
-        def on_ray(r: int) -> int:
-            times = step_times(ray_session, ray_clock, args.steps)
-            early, late = early_late_ms(times)
-            keep("ray early ms/step", early)
-            keep("ray late ms/step", late)
-            keep("ray late/early", late / early)
-            return len(times)
+        def on_ray(r: int) -> None:
+            measure("ray", step_times(ray_session, ray_clock, ray_marks, args.steps))
 
         arms["autogen"], arms["floor"] = autogen, floor
         arms["ray"] = on_ray
         if in_process_supported():
             local = stack.enter_context(bench_session(tmp, "local", False, args.steps + 100))
-            local_clock = AppendClock(local)
-            step_times(local, local_clock, 5)
+            local_clock, local_marks = AppendClock(local), CpuMarks(local)
+            step_times(local, local_clock, local_marks, 30)  # warm up
 
-            def in_process(r: int) -> int:
-                times = step_times(local, local_clock, args.steps)
-                early, late = early_late_ms(times)
-                keep("in-process early ms/step", early)
-                keep("in-process late ms/step", late)
-                keep("in-process late/early", late / early)
-                return len(times)
+            def in_process(r: int) -> None:
+                measure("in-process", step_times(local, local_clock, local_marks, args.steps))
 
             arms["in-process"] = in_process
         order = list(arms)
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 console.print(f"round {r + 1}/{args.rounds}: {name} ...")
-                cpu = cpu_seconds()
-                steps = arms[name](r)
-                keep(f"{name} CPU ms/step", (cpu_seconds() - cpu) * 1000 / steps)
+                arms[name](r)
     print_report(samples, args)
 
 
@@ -272,8 +317,10 @@ def print_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
         Figure("parts floor (ms/step)", m["floor ms/step"]),
         Figure("branchpoint on Ray, steps 5–24 (ms/step)", m["ray early ms/step"]),
         Figure("branchpoint on Ray, last 20 steps (ms/step)", m["ray late ms/step"]),
-        ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, on Ray",
+        ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, on Ray (wall)",
               m["ray late/early"], 1.1),
+        ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, on Ray (CPU)",
+              m["ray CPU late/early"], 1.1),
         ratio("per-step overhead: on Ray / parts floor (wall)",
               m["ray early ms/step"] / m["floor ms/step"], 1.5),
         ratio("per-step overhead: on Ray / parts floor (CPU of all processes)",
@@ -282,12 +329,14 @@ def print_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
     if "in-process early ms/step" in m:
         figures += [
             Figure("branchpoint in-process, steps 5–24 (ms/step)", m["in-process early ms/step"]),
-            ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, in-process",
+            ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, in-process (wall)",
                   m["in-process late/early"], 1.1),
+            ratio(f"O(1): last 20 / steps 5–24 of a {args.steps}-item run, in-process (CPU)",
+                  m["in-process CPU late/early"], 1.1),
             ratio("in-process / autogen peer (wall)",
                   m["in-process early ms/step"] / m["autogen ms/turn"], 2.0),
             ratio("in-process / autogen peer (CPU)",
-                  m["in-process CPU ms/step"] / m["autogen CPU ms/step"], 2.0),
+                  m["in-process CPU ms/step"] / m["autogen CPU ms/turn"], 2.0),
         ]  # fmt: skip
     else:
         figures.append(

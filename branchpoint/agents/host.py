@@ -325,6 +325,7 @@ class AgentRuntime:
             span_attrs=attrs,
             sampling=sampling,
             function_calling=function_calling,
+            lookup=sim_spec(model) is None,
         )
 
     async def _llm_turn(

@@ -137,12 +137,16 @@ class RecordingClient(TextChatClient):
         model: str,
         mode: RecordMode = "record",
         hash_extra: Mapping[str, Any] | None = None,
+        lookup: bool = True,
     ) -> None:
         self.inner = inner
         self.store = store
         self.model = model
         self.mode = mode
         self.hash_extra = dict(hash_extra or {})
+        # False: in record mode, always ask the model (for a deterministic, free one such as the
+        # sim, whose hash covers every input, a lookup is a round trip that finds the same answer).
+        self.lookup = lookup
         self.last_hash: str | None = None
         self.last_cached = False
         super().__init__()
@@ -163,7 +167,7 @@ class RecordingClient(TextChatClient):
             params["tools"] = [t.schema if isinstance(t, Tool) else t for t in tools]
         key = request_hash(self.model, messages, params)
         self.last_hash = key
-        record = await self.store.get(key)
+        record = await self.store.get(key) if self.lookup or self.mode == "replay" else None
         if record is not None:
             self.last_cached = True
             result = CreateResult.model_validate({**record["response"], "cached": True})
