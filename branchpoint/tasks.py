@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import gzip
 import json
 import re
@@ -70,17 +71,21 @@ def is_correct(final_answer: str | None, task: Task) -> bool:
 
 def solution_chain(task: Task) -> list[tuple[str, float]]:
     """The worked solution as (expression, value) pairs: GSM8K annotations or GSM-Plus lines."""
-    if not task.solution:
-        return []
-    pairs = _GSM8K_ANNOTATION.findall(task.solution)
+    return list(chain_of(task.solution or ""))
+
+
+@functools.lru_cache(maxsize=256)
+def chain_of(solution: str) -> tuple[tuple[str, float], ...]:
+    """`solution_chain` of a solution text, parsed once per text (the sim reads it every turn)."""
+    pairs = _GSM8K_ANNOTATION.findall(solution)
     if not pairs:
-        pairs = _PLAIN_EQUATION.findall(task.solution)
+        pairs = _PLAIN_EQUATION.findall(solution)
     chain = []
     for expr, value in pairs:
         number = normalize_number(value)
         if number is not None:
             chain.append((expr.strip().replace("x", "*").replace("×", "*"), number))
-    return chain
+    return tuple(chain)
 
 
 def _task_from_gsm(row: dict[str, Any], index: int, source: str) -> Task:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import bisect
+import functools
 import operator
 import random
 import re
@@ -26,7 +28,7 @@ from autogen_core.models import (
 
 from branchpoint.agents.chat_client import TextChatClient
 from branchpoint.model import Fault, Step, Task
-from branchpoint.tasks import numbers_in, same_number, solution_chain
+from branchpoint.tasks import chain_of, numbers_in, same_number, solution_chain
 
 CONTINUE = "CONTINUE"
 # Part of every sim request's record hash: bump it when the simulated agents change behaviour,
@@ -59,6 +61,7 @@ class SimContext:
     latency_s: float = 0.0
 
 
+@functools.lru_cache(maxsize=65536)
 def evaluate(expr: str) -> float:
     """Evaluate an arithmetic expression (+ - * / and parentheses) without eval()."""
 
@@ -111,7 +114,12 @@ def fault_fires(ctx: SimContext, kind: str | None = None) -> Fault | None:
 
 def planned_items(plan: str | None) -> list[int]:
     """Item numbers (1-based) a plan lists."""
-    return [int(n) for n in _PLAN_LINE.findall(plan or "")]
+    return list(_planned_items(plan or ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _planned_items(plan: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in _PLAN_LINE.findall(plan))
 
 
 def done_items(transcript: Sequence[Step]) -> dict[int, tuple[str, float]]:
@@ -119,28 +127,51 @@ def done_items(transcript: Sequence[Step]) -> dict[int, tuple[str, float]]:
     done: dict[int, tuple[str, float]] = {}
     for step in transcript:
         if step.agent == "Solver":
-            for number, expr, value in _ITEM.findall(step.content):
-                done[int(number)] = (expr, float(value))
+            for number, item in _solver_items(step.content):
+                done[number] = item
     return done
 
 
-def _substitute(
-    expr: str, index: int, chain: list[tuple[str, float]], done: dict[int, tuple[str, float]]
-) -> str:
-    """Replace references to earlier results by the values this run actually computed."""
-    last_value = 0.0
-    replacements: dict[float, float] = {}
-    for j in range(index):
+@functools.lru_cache(maxsize=65536)
+def _solver_items(content: str) -> tuple[tuple[int, tuple[str, float]], ...]:
+    """The items one Solver message states (parsed once per message, not once per turn)."""
+    return tuple((int(n), (expr, float(value))) for n, expr, value in _ITEM.findall(content))
+
+
+@functools.lru_cache(maxsize=256)
+def _values_in_order(solution: str) -> tuple[list[float], list[int]]:
+    """The chain's values sorted, and the item index of each: finds an earlier result by value."""
+    chain = chain_of(solution)
+    order = sorted(range(len(chain)), key=lambda j: chain[j][1])
+    return [chain[j][1] for j in order], order
+
+
+def _first_item_with_value(solution: str, value: float) -> int | None:
+    """The lowest index j with `same_number(value, chain[j][1])` (a bisection, not a scan)."""
+    values, order = _values_in_order(solution)
+    slack = 2e-4 * max(1.0, abs(value)) + 1e-9  # wider than same_number's tolerance
+    lo = bisect.bisect_left(values, value - slack)
+    hi = bisect.bisect_right(values, value + slack)
+    found = [order[i] for i in range(lo, hi) if same_number(value, values[i])]
+    return min(found) if found else None
+
+
+def _substitute(expr: str, index: int, solution: str, done: dict[int, tuple[str, float]]) -> str:
+    """Replace references to earlier results by the values this run actually computed.
+
+    A number in `expr` that equals the ground-truth result of an earlier item j (the first such
+    j) becomes the value this run computed for item j+1, or, when item j+1 was never computed,
+    the latest value computed before it (0 when none was).
+    """
+
+    def computed(j: int) -> float:
         if j + 1 in done:
-            last_value = done[j + 1][1]
-        replacements.setdefault(chain[j][1], done[j + 1][1] if j + 1 in done else last_value)
+            return done[j + 1][1]
+        return next((done[m][1] for m in range(j, 0, -1) if m in done), 0.0)
 
     def swap(match: re.Match[str]) -> str:
-        value = float(match.group(0).replace(",", ""))
-        for truth, actual in replacements.items():
-            if same_number(value, truth):
-                return fmt(actual)
-        return match.group(0)
+        j = _first_item_with_value(solution, float(match.group(0).replace(",", "")))
+        return fmt(computed(j)) if j is not None and j < index else match.group(0)
 
     return re.sub(r"\d[\d,]*(?:\.\d+)?", swap, expr)
 
@@ -167,7 +198,8 @@ def planner_turn(ctx: SimContext) -> str:
 
 def solver_turn(ctx: SimContext) -> str:
     """Compute the next planned item (or redo one the Verifier rejected)."""
-    chain = solution_chain(ctx.task)
+    solution = ctx.task.solution or ""
+    chain = chain_of(solution)
     done = done_items(ctx.transcript)
     plan = planned_items(ctx.plan)
     last = ctx.transcript[-1] if ctx.transcript else None
@@ -183,7 +215,7 @@ def solver_turn(ctx: SimContext) -> str:
         item = todo[0]
     else:
         return prefix + "All planned items are done."
-    expr = _substitute(chain[item - 1][0], item - 1, chain, done)
+    expr = _substitute(chain[item - 1][0], item - 1, solution, done)
     if fault and fault.kind == "wrong_operand":
         expr = _wrong_operand(expr)
     value = evaluate(expr)
@@ -226,11 +258,17 @@ class SimChatCompletionClient(TextChatClient):
         turn = TURNS.get(self.ctx.agent)
         content = turn(self.ctx) if turn else f"{self.ctx.agent} has nothing to add."
         usage = RequestUsage(
-            prompt_tokens=sum(len(str(getattr(m, "content", "")).split()) for m in messages),
+            prompt_tokens=sum(word_count(str(getattr(m, "content", ""))) for m in messages),
             completion_tokens=len(content.split()),
         )
         self._account(usage)
         return CreateResult(finish_reason="stop", content=content, usage=usage, cached=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def word_count(text: str) -> int:
+    """Words in a text (the sim's token count; the plan is counted once, not on every turn)."""
+    return len(text.split())
 
 
 # The chance an injected fault recurs when its step is re-sampled, for `run --model sim`. At 1.0
