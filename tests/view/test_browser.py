@@ -252,6 +252,17 @@ def test_fork_without_the_token_is_refused_and_writes_nothing(
     assert count_forks(filled) == before
 
 
+def job_state(driver: object) -> str | None:
+    """The fork job's status on its page (None while the page is reloading)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, ".job-status").text)  # type: ignore[attr-defined]
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
 def test_fork_launched_from_the_page_creates_a_run_that_sql_sees(
     browser: object, viewer: Viewer, filled: Filled
 ) -> None:
@@ -265,13 +276,11 @@ def test_fork_launched_from_the_page_creates_a_run_that_sql_sees(
     screenshot(browser, "fork-form")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while "running" == browser.find_element(By.CSS_SELECTOR, ".job-status").text:  # type: ignore[attr-defined]
+    while job_state(browser) in ("running", None):  # the page reloads itself meanwhile
         assert time.monotonic() < deadline, "the fork did not finish"
         time.sleep(2)
-        browser.refresh()  # type: ignore[attr-defined]
     screenshot(browser, "fork-job")
-    status = browser.find_element(By.CSS_SELECTOR, ".job-status").text  # type: ignore[attr-defined]
-    assert status == "succeeded", browser.page_source  # type: ignore[attr-defined]
+    assert job_state(browser) == "succeeded", browser.page_source  # type: ignore[attr-defined]
     new = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "p a.mono")]  # type: ignore[attr-defined]
     assert new
     rows = sql(
