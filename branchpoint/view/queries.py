@@ -86,22 +86,42 @@ class RunFilter:
         return " AND ".join(clauses), params
 
 
-_RUNS_SQL = """
-SELECT r.run_id, r.team, r.model, r.task_id, r.status, r.sweep_id, r.parent_run_id, r.fork_step,
-       coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) AS tokens,
-       r.seconds, coalesce(r.fork_step, 0) + r.n_steps AS steps, r.started_at,
-       (SELECT count(*) FROM runs f WHERE f.parent_run_id = r.run_id) AS forks,
-       (SELECT count(*) FROM verdicts v WHERE v.run_id = r.run_id) AS verdicts
-FROM runs r WHERE {where}
-ORDER BY r.started_at DESC, r.run_id LIMIT ? OFFSET ?
+# Finished runs, and runs whose steps are recorded but whose run record is not yet (a run is
+# recorded when it ends): those show as "running" (or interrupted, if their process died).
+_ALL_RUNS = """
+WITH all_runs AS (
+    SELECT run_id, team, model, task_id, question, status, sweep_id, parent_run_id, fork_step,
+           input_tokens, output_tokens, seconds, n_steps, started_at FROM runs
+    UNION ALL BY NAME
+    SELECT run_id, 'running' AS status, max(step) + 1 AS n_steps, min(started_at) AS started_at,
+           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens
+    FROM steps WHERE run_id NOT IN (SELECT run_id FROM runs) GROUP BY run_id
+)
 """
 
-_FACETS_SQL = """
+_RUNS_SQL = (
+    _ALL_RUNS
+    + """
+SELECT r.run_id, r.team, r.model, r.task_id, r.status, r.sweep_id, r.parent_run_id, r.fork_step,
+       coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) AS tokens,
+       r.seconds, CASE WHEN r.status = 'running' THEN r.n_steps
+                       ELSE coalesce(r.fork_step, 0) + r.n_steps END AS steps, r.started_at,
+       (SELECT count(*) FROM runs f WHERE f.parent_run_id = r.run_id) AS forks,
+       (SELECT count(*) FROM verdicts v WHERE v.run_id = r.run_id) AS verdicts
+FROM all_runs r WHERE {where}
+ORDER BY r.started_at DESC, r.run_id LIMIT ? OFFSET ?
+"""
+)
+
+_FACETS_SQL = (
+    _ALL_RUNS
+    + """
 SELECT list(DISTINCT team ORDER BY team) AS team, list(DISTINCT model ORDER BY model) AS model,
        list(DISTINCT status ORDER BY status) AS status,
        (SELECT list(sweep_id ORDER BY created_at) FROM sweeps) AS sweep
-FROM runs
+FROM all_runs
 """
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +134,8 @@ class RunsView:
 def list_runs(reader: Reader, filters: RunFilter, page: int = 1, size: int = 50) -> RunsView:
     """One page of runs matching the filters, newest first, with the filter choices."""
     where, params = filters.where()
-    total = reader.query(f"SELECT count(*) AS n FROM runs r WHERE {where}", params)[0]["n"]
+    total = reader.query(f"{_ALL_RUNS} SELECT count(*) AS n FROM all_runs r WHERE {where}", params)
+    total = total[0]["n"]
     current = page_of(page, size, total)
     rows = reader.query(_RUNS_SQL.format(where=where), [*params, size, current.offset])
     facet_row = reader.query(_FACETS_SQL)[0]
@@ -152,7 +173,7 @@ def _json(value: Any, default: Any) -> Any:
 
 def load_run_row(reader: Reader, run_id: str) -> Row:
     """The run's row with its task, faults and intervention decoded; UnknownRunError if absent."""
-    rows = reader.query(_RUN_SQL, [run_id])
+    rows = reader.query(_RUN_SQL, [run_id]) or unfinished_run(reader, run_id)
     if not rows:
         raise UnknownRunError(f"unknown run id {run_id!r}: no such run in this trace database")
     row = rows[0]
@@ -164,10 +185,32 @@ def load_run_row(reader: Reader, run_id: str) -> Row:
     return row
 
 
+_UNFINISHED_SQL = """
+SELECT run_id, 'running' AS status, max(step) + 1 AS n_steps, min(started_at) AS started_at,
+       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+       date_diff('millisecond', min(started_at), max(started_at)) / 1000.0 AS seconds
+FROM steps WHERE run_id = ? GROUP BY run_id
+"""
+_RUN_FIELDS = (
+    "team", "model", "seed", "task_id", "success", "final_answer", "error", "parent_run_id",
+    "fork_step", "sweep_id", "faults",
+)  # fmt: skip
+
+
+def unfinished_run(reader: Reader, run_id: str) -> list[Row]:
+    """A run with recorded steps but no run record yet, as a row like the `runs` view's."""
+    rows = reader.query(_UNFINISHED_SQL, [run_id])
+    return [{**dict.fromkeys(_RUN_FIELDS), "task_json": None, "intervention_json": None, **r}
+            for r in rows]  # fmt: skip
+
+
 def run_segments(reader: Reader, run_id: str) -> list[Segment]:
-    """Where each range of the run's conversation is recorded (see `lineage.step_segments`)."""
+    """Where each range of the run's conversation is recorded (see `lineage.step_segments`).
+
+    A run not recorded yet (still running) is its own steps only: its lineage is on its record.
+    """
     chain = [Link(r["run_id"], r["fork_step"]) for r in reader.query(_CHAIN_SQL, [run_id])]
-    return step_segments(chain)
+    return step_segments(chain or [Link(run_id, None)])
 
 
 def _segment_where(segments: list[Segment], alias: str = "") -> tuple[str, list[Any]]:

@@ -58,7 +58,7 @@ def assert_inert(html: str) -> None:
 
 def test_runs_page_lists_every_run_with_counts(reader: tracedb.ConnectionReader) -> None:
     view = queries.list_runs(reader, queries.RunFilter())
-    assert {r["run_id"] for r in view.rows} == {"run-root", "run-fix", "run-ctl"}
+    assert {r["run_id"] for r in view.rows} == {"run-root", "run-fix", "run-ctl", "run-live"}
     root = next(r for r in view.rows if r["run_id"] == "run-root")
     assert (root["forks"], root["verdicts"], root["steps"]) == (2, 1, 5)
     html = pages.runs_page(view, queries.RunFilter(), "db")
@@ -71,7 +71,8 @@ def test_runs_page_lists_every_run_with_counts(reader: tracedb.ConnectionReader)
     ("filters", "expected"),
     [
         (queries.RunFilter(status="succeeded"), {"run-fix"}),
-        (queries.RunFilter(kind="root"), {"run-root"}),
+        (queries.RunFilter(kind="root"), {"run-root", "run-live"}),
+        (queries.RunFilter(status="running"), {"run-live"}),
         (queries.RunFilter(kind="fork"), {"run-fix", "run-ctl"}),
         (queries.RunFilter(sweep="sweep-1"), {"run-root", "run-fix", "run-ctl"}),
         (
@@ -88,9 +89,9 @@ def test_runs_filters(
 
 
 def test_runs_paginate(reader: tracedb.ConnectionReader) -> None:
-    first = queries.list_runs(reader, queries.RunFilter(), page=1, size=2)
-    second = queries.list_runs(reader, queries.RunFilter(), page=2, size=2)
-    assert (first.page.count, len(first.rows), len(second.rows)) == (2, 2, 1)
+    first = queries.list_runs(reader, queries.RunFilter(), page=1, size=3)
+    second = queries.list_runs(reader, queries.RunFilter(), page=2, size=3)
+    assert (first.page.count, len(first.rows), len(second.rows)) == (2, 3, 1)
     assert "page 1 of 2" in pages.runs_page(first, queries.RunFilter(), "db")
 
 
@@ -121,6 +122,16 @@ def test_a_forks_page_shows_the_shared_prefix_then_its_own_steps(
     assert html.count("shared prefix") == 2
     assert "120*5 = 600" in html and "intervention" in html
     assert "rule-based (plan steps)" in html
+
+
+def test_a_run_still_writing_is_listed_as_running_with_its_steps(
+    reader: tracedb.ConnectionReader,
+) -> None:
+    [live] = queries.list_runs(reader, queries.RunFilter(status="running")).rows
+    assert (live["run_id"], live["steps"]) == ("run-live", 2)
+    html = run_html(reader, "run-live")
+    assert re.findall(r'id="step-(\d+)"', html) == ["0", "1"]
+    assert "status-running" in html
 
 
 def test_run_steps_paginate(reader: tracedb.ConnectionReader) -> None:

@@ -94,7 +94,8 @@ RESAMPLE = {"kind": "resample", "step": 2}
 
 def build(path: Path, extra_steps: int = 0) -> dict[str, str]:
     """Write the fixture database; returns the ids a test refers to."""
-    ids = {"root": "run-root", "fix": "run-fix", "control": "run-ctl", "sweep": "sweep-1"}
+    ids = {"root": "run-root", "fix": "run-fix", "control": "run-ctl", "sweep": "sweep-1",
+           "live": "run-live"}  # fmt: skip
     spans = [run_span("run-root", "failed", T0, **{A.FAULTS: json.dumps(FAULTS)})]
     steps = ROOT_STEPS + [("Solver", f"extra step {i}") for i in range(extra_steps)]
     for k, (agent, content) in enumerate(steps):
@@ -111,6 +112,8 @@ def build(path: Path, extra_steps: int = 0) -> dict[str, str]:
         A.INTERVENTION_ID: "iv-rs", "branchpoint.intervention": json.dumps(RESAMPLE)}))  # fmt: skip
     for k, (agent, content) in enumerate(ROOT_STEPS[2:], start=2):
         spans.append(step_span("run-ctl", k, agent, content, later))
+    live = T0 + timedelta(minutes=10)  # steps recorded, the run not finished (no run span yet)
+    spans += [step_span("run-live", k, "Solver", f"live step {k}", live) for k in range(2)]
     store = DuckDBTraceStore(path)
     try:
         store.write_spans(spans)
