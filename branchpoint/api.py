@@ -174,12 +174,12 @@ class Session:
         resume: bool = False,
     ) -> RunPlan:
         """The runs `run` would start (see `run` for the arguments)."""
-        from branchpoint.agents.teams import get_team
+        from branchpoint.agents.team_registry import resolve_team
         from branchpoint.orchestrator.runner import finished_task_ids, plan_faults, sim_tasks
         from branchpoint.orchestrator.session import is_sim
 
         team_name, model = team or self.team, model or self.model
-        get_team(team_name)
+        team_spec = resolve_team(team_name)  # a built-in, pkg.module:attr, a team file, autogen:
         sim = is_sim(model)
         task_list = _load_tasks(tasks, None if sim else limit)
         left_out = 0
@@ -190,7 +190,7 @@ class Session:
             faults = plan_faults(task_list, fault_rate, seed)
         already = 0
         if resume:
-            done = finished_task_ids(self.core.store, team_name, model, seed)
+            done = finished_task_ids(self.core.store, team_spec.name, model, seed)
             already = len(done & {t.task_id for t in task_list})
             task_list = [t for t in task_list if t.task_id not in done]
         return RunPlan(team_name, model, seed, tuple(task_list), faults, left_out, already)
@@ -199,12 +199,12 @@ class Session:
         self, plan: RunPlan, *, concurrency: int = 2, on_done: Callable[[Run], None] | None = None
     ) -> list[Run]:
         """Run a plan from `plan_runs`; results in task order."""
-        from branchpoint.agents.teams import get_team
+        from branchpoint.agents.team_registry import resolve_team
         from branchpoint.orchestrator.runner import run_tasks
 
         return run_tasks(
             self.core,
-            get_team(plan.team),
+            resolve_team(plan.team),
             list(plan.tasks),
             plan.model,
             seed=plan.seed,
