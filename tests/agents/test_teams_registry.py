@@ -137,3 +137,18 @@ def test_branchpoint_teams_lists_teams_and_shows_one() -> None:
     shown = CliRunner().invoke(app, ["teams", str(TESTS.parent / "examples/teams/pair.toml")])
     assert shown.exit_code == 0, shown.output
     assert "pair_file" in shown.output and "Solver" in shown.output and "python" in shown.output
+
+
+def test_the_python_api_runs_and_forks_a_user_team_in_process(
+    userteams: None, tmp_path: Path
+) -> None:
+    import branchpoint as bp
+
+    task = Task(task_id="t", question="What is 2 + 3?", answer="5")
+    with bp.session(tmp_path / "api.duckdb", team="userteams.pair:TEAM", model="team") as s:
+        [run] = s.run(task)
+        assert (run.status, run.team, run.final_answer) == ("succeeded", "pair", "5")
+        [fork] = s.fork(run, bp.resample(0))
+        assert fork.status == "succeeded" and fork.parent_run_id == run.run_id
+        steps = s.sql(f"SELECT agent FROM steps WHERE run_id = '{run.run_id}' ORDER BY step")
+        assert [r["agent"] for r in steps] == ["Adder", "Checker"]
