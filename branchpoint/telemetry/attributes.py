@@ -51,6 +51,7 @@ TOOL_OUTPUT = "branchpoint.tool.output"
 TOOL_OK = "branchpoint.tool.ok"
 NEXT_SPEAKER = "branchpoint.next_speaker"  # the speaker a selector model chose after a step
 TEAM_SOURCE = "branchpoint.team_source"  # where the run's team came from (TeamSource JSON)
+N_STEPS = "branchpoint.n_steps"  # on a run span: how many step spans the run made
 CHECKPOINT_ID = "langgraph.checkpoint_id"
 
 # Content attributes are capped so one verbose model cannot bloat the database.

@@ -32,6 +32,7 @@ from branchpoint.telemetry.store import (
     first_line,
     hot_values,
     span_schema,
+    task_values,
 )
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,9 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
     for (column, _, sql), column_values in zip(hot, values, strict=True):
         field = schema_.field(column)
         columns[column] = _typed(list(column_values), field.type, COERCE[sql])
+    tasks = [task_values(a.get(A.TASK)) if A.TASK in a else {} for a in attrs]
+    for column in schema.TASK_COLUMNS:
+        columns[column] = pa.array([t.get(column) for t in tasks], pa.string())
     return pa.Table.from_arrays([columns[f.name] for f in schema_], schema=schema_)
 
 

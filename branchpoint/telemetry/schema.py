@@ -58,7 +58,11 @@ HOT_ATTRIBUTES: dict[str, tuple[str, str]] = {
     "cached": (A.CACHED, "BOOLEAN"),
     "tool": (A.TOOL_NAME, "VARCHAR"),
     "tool_ok": (A.TOOL_OK, "BOOLEAN"),
+    "n_steps": (A.N_STEPS, "INTEGER"),
 }
+
+# Fields of the task JSON a run span carries (`branchpoint.task`), stored as columns too.
+TASK_COLUMNS: dict[str, str] = {"question": "question", "ground_truth": "answer"}
 
 SPAN_COLUMNS: dict[str, str] = {
     "span_id": "VARCHAR PRIMARY KEY",
@@ -80,6 +84,7 @@ SPAN_COLUMNS: dict[str, str] = {
     "resource": "JSON",
     "scope": "VARCHAR",
     **{column: sql for column, (_, sql) in HOT_ATTRIBUTES.items()},
+    **{column: "VARCHAR" for column in TASK_COLUMNS},
 }
 
 # Pipeline tables: the row model of each, and its primary key.
@@ -165,16 +170,13 @@ _TASK = attr_expr(A.TASK)
 
 RUNS_VIEW = f"""
 CREATE OR REPLACE VIEW runs AS
-SELECT s.run_id, s.team, s.task_id,
-       json_extract_string({_TASK}, '$.question') AS question,
-       json_extract_string({_TASK}, '$.answer') AS ground_truth,
-       s.model, s.seed, s.status, s.success, s.final_answer, s.error,
+SELECT s.run_id, s.team, s.task_id, s.question, s.ground_truth, s.model, s.seed, s.status, s.success, s.final_answer, s.error,
        s.parent_run_id, s.fork_step, s.intervention_id, s.thread_id,
        {attr(A.FAULTS, "faults", "JSON")},
        s.sweep_id, s.input_tokens, s.output_tokens,
        s.duration_ms / 1000.0 AS seconds,
        s.start_time AS started_at,
-       (SELECT count(*) FROM spans t WHERE t.kind = 'step' AND t.run_id = s.run_id) AS n_steps,
+       coalesce(s.n_steps, 0) AS n_steps,
        s.trace_id, s.span_id
 FROM spans s WHERE s.kind = 'run'
 """
@@ -255,53 +257,66 @@ def all_columns() -> dict[str, dict[str, str]]:
     return tables
 
 
-def add_columns(existing: dict[str, set[str]]) -> list[str]:
-    """ALTER statements adding the current version's columns missing from a stored table.
-
-    `existing` maps each stored table to its column names (tables not stored yet are created
-    by `ddl()` instead).
-    """
-    return [
-        f"ALTER TABLE {table} ADD COLUMN {_q(column)} {sql}"
-        for table, columns in all_columns().items()
-        if table in existing
-        for column, sql in columns.items()
-        if column not in existing[table]
-    ]
+def _hot_expression(column: str) -> str:
+    """SQL computing a `spans` hot column from the span's JSON attributes."""
+    if column in TASK_COLUMNS:
+        return f"json_extract_string({_TASK}, '$.{TASK_COLUMNS[column]}')"
+    key, sql = HOT_ATTRIBUTES[column]
+    return f"TRY_CAST({attr_expr(key)} AS {sql})"
 
 
-def _backfill_hot_columns() -> str:
-    sets = ", ".join(
-        f"{_q(column)} = TRY_CAST({attr_expr(key)} AS {sql})"
-        for column, (key, sql) in HOT_ATTRIBUTES.items()
-    )
-    return f"UPDATE spans SET {sets}"
+# A run's step count, for run spans written without `branchpoint.n_steps`.
+COUNT_STEPS = """
+UPDATE spans SET n_steps = c.n
+FROM (SELECT run_id, count(*) AS n FROM spans WHERE kind = 'step'{only} GROUP BY run_id) c
+WHERE spans.kind = 'run' AND spans.run_id = c.run_id AND spans.n_steps IS NULL
+"""
 
-
-# Data moved when a file of an older version is opened: stored version -> statements that bring
-# its rows to the next version (after `add_columns` has added the new columns).
-BACKFILLS: dict[int, list[str]] = {
-    1: [
-        _backfill_hot_columns(),
-        # v1 encoded the sweep item in the fork's run id ("<item>.<suffix>"); v2 stores it.
-        (
-            "UPDATE outcomes SET item_id = split_part(fork_run_id, '.', 1) "
-            "WHERE sweep_id IS NOT NULL AND item_id IS NULL"
-        ),
-        "UPDATE llm_records SET schema_version = 1 WHERE schema_version IS NULL",
-    ],
+# Values of columns added to a stored table, computed from what the older version stored.
+BACKFILLS: dict[tuple[str, str], str] = {
+    # Version 1 encoded the sweep item in the fork's run id ("<item>.<suffix>").
+    ("outcomes", "item_id"): (
+        "UPDATE outcomes SET item_id = split_part(fork_run_id, '.', 1) "
+        "WHERE sweep_id IS NOT NULL AND item_id IS NULL"
+    ),
+    ("llm_records", "schema_version"): (
+        "UPDATE llm_records SET schema_version = 1 WHERE schema_version IS NULL"
+    ),
 }
+
+
+def backfills(added: dict[str, list[str]]) -> list[str]:
+    """Statements filling the columns just added to stored tables (table -> columns)."""
+    statements = []
+    hot = [c for c in added.get("spans", []) if c in HOT_ATTRIBUTES or c in TASK_COLUMNS]
+    computed = [c for c in hot if c != "n_steps"]
+    if computed:
+        sets = ", ".join(f"{_q(c)} = {_hot_expression(c)}" for c in computed)
+        statements.append(f"UPDATE spans SET {sets}")
+    if "n_steps" in hot:
+        statements.append(COUNT_STEPS.format(only=""))
+    for table, columns in added.items():
+        statements += [BACKFILLS[(table, c)] for c in columns if (table, c) in BACKFILLS]
+    return statements
 
 
 def migrations(stored: int | None, existing: dict[str, set[str]]) -> list[str]:
     """Everything that brings a database of schema version `stored` (None: a new file) with
-    the given stored tables up to `SCHEMA_VERSION`: new columns, moved data, the current DDL."""
+    the given stored tables up to `SCHEMA_VERSION`: new columns, their values computed from
+    what was stored, then the current DDL (views included)."""
     if stored is not None:
         check_schema_version(stored, "the trace database")
-    statements = add_columns(existing) + ddl()
-    for version in range(stored or SCHEMA_VERSION, SCHEMA_VERSION):
-        statements += BACKFILLS.get(version, [])
-    return statements
+    added = {
+        table: [c for c in columns if c not in existing[table]]
+        for table, columns in all_columns().items()
+        if table in existing
+    }
+    alters = [
+        f"ALTER TABLE {table} ADD COLUMN {_q(column)} {all_columns()[table][column]}"
+        for table, columns in added.items()
+        for column in columns
+    ]
+    return alters + ddl() + backfills(added)
 
 
 EXISTING_COLUMNS = (

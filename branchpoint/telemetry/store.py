@@ -19,10 +19,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
 from branchpoint.errors import BranchpointError
 from branchpoint.model import SCHEMA_VERSION, LLMRecord, check_schema_version
+from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry import schema
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -214,6 +216,7 @@ def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set
 
 
 _SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
+_HOT_COLUMNS = (*schema.HOT_ATTRIBUTES, *schema.TASK_COLUMNS)
 _SPAN_JSON = set(_json_columns(schema.SPAN_COLUMNS))
 
 
@@ -240,18 +243,33 @@ def _as_text(value: Any) -> str | None:
 COERCE = {"VARCHAR": _as_text, "BOOLEAN": _as_bool, "BIGINT": _as_int, "INTEGER": _as_int}
 
 
+def task_values(task: Any) -> dict[str, str | None]:
+    """The task columns (`schema.TASK_COLUMNS`) of a run span's task attribute (JSON text)."""
+    try:
+        data = json.loads(task) if isinstance(task, str) else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return dict.fromkeys(schema.TASK_COLUMNS)
+    return {column: _as_text(data.get(field)) for column, field in schema.TASK_COLUMNS.items()}
+
+
 def hot_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The `spans` hot columns (`schema.HOT_ATTRIBUTES`) of a span's attributes, typed."""
+    """The `spans` hot columns (`schema.HOT_ATTRIBUTES`, `schema.TASK_COLUMNS`) of a span's
+    attributes, typed."""
     return {
-        column: COERCE[sql](attributes.get(key))
-        for column, (key, sql) in schema.HOT_ATTRIBUTES.items()
+        **{
+            column: COERCE[sql](attributes.get(key))
+            for column, (key, sql) in schema.HOT_ATTRIBUTES.items()
+        },
+        **task_values(attributes.get(A.TASK)),
     }
 
 
 def _with_hot_columns(row: dict[str, Any]) -> dict[str, Any]:
     """A span row whose hot columns are filled from its attributes where the row lacks them
     (importers build rows with the base columns only)."""
-    if all(column in row for column in schema.HOT_ATTRIBUTES):
+    if all(column in row for column in _HOT_COLUMNS):
         return row
     attributes = row.get("attributes") or {}
     if isinstance(attributes, str):
@@ -270,6 +288,12 @@ def spans_table(rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
     if not rows.schema.equals(_SPAN_SCHEMA):
         raise ValueError(f"span table schema differs from the spans table's:\n{rows.schema}")
     return rows
+
+
+def _uncounted_runs(table: pa.Table) -> bool:
+    """Whether a span batch holds a run span without its step count."""
+    runs = pc.equal(table["kind"], "run")
+    return bool(pc.any(pc.and_kleene(runs, pc.is_null(table["n_steps"]))).as_py())
 
 
 def span_schema() -> pa.Schema:
@@ -395,10 +419,19 @@ class DuckDBTraceStore:
         self._con.register("_incoming_spans", table)
         try:
             try:
-                return self._run("INSERT INTO spans SELECT * FROM _incoming_spans")
+                inserted = self._run("INSERT INTO spans SELECT * FROM _incoming_spans")
             except duckdb.ConstraintException:
                 # OR IGNORE also drops a span id repeated inside the batch itself.
-                return self._run("INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans")
+                inserted = self._run("INSERT OR IGNORE INTO spans SELECT * FROM _incoming_spans")
+            if _uncounted_runs(table):
+                # A run span without `branchpoint.n_steps` (an importer's): count its steps.
+                self._run(
+                    schema.COUNT_STEPS.format(
+                        only=" AND run_id IN (SELECT run_id FROM _incoming_spans "
+                        "WHERE kind = 'run' AND n_steps IS NULL)"
+                    )
+                )
+            return inserted
         finally:
             self._con.unregister("_incoming_spans")
 
