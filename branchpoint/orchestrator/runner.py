@@ -152,6 +152,7 @@ def execute_run(
                 A.ERROR: error or "",
                 A.INPUT_TOKENS: done.input_tokens,
                 A.OUTPUT_TOKENS: done.output_tokens,
+                A.N_STEPS: done.n_steps,
                 A.OI_OUTPUT: final_answer or "",
             }
         )
