@@ -22,12 +22,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from benchmarks.common import Figure, report_figures
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.exporter import spans_to_table
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import MAX_EXPORT_BATCH, flush, setup_tracing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+INGESTION_GOAL = 250_000
 
 
 def recorded_spans(n: int) -> list[ReadableSpan]:
@@ -241,7 +243,7 @@ def sim_team_overhead(n_tasks: int, repeats: int = 3) -> tuple[float, float]:
 
 
 def main() -> None:
-    """Print the benchmark table."""
+    """Print the benchmark table and report its figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=2_000)
@@ -255,24 +257,38 @@ def main() -> None:
         args.spans, args.steps, args.no_ray = 50_000, 300, True
     spans = recorded_spans(args.spans)
     rates = max((ingestion_rates(spans) for _ in range(3)), key=lambda r: r.end_to_end)
-    print(f"{'measure':<50}{'value':>14}{'goal':>12}")
-    print(f"{'ingestion end to end (spans/s)':<50}{rates.end_to_end:>14,.0f}{'>= 250,000':>12}")
-    print(f"{'  exporter converts spans to Arrow (spans/s)':<50}{rates.convert:>14,.0f}")
-    print(f"{'  sink writes Arrow batches (spans/s)':<50}{rates.store:>14,.0f}")
+    figures = [
+        Figure(
+            "ingestion end to end (spans/s)",
+            rates.end_to_end,
+            "≥ 250,000",
+            rates.end_to_end >= INGESTION_GOAL,
+            f"{len(spans):,} spans, best of 3",
+        ),
+        Figure("exporter converts spans to Arrow (spans/s)", rates.convert),
+        Figure("sink writes Arrow batches (spans/s)", rates.store),
+    ]
     variants = [("in-process sim turn", sim_turn, args.steps)]
     if not args.no_ray:
         variants.append(("sim turn in a Ray actor", ray_turn_fn(), max(1, args.steps // 4)))
     for label, step_fn, n in variants:
         plain, traced = overhead(step_fn, n)
-        print(f"{label + ', untraced (us/step)':<50}{plain * 1e6:>14.1f}")
-        print(f"{label + ', traced (us/step)':<50}{traced * 1e6:>14.1f}")
-        print(f"{label + ', traced / untraced':<50}{traced / plain:>14.2f}{'<= 1.10':>12}")
+        figures += [
+            Figure(f"{label}, untraced (us/step)", plain * 1e6),
+            Figure(f"{label}, traced (us/step)", traced * 1e6),
+            Figure(f"{label}, traced / untraced", traced / plain, "≤ 1.10", traced / plain <= 1.1),
+        ]
     if not args.no_ray:
         plain, traced = sim_team_overhead(args.team_tasks)
         label = "sim math team end to end"
-        print(f"{label + ', untraced (ms/step)':<50}{plain * 1e3:>14.2f}")
-        print(f"{label + ', traced (ms/step)':<50}{traced * 1e3:>14.2f}")
-        print(f"{label + ', traced / untraced':<50}{traced / plain:>14.2f}{'<= 1.10':>12}")
+        figures += [
+            Figure(f"{label}, untraced (ms/step)", plain * 1e3),
+            Figure(f"{label}, traced (ms/step)", traced * 1e3),
+            Figure(f"{label}, traced / untraced", traced / plain, "≤ 1.10", traced / plain <= 1.1),
+        ]
+    for f in figures:
+        print(f"{f.name:<50}{f.value:>14,.1f}  {f.goal}")
+    report_figures("bench_telemetry", figures)
 
 
 if __name__ == "__main__":

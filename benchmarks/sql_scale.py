@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 import branchpoint as bp
-from benchmarks.common import DATA, console
+from benchmarks.common import DATA, Figure, console, report_figures
 from branchpoint.telemetry.store import DuckDBTraceStore, connect
 
 GOAL_SECONDS = 1.0
@@ -159,8 +159,21 @@ def _print(table: dict[int, dict[str, tuple[float, int]]]) -> None:
             worst = max(worst, seconds) if size == sizes[-1] else worst
             cells += f"{f'{seconds * 1000:,.0f} ms ({rows:,} rows)':>22}"
         console.print(f"{name:<36}{cells}{'<= 1 s':>10}", markup=False)
-    verdict = "met" if worst <= GOAL_SECONDS else "missed"
-    console.print(f"goal at {sizes[-1]:,} spans: slowest query {worst:.2f} s (<= 1 s: {verdict})")
+    report_figures(
+        "sql_scale",
+        [
+            Figure(
+                f"{name}, {size:,} spans (s)",
+                table[size][name][0],
+                goal="≤ 1" if size == sizes[-1] else "",
+                met=table[size][name][0] <= GOAL_SECONDS if size == sizes[-1] else None,
+                note=f"{table[size][name][1]:,} rows",
+            )
+            for size in sizes
+            for name in QUERIES
+        ]
+        + [Figure(f"slowest README query at {sizes[-1]:,} spans (s)", worst, "≤ 1", worst <= 1)],
+    )
 
 
 if __name__ == "__main__":
