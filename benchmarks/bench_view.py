@@ -141,6 +141,7 @@ def main() -> None:
         )
         server.shutdown()
         server.server_close()
+        app.reader.close()
     console.print(table)
     opened = max(figures[1].value or 0, figures[2].value or 0)
     figures.append(

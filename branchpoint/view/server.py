@@ -11,7 +11,9 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -310,12 +312,19 @@ def make_server(
     return server, app
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(db_path: Path, port: int, allow_forks: bool, out: TextIO = sys.stdout) -> None:
     """Serve until interrupted; prints the URL with the session's token."""
     server, app = make_server(db_path, port, allow_forks)
     url = f"http://{HOST}:{server.server_address[1]}/?token={app.token}"
     mode = "forks allowed" if allow_forks else "read-only"
     print(f"branchpoint view ({mode}) on {db_path}: {url}", file=out, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # `kill` ends it like Ctrl-C: the snapshot copies are removed either way.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

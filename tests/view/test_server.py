@@ -27,6 +27,7 @@ def serve(db: Path, allow_forks: bool) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        app.reader.close()
         if app.forks is not None:
             app.forks.close()
 
