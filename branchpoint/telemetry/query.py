@@ -20,7 +20,13 @@ import duckdb
 
 from branchpoint.errors import BranchpointError, DatabaseBusyError
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
-from branchpoint.telemetry.store import TraceDatabaseError, connect, first_line, open_store_for
+from branchpoint.telemetry.store import (
+    TraceDatabaseError,
+    connect,
+    first_line,
+    is_lock_error,
+    open_store_for,
+)
 
 Table = tuple[list[str], list[tuple[Any, ...]]]
 
@@ -67,7 +73,7 @@ def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = Non
             "query it through the store that opened it"
         ) from None
     except duckdb.Error as exc:
-        if "lock" in str(exc).lower():
+        if is_lock_error(exc):
             return _via_sink(path, sql, params, exc)
         raise TraceDatabaseError(
             f"cannot open {path} as a trace database ({first_line(exc)}); check the --db path"

@@ -75,6 +75,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def is_lock_error(exc: BaseException) -> bool:
+    """Whether opening a database failed because another process holds it (DuckDB's "Could not
+    set lock on file"), as opposed to a broken file."""
+    message = str(exc).lower()
+    return "could not set lock" in message or "conflicting lock" in message
+
+
 def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to a trace database with `LOCKED_CONFIG`."""
     config = dict(LOCKED_CONFIG)
@@ -137,7 +144,7 @@ def _check_readable(path: Path) -> None:
     try:
         con = connect(path, read_only=True)
     except duckdb.Error as exc:
-        if "lock" in str(exc).lower():
+        if is_lock_error(exc):
             return  # a live run holds it: it is a working trace database
         raise TraceDatabaseError(
             f"{path} is not a readable DuckDB trace database ({first_line(exc)}); "
