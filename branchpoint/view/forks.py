@@ -18,8 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from branchpoint.errors import BranchpointError
-from branchpoint.model import Intervention
+from branchpoint.model import INTERVENTION_ADAPTER, Intervention
 
 KINDS = ("replace_message", "instruct", "resample")
 MAX_REPEATS = 10
@@ -28,8 +30,6 @@ TEXT_FIELD = {"replace_message": "content", "instruct": "instruction"}
 
 def intervention_from_form(form: dict[str, str], n_steps: int) -> tuple[Intervention, int]:
     """The intervention and repeat count a submitted fork form asks for, validated."""
-    from branchpoint.orchestrator.fork import parse_intervention  # imports Ray: only when used
-
     kind = form.get("kind", "")
     if kind not in KINDS:
         raise BranchpointError(f"unknown intervention kind {kind!r}; choose one of {KINDS}")
@@ -48,7 +48,10 @@ def intervention_from_form(form: dict[str, str], n_steps: int) -> tuple[Interven
         if not text.strip():
             raise BranchpointError(f"{kind} needs a text: the new message or the instruction")
         data[TEXT_FIELD[kind]] = text
-    return parse_intervention(json.dumps(data)), repeats
+    try:
+        return INTERVENTION_ADAPTER.validate_python(data), repeats
+    except ValidationError as exc:
+        raise BranchpointError(f"invalid intervention: {exc.errors()[0]['msg']}") from None
 
 
 @dataclass
