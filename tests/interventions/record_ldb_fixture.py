@@ -4,7 +4,7 @@
 
 DB is a trace database holding a failed code-team run (e.g. from benchmarks/bench_real.py, not
 in use by another process). The run, its steps and every judge reply are written to
-fixtures/ldb_humaneval_run.json; `test_ldb_method.py` replays them without any model.
+fixtures/ldb_code_run.json; `test_ldb_method.py` replays them without any model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.settings import Settings
 from branchpoint.telemetry.store import DuckDBTraceStore
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_humaneval_run.json"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_code_run.json"
 JUDGE = "local:coder-1.5b"
 
 

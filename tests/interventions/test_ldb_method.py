@@ -14,7 +14,7 @@ from branchpoint.interventions.recommend import leaks_answer, recommend
 from branchpoint.model import Run, RuntimeTrace, Step
 from branchpoint.orchestrator.fork import check_fits
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_humaneval_run.json"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_code_run.json"
 
 
 class ReplayJudge:
