@@ -15,7 +15,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, overload
 
@@ -39,6 +39,8 @@ from branchpoint.settings import Settings
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from branchpoint.agents.teams import TeamSpec
+    from branchpoint.interventions.judge import Judge
     from branchpoint.interventions.pipeline import RunDebug
     from branchpoint.interventions.sweep import SweepSpec
     from branchpoint.orchestrator import session as _session
@@ -84,7 +86,7 @@ class RunPlan:
     """What `Session.run` will do: the tasks left to run, the sim faults to inject, and what
     was left out (tasks the sim cannot follow; tasks a resumed run already finished)."""
 
-    team: str
+    team: TeamSpec
     model: str
     seed: int
     tasks: tuple[Task, ...]
@@ -116,15 +118,16 @@ class Session:
     default `$BRANCHPOINT_DB` or `branchpoint.duckdb`). `ray=False` (the default here) runs
     agent turns in this process and never starts Ray; `ray=True` runs them in Ray actors
     (a local Ray, or the cluster at `address`), as the CLI does. `model` and `team` are the
-    defaults of `run`. `ids` and `clock` make ids and recorded durations deterministic.
+    defaults of `run` (no model: the team's own default, else the embedded `local` model).
+    `ids` and `clock` make ids and recorded durations deterministic.
     """
 
     def __init__(
         self,
         db: str | Path | None = None,
         *,
-        model: str = "sim",
-        team: str = "math",
+        model: str | None = None,
+        team: str | TeamSpec = "math",
         ray: bool = False,
         address: str | None = None,
         checkpointer: str | None = None,
@@ -143,6 +146,7 @@ class Session:
         self.team = team
         self.core: _session.Session = CoreSession(self.settings, ray=ray, ids=ids, clock=clock)
         self._token: Token[Session | None] | None = None
+        self._judges: dict[str, Judge | None] = {}
 
     # lifecycle
 
@@ -162,49 +166,24 @@ class Session:
 
     # running teams
 
-    def plan_runs(
-        self,
-        tasks: TaskSource = "builtin",
-        *,
-        team: str | None = None,
-        model: str | None = None,
-        limit: int | None = None,
-        seed: int = 0,
-        fault_rate: float = 0.5,
-        resume: bool = False,
-    ) -> RunPlan:
-        """The runs `run` would start (see `run` for the arguments)."""
-        from branchpoint.agents.team_registry import resolve_team
-        from branchpoint.orchestrator.runner import finished_task_ids, plan_faults, sim_tasks
-        from branchpoint.orchestrator.session import is_sim
+    def unfinished(self, plan: RunPlan) -> RunPlan:
+        """`plan` without the tasks that already have a finished root run of its team, model
+        and seed in this database (what `run(resume=True)` skips)."""
+        from branchpoint.orchestrator.runner import finished_task_ids
 
-        team_name, model = team or self.team, model or self.model
-        team_spec = resolve_team(team_name)  # a built-in, pkg.module:attr, a team file, autogen:
-        sim = is_sim(model)
-        task_list = _load_tasks(tasks, None if sim else limit)
-        left_out = 0
-        faults: dict[str, tuple[Fault, ...]] = {}
-        if sim:
-            task_list, left_out = sim_tasks(task_list)
-            task_list = task_list[:limit]
-            faults = plan_faults(task_list, fault_rate, seed)
-        already = 0
-        if resume:
-            done = finished_task_ids(self.core.store, team_spec.name, model, seed)
-            already = len(done & {t.task_id for t in task_list})
-            task_list = [t for t in task_list if t.task_id not in done]
-        return RunPlan(team_name, model, seed, tuple(task_list), faults, left_out, already)
+        done = finished_task_ids(self.core.store, plan.team.name, plan.model, plan.seed)
+        kept = tuple(t for t in plan.tasks if t.task_id not in done)
+        return replace(plan, tasks=kept, already_run=len(plan.tasks) - len(kept))
 
     def run_plan(
         self, plan: RunPlan, *, concurrency: int = 2, on_done: Callable[[Run], None] | None = None
     ) -> list[Run]:
         """Run a plan from `plan_runs`; results in task order."""
-        from branchpoint.agents.team_registry import resolve_team
         from branchpoint.orchestrator.runner import run_tasks
 
         return run_tasks(
             self.core,
-            resolve_team(plan.team),
+            plan.team,
             list(plan.tasks),
             plan.model,
             seed=plan.seed,
@@ -217,7 +196,7 @@ class Session:
         self,
         tasks: TaskSource = "builtin",
         *,
-        team: str | None = None,
+        team: str | TeamSpec | None = None,
         model: str | None = None,
         limit: int | None = None,
         seed: int = 0,
@@ -233,15 +212,17 @@ class Session:
         `fault_rate` share of runs gets one injected fault (seeded by `seed`). `resume` skips
         tasks that already have a finished root run of this team, model and seed.
         """
-        plan = self.plan_runs(
+        plan = plan_runs(
             tasks,
-            team=team,
-            model=model,
+            team=team or self.team,
+            model=model or self.model,
             limit=limit,
             seed=seed,
             fault_rate=fault_rate,
-            resume=resume,
+            settings=self.settings,
         )
+        if resume:
+            plan = self.unfinished(plan)
         return self.run_plan(plan, concurrency=concurrency, on_done=on_done)
 
     # forks and replays
@@ -349,15 +330,30 @@ class Session:
         on_run: Callable[[RunDebug], None] | None = None,
         on_fork: Callable[[Outcome | None], None] | None = None,
     ) -> SweepResult:
-        """Record (or, with `sweep_id`, continue) a sweep of `spec` and run it."""
-        from branchpoint.interventions.pipeline import judge_for
-        from branchpoint.interventions.sweep import create_sweep, execute_sweep
+        """Run the sweep `sweep_id` of `spec` (recorded first when no id is given)."""
+        from branchpoint.interventions.sweep import execute_sweep
 
-        core = self.core
-        judge = judge_for(core, spec.judge_model)
-        sweep_id = sweep_id or create_sweep(core.store, spec, core.ids, core.clock)
-        reports = execute_sweep(core, sweep_id, spec, judge, concurrency, on_run, on_fork)
+        judge = self.judge(spec.judge_model)
+        sweep_id = sweep_id or self.create_sweep(spec)
+        reports = execute_sweep(self.core, sweep_id, spec, judge, concurrency, on_run, on_fork)
         return SweepResult(sweep_id, tuple(reports))
+
+    def judge(self, model: str | None) -> Judge | None:
+        """The LLM judge on `model` (made once per session; its calls are recorded), or None
+        without a model. A missing model file or a down endpoint fails here."""
+        if model is None:
+            return None
+        if model not in self._judges:
+            from branchpoint.interventions.pipeline import judge_for
+
+            self._judges[model] = judge_for(self.core, model)
+        return self._judges[model]
+
+    def create_sweep(self, spec: SweepSpec) -> str:
+        """Record a sweep of `spec` (nothing runs yet) and return its id."""
+        from branchpoint.interventions.sweep import create_sweep
+
+        return create_sweep(self.core.store, spec, self.core.ids, self.core.clock)
 
     # reading
 
@@ -394,11 +390,43 @@ class Session:
         return _shape(columns, rows, format)
 
 
+def plan_runs(
+    tasks: TaskSource = "builtin",
+    *,
+    team: str | TeamSpec = "math",
+    model: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    fault_rate: float = 0.5,
+    settings: Settings | None = None,
+) -> RunPlan:
+    """The runs `Session.run` would start, checked before anything starts: the team resolves
+    (a built-in name, `pkg.module:attr`, a team file, `autogen:PATH.json`, or a TeamSpec), the
+    tasks load, the model is usable (a missing model file or a down endpoint fails here). No
+    model: the team's own default, else `local`."""
+    from branchpoint.agents.team_registry import resolve_team
+    from branchpoint.orchestrator.runner import plan_faults, preflight_model, sim_tasks
+    from branchpoint.orchestrator.session import is_sim
+
+    team_spec = resolve_team(team) if isinstance(team, str) else team
+    model = model or team_spec.default_model or "local"
+    sim = is_sim(model)
+    task_list = _load_tasks(tasks, None if sim else limit)
+    preflight_model(model, team_spec, settings or Settings())
+    left_out = 0
+    faults: dict[str, tuple[Fault, ...]] = {}
+    if sim:
+        task_list, left_out = sim_tasks(task_list)
+        task_list = task_list[:limit]
+        faults = plan_faults(task_list, fault_rate, seed)
+    return RunPlan(team_spec, model, seed, tuple(task_list), faults, left_out)
+
+
 def session(
     db: str | Path | None = None,
     *,
-    model: str = "sim",
-    team: str = "math",
+    model: str | None = None,
+    team: str | TeamSpec = "math",
     ray: bool = False,
     address: str | None = None,
     checkpointer: str | None = None,
@@ -537,6 +565,7 @@ __all__ = [
     "debug",
     "fork",
     "instruct",
+    "plan_runs",
     "replace_message",
     "replace_plan",
     "replay",

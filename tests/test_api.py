@@ -80,13 +80,13 @@ def test_user_errors_are_branchpoint_errors() -> None:
 
 def test_sql_without_a_session_reads_the_database_file(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
-    with bp.session(db=db) as s:
+    with bp.session(db=db, model="sim") as s:
         s.run([FAULTY], fault_rate=0.0)
     assert bp.sql("SELECT status FROM runs", db=db) == [{"status": "succeeded"}]
 
 
 def _persisted(seed: int) -> tuple[list[str], list[tuple[str, str]], list[float]]:
-    with bp.session(db=":memory:", ids=bp.SeededIds(seed), clock=bp.TickClock()) as s:
+    with bp.session(db=":memory:", model="sim", ids=bp.SeededIds(seed), clock=bp.TickClock()) as s:
         runs = s.run([FAULTY], fault_rate=1.0, concurrency=1)
         runs += s.fork(runs[0], bp.resample(1))
         spans = s.sql("SELECT span_id, trace_id FROM spans ORDER BY span_id")

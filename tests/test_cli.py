@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
+from shared_data import needs_shared_data
+
+pytestmark = pytest.mark.ray
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_first200.jsonl"
 
@@ -29,6 +33,7 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+@needs_shared_data
 def test_sim_run_is_deterministic_for_a_seed_and_traced(tmp_path: Path) -> None:
     outcomes = []
     for name in ("a", "b"):
@@ -73,6 +78,7 @@ def test_sim_run_is_deterministic_for_a_seed_and_traced(tmp_path: Path) -> None:
     assert failed_with_fault and all(json.loads(r[3]) for r in failed_with_fault)
 
 
+@needs_shared_data
 def test_run_resume_skips_tasks_already_run(tmp_path: Path) -> None:
     db = tmp_path / "r.duckdb"
     common = ("run", "--model", "sim", "--tasks", str(GSM8K), "--seed", "3", "--db", str(db))
@@ -112,6 +118,7 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
+@needs_shared_data
 def test_bad_fork_and_sql_requests_exit_non_zero_and_lose_nothing(tmp_path: Path) -> None:
     db = tmp_path / "t.duckdb"
     assert (
@@ -142,6 +149,7 @@ def test_bad_fork_and_sql_requests_exit_non_zero_and_lose_nothing(tmp_path: Path
     assert rows(db, "SELECT count(*) FROM spans")[0][0] == before
 
 
+@pytest.mark.local_model
 def test_run_against_an_openai_compatible_server(tmp_path: Path, llama_server: str) -> None:
     db = tmp_path / "http.duckdb"
     result = bp(

@@ -166,17 +166,9 @@ JudgeOpt = Annotated[
 
 def make_judge(session: Any, judge: str | None) -> Any:
     """An LLM judge whose calls are recorded in the trace database (replayable)."""
-    if judge is None:
-        return None
-    from branchpoint.agents.backends import make_chat_client, parse_model_spec
-    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
-    from branchpoint.agents.teams import MATH
-    from branchpoint.interventions.judge import ChatClientJudge
-    from branchpoint.orchestrator.runner import preflight_model
+    from branchpoint.interventions.pipeline import judge_for
 
-    preflight_model(judge, MATH, session.settings)
-    client = make_chat_client(parse_model_spec(judge), session.settings)
-    return ChatClientJudge(RecordingClient(client, TraceRecordStore(session.store), judge))
+    return judge_for(session, judge)
 
 
 def parse_methods(methods: str) -> tuple[str, ...]:
@@ -207,48 +199,6 @@ def fork_label(outcome: Any) -> str:
     if outcome.success:
         return "succeeded"
     return "still failing" if outcome.fulfilled else "not carried out"
-
-
-def sweep_with_progress(
-    session: Any, sweep_id: str, spec: Any, judge: Any, concurrency: int
-) -> list[Any]:
-    """Execute a sweep behind a live progress bar (forks done, forks/s, tokens)."""
-    import time
-
-    from branchpoint.interventions.sweep import execute_sweep, select_runs
-
-    n_runs = len(select_runs(session.store, spec))
-    started = time.perf_counter()
-    counts = {"done": 0, "running": 0, "succeeded": 0, "still failing": 0, "not carried out": 0}
-    tokens = 0
-    with progress_bar() as bar:
-        runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
-        forks_job = bar.add_task("forks", total=None, status="")
-
-        def on_fork(outcome: Any) -> None:
-            if outcome is None:
-                counts["running"] += 1
-            else:
-                counts["running"] -= 1
-                counts["done"] += 1
-                counts[fork_label(outcome)] += 1
-                nonlocal tokens
-                tokens += outcome.input_tokens + outcome.output_tokens
-            rate = counts["done"] / max(1e-9, time.perf_counter() - started)
-            labels = " · ".join(f"{k} {v}" for k, v in counts.items() if k != "done")
-            status = f"{labels} · {rate:.1f} forks/s · {tokens} tokens"
-            bar.update(forks_job, completed=counts["done"], status=status)
-
-        reports = execute_sweep(
-            session,
-            sweep_id,
-            spec,
-            judge,
-            concurrency,
-            on_run=lambda r: bar.update(runs_job, advance=1),
-            on_fork=on_fork,
-        )
-    return reports
 
 
 def verdict_table(reports: list[Any]) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,14 +17,69 @@ from branchpoint.cli.common import (
     MethodsOpt,
     app,
     console,
-    make_judge,
+    fork_label,
     parse_methods,
+    progress_bar,
     settings_from,
-    sweep_with_progress,
     user_errors,
     verdict_table,
 )
 from branchpoint.errors import BranchpointError
+
+if TYPE_CHECKING:
+    from branchpoint.api import Session, SweepResult
+    from branchpoint.interventions.sweep import SweepSpec
+    from branchpoint.model import Outcome
+
+
+def debug_with_progress(
+    session: Session,
+    spec: SweepSpec,
+    concurrency: int,
+    sweep_id: str | None = None,
+    announce: bool = False,
+) -> SweepResult:
+    """The sequence `debug`, `sweep` and `demo` share: record (or continue) the sweep, run it
+    behind live progress bars (runs; forks in flight, succeeded, still failing, not carried out,
+    forks/s, tokens), then print
+    the verdict table. `announce` prints the sweep's id first."""
+    from branchpoint.interventions.sweep import select_runs
+
+    session.judge(spec.judge_model)  # a judge that cannot work fails before the sweep is recorded
+    sweep_id = sweep_id or session.create_sweep(spec)
+    if announce:
+        console.print(f"sweep {sweep_id}")
+    n_runs = len(select_runs(session.core.store, spec))
+    started = time.perf_counter()
+    counts = {"done": 0, "running": 0, "succeeded": 0, "still failing": 0, "not carried out": 0}
+    tokens = 0
+    with progress_bar() as bar:
+        runs_job = bar.add_task(f"{sweep_id} runs", total=n_runs, status="")
+        forks_job = bar.add_task("forks", total=None, status="")
+
+        def on_fork(outcome: Outcome | None) -> None:
+            nonlocal tokens
+            if outcome is None:
+                counts["running"] += 1
+            else:
+                counts["running"] -= 1
+                counts["done"] += 1
+                counts[fork_label(outcome)] += 1
+                tokens += outcome.input_tokens + outcome.output_tokens
+            rate = counts["done"] / max(1e-9, time.perf_counter() - started)
+            labels = " · ".join(f"{k} {v}" for k, v in counts.items() if k != "done")
+            status = f"{labels} · {rate:.1f} forks/s · {tokens} tokens"
+            bar.update(forks_job, completed=counts["done"], status=status)
+
+        result = session.execute_sweep(
+            spec,
+            sweep_id=sweep_id,
+            concurrency=concurrency,
+            on_run=lambda r: bar.update(runs_job, advance=1),
+            on_fork=on_fork,
+        )
+    verdict_table(list(result.reports))
+    return result
 
 
 @app.command()
@@ -45,8 +101,8 @@ def debug(
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
-    from branchpoint.interventions.sweep import SweepSpec, create_sweep
-    from branchpoint.orchestrator.session import Session
+    from branchpoint.api import Session
+    from branchpoint.interventions.sweep import SweepSpec
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
@@ -58,19 +114,13 @@ def debug(
         curve_repeats=curve_repeats,
         judge_model=judge,
     )
-    with Session(settings_from(db, address, checkpointer)) as session:
+    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
         if run_id:
-            from branchpoint.orchestrator.runs import load_run
-
-            load_run(session.store, run_id)
-        sweep_id = create_sweep(session.store, spec)
-        reports = sweep_with_progress(
-            session, sweep_id, spec, make_judge(session, judge), concurrency
-        )
-    verdict_table(reports)
+            session.get_run(run_id)
+        result = debug_with_progress(session, spec, concurrency)
     console.print(
         f'results: branchpoint sql "SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) '
-        f'WHERE h.run_id IN (SELECT run_id FROM runs)"  (sweep {sweep_id})'
+        f'WHERE h.run_id IN (SELECT run_id FROM runs)"  (sweep {result.sweep_id})'
     )
 
 
@@ -104,12 +154,12 @@ def sweep(
     """Schedule (or --resume) failed runs × methods × interventions × repeats, plus controls."""
     if ctx.invoked_subcommand is not None:
         return
-    from branchpoint.interventions.sweep import SweepSpec, create_sweep, load_spec
-    from branchpoint.orchestrator.session import Session
+    from branchpoint.api import Session
+    from branchpoint.interventions.sweep import SweepSpec, load_spec
 
-    with Session(settings_from(db, address, checkpointer)) as session:
+    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
         if resume:
-            sweep_id, spec = resume, load_spec(session.store, resume)
+            spec = load_spec(session.core.store, resume)
         else:
             spec = SweepSpec(
                 where=where or "status = 'failed'",
@@ -118,12 +168,7 @@ def sweep(
                 curve_repeats=curve_repeats,
                 judge_model=judge,
             )
-            sweep_id = create_sweep(session.store, spec)
-        console.print(f"sweep {sweep_id}")
-        reports = sweep_with_progress(
-            session, sweep_id, spec, make_judge(session, spec.judge_model), concurrency
-        )
-    verdict_table(reports)
+        debug_with_progress(session, spec, concurrency, sweep_id=resume, announce=True)
 
 
 def _sweep_table(rows: list[dict[str, Any]]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,12 +14,16 @@ from branchpoint.cli.common import (
     app,
     console,
     fail_if_all_errored,
+    progress_bar,
     run_summary,
-    run_with_progress,
     settings_from,
     user_errors,
 )
 from branchpoint.errors import BranchpointError
+
+if TYPE_CHECKING:
+    from branchpoint.api import RunPlan, Session
+    from branchpoint.model import Run
 
 
 @app.command()
@@ -62,40 +66,37 @@ def run(
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
-    from branchpoint.agents.team_registry import resolve_team
-    from branchpoint.orchestrator.runner import (
-        finished_task_ids,
-        plan_faults,
-        preflight_model,
-        sim_tasks,
-    )
-    from branchpoint.orchestrator.session import Session, is_sim
-    from branchpoint.tasks import load_tasks
+    from branchpoint.api import Session, plan_runs
 
-    team_spec = resolve_team(team)
-    model = model or team_spec.default_model or "local"
     settings = settings_from(db, address, checkpointer)
-    task_list = load_tasks(tasks, None if is_sim(model) else limit)
-    preflight_model(model, team_spec, settings)
-    faults = {}
-    if is_sim(model):
-        task_list, skipped = sim_tasks(task_list)
-        task_list = task_list[:limit]
-        if skipped:
-            console.print(
-                f"[dim]sim: left out {skipped} tasks whose worked solution it cannot follow[/dim]"
-            )
-        faults = plan_faults(task_list, fault_rate, seed)
-    with Session(settings) as session:
-        if resume:
-            done = finished_task_ids(session.store, team_spec.name, model, seed)
-            console.print(f"resume: {len(done & {t.task_id for t in task_list})} tasks already run")
-            task_list = [t for t in task_list if t.task_id not in done]
-        runs = run_with_progress(
-            session, team_spec, task_list, model, seed=seed, concurrency=concurrency, faults=faults
+    plan = plan_runs(
+        tasks, team=team, model=model, limit=limit, seed=seed, fault_rate=fault_rate,
+        settings=settings,
+    )  # fmt: skip
+    if plan.left_out:
+        console.print(
+            f"[dim]sim: left out {plan.left_out} tasks whose worked solution it cannot follow[/dim]"
         )
+    with Session(settings=settings, ray=True) as session:
+        if resume:
+            plan = session.unfinished(plan)
+            console.print(f"resume: {plan.already_run} tasks already run")
+        runs = runs_with_progress(session, plan, concurrency)
     run_summary(runs)
     fail_if_all_errored(runs)
+
+
+def runs_with_progress(session: Session, plan: RunPlan, concurrency: int) -> list[Run]:
+    """Run a plan behind a progress bar that counts succeeded / failed / errored runs."""
+    counts = {"succeeded": 0, "failed": 0, "errored": 0}
+    with progress_bar() as bar:
+        job = bar.add_task(f"{plan.team.name} × {plan.model}", total=len(plan.tasks), status="")
+
+        def done(r: Run) -> None:
+            counts[r.status] = counts.get(r.status, 0) + 1
+            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
+
+        return session.run_plan(plan, concurrency=concurrency, on_done=done)
 
 
 @app.command()
@@ -113,9 +114,9 @@ def fork(
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Fork a run at a step with an intervention and replay it."""
+    from branchpoint.api import Session
     from branchpoint.model import ReplaceMessage, Resample
-    from branchpoint.orchestrator.fork import fork_run, parse_intervention
-    from branchpoint.orchestrator.session import Session
+    from branchpoint.orchestrator.fork import parse_intervention
 
     if intervention is not None and edit is not None:
         raise BranchpointError("give --intervention FILE or --edit TEXT, not both")
@@ -131,8 +132,8 @@ def fork(
         iv = parse_intervention(text, step)
     else:
         iv = ReplaceMessage(step=step, content=edit) if edit else Resample(step=step)
-    with Session(settings_from(db, address, checkpointer)) as session:
-        runs = fork_run(session, run_id, iv, repeats=repeats)
+    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+        runs = session.fork(run_id, iv, repeats=repeats)
     console.print(f"fork of {run_id} at step {step}: {iv.kind} ({iv.intervention_id})")
     run_summary(runs, title="forks")
     fail_if_all_errored(runs)
@@ -147,11 +148,10 @@ def replay(
     checkpointer: CheckpointerOpt = None,
 ) -> None:
     """Re-execute a run against the LLM record store alone (no model call) and compare its steps."""
-    from branchpoint.orchestrator.replay import replay_run
-    from branchpoint.orchestrator.session import Session
+    from branchpoint.api import Session
 
-    with Session(settings_from(db, address, checkpointer)) as session:
-        report = replay_run(session, run_id)
+    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+        report = session.replay(run_id)
     console.print(report.render())
     if not report.identical:
         raise typer.Exit(1)

@@ -12,8 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START
-from langgraph.types import RunnableConfig
 from pydantic import ValidationError
 
 from branchpoint.agents.backends import parse_model_spec, redact_model

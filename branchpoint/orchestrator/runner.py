@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any
 
-from langgraph.types import RunnableConfig
+from langchain_core.runnables import RunnableConfig
 
 from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact_model
 from branchpoint.agents.local_model import resolve_gguf

@@ -87,6 +87,13 @@ def start_ray(address: str | None) -> None:
             f"cannot reach the Ray cluster at {address!r}: {exc}; "
             "start it with `ray start --head` or drop --address"
         ) from None
+    except Exception as exc:
+        if "timed out during startup" not in str(exc):
+            raise
+        raise BranchpointError(
+            "the local Ray did not start in time (the machine is busy); try again, or join a "
+            "running cluster with --address"
+        ) from None
 
 
 def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
@@ -99,7 +106,7 @@ def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))  # type: ignore[no-untyped-call]
     count = max(1, n_hosts, len(nodes))
     return [
         NodeAffinitySchedulingStrategy(node_id=nodes[i % len(nodes)], soft=False)

@@ -114,6 +114,7 @@ def test_credentials_in_model_urls_are_redacted_but_revealed_to_the_caller(
         assert parse_model_spec(text).base_url == text.split("@", 1)[1]  # what the client uses
 
 
+@pytest.mark.local_model
 def test_default_gguf_is_assembled_verified_and_cheap_the_second_time(local_gguf: Path) -> None:
     assert local_gguf.name == local_model.DEFAULT_GGUF_NAME
     assert file_sha256(local_gguf) == DEFAULT_GGUF_SHA256
@@ -153,6 +154,7 @@ def test_corrupted_copy_of_the_chunks_is_rejected(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "model.gguf").exists()
 
 
+@pytest.mark.local_model
 def test_corrupted_cached_model_is_rebuilt_from_the_chunks(
     local_gguf: Path, tmp_path: Path
 ) -> None:
@@ -210,6 +212,7 @@ def _ask(client: LlamaCppClient, prompt: str, **args: object) -> str:
     return result.content
 
 
+@pytest.mark.local_model
 def test_local_model_answers_through_autogen(local_client: LlamaCppClient) -> None:
     answer = _ask(local_client, "What is 2 + 3? Reply with the number only.", temperature=0.0,
                   max_tokens=4)  # fmt: skip
@@ -218,6 +221,7 @@ def test_local_model_answers_through_autogen(local_client: LlamaCppClient) -> No
     assert local_client.model_info["function_calling"] is False
 
 
+@pytest.mark.local_model
 def test_same_seed_gives_the_same_text_and_other_seeds_can_differ(
     local_client: LlamaCppClient,
 ) -> None:
@@ -231,6 +235,7 @@ def test_same_seed_gives_the_same_text_and_other_seeds_can_differ(
     assert any(text != first for text in resampled)
 
 
+@pytest.mark.local_model
 def test_max_tokens_is_honoured(local_client: LlamaCppClient) -> None:
     messages = [UserMessage(content="Count from 1 to 100, separated by spaces.", source="user")]
     result = asyncio.run(

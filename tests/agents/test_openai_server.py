@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
 
 from branchpoint.agents.backends import check_endpoint, make_chat_client, parse_model_spec
 from branchpoint.settings import Settings
+
+pytestmark = pytest.mark.local_model
 
 
 def test_chat_call_through_the_openai_compatible_server(llama_server: str) -> None:

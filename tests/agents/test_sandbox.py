@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from shared_data import needs_shared_data
 
 from branchpoint.agents import sandbox
 from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval, run_python
@@ -128,6 +129,7 @@ def test_extract_code_blocks() -> None:
     assert extract_code_blocks("```python\ndef f():\n    return 1```") == ["def f():\n    return 1"]
 
 
+@needs_shared_data
 @pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/2"])
 def test_humaneval_canonical_solution_passes_and_a_broken_one_fails(task_id: str) -> None:
     problem = _humaneval(task_id)

@@ -22,7 +22,7 @@ from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ModelInfo
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-pytestmark = pytest.mark.local_model
+pytestmark = [pytest.mark.local_model, pytest.mark.ray]  # the CLI runs start a local Ray
 
 TOOLS_INFO = ModelInfo(
     vision=False,

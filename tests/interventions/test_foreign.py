@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from dover_samples import RECORDED_MODEL, RECORDED_WHOWHEN, RECORDINGS, WHOWHEN
+from shared_data import needs_shared_data
 
 from branchpoint.agents.recording import JsonlRecordStore, RecordingClient
 from branchpoint.interventions.foreign import attribute_logs, import_log
@@ -13,6 +15,8 @@ from branchpoint.interventions.judge import ChatClientJudge
 from branchpoint.interventions.whowhen import load_whowhen_dir
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
+
+pytestmark = [pytest.mark.ray, needs_shared_data]
 
 METHODS = ("all_at_once", "step_by_step", "binary_search", "dover")
 

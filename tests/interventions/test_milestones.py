@@ -6,6 +6,7 @@ import json
 
 import pytest
 from dover_samples import DATA, math_run
+from shared_data import needs_shared_data
 
 from branchpoint.interventions.milestones import (
     achieved,
@@ -48,6 +49,7 @@ def test_normaliser() -> None:
     assert number_tokens("paid $1,200.50 for 3 items, 12000 total") == {"1200.5", "3", "12000"}
 
 
+@needs_shared_data
 def test_gsm8k_annotations_give_intermediate_values() -> None:
     ducks = predicate_milestones(_gsm8k(0))
     assert [m.result for m in ducks] == ["9", "18"]
@@ -61,17 +63,20 @@ def test_gsm8k_annotations_give_intermediate_values() -> None:
     ]
 
 
+@needs_shared_data
 def test_gsm8k_values_stated_in_the_question_are_skipped() -> None:
     # Robe: 2/2=1, 2+1=3; "2" is in the question but 1 and 3 are not.
     assert [m.result for m in predicate_milestones(_gsm8k(1))] == ["1", "3"]
 
 
+@needs_shared_data
 def test_gsmplus_plain_solution_lines() -> None:
     heels = predicate_milestones(_gsmplus(0))
     assert [m.result for m in heels] == ["20", "6", "26", "4.33"]
     assert heels[0].action.startswith("The total height of the heels")
 
 
+@needs_shared_data
 def test_gsmplus_annotated_and_unanswerable_solutions() -> None:
     assert [m.result for m in predicate_milestones(_gsmplus(1))] == ["60", "20", "80", "25", "3.2"]
     rows = _rows("gsmplus_testmini_dev.jsonl")
@@ -79,6 +84,7 @@ def test_gsmplus_annotated_and_unanswerable_solutions() -> None:
     assert predicate_milestones(_gsmplus(critical)) == []
 
 
+@needs_shared_data
 @pytest.mark.parametrize("i", range(0, 200, 7))
 def test_every_sampled_gsm8k_problem_has_milestones_ending_at_the_answer(i: int) -> None:
     task = _gsm8k(i)

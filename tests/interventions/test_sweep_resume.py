@@ -17,6 +17,9 @@ from pathlib import Path
 import duckdb
 import psutil
 import pytest
+from shared_data import needs_shared_data
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, needs_shared_data]
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_test_first200.jsonl"
 CLI = str(Path(sys.executable).with_name("branchpoint"))

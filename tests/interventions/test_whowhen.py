@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from dover_samples import WHOWHEN
+from shared_data import needs_shared_data
 
 from branchpoint.errors import TaskFileError
 from branchpoint.interventions.segment import segment_by_kinds
@@ -20,6 +21,7 @@ from branchpoint.interventions.whowhen import (
 from branchpoint.model import Hypothesis
 
 
+@needs_shared_data
 def test_all_samples_import_with_consistent_truths() -> None:
     logs = load_whowhen_dir(WHOWHEN)
     assert len(logs) == 10
@@ -35,6 +37,7 @@ def test_all_samples_import_with_consistent_truths() -> None:
         assert all("(" not in s.agent for s in log.steps)
 
 
+@needs_shared_data
 def test_handcrafted_roles_and_replans() -> None:
     log = load_whowhen(WHOWHEN / "hand_crafted_20.json")
     kinds = {s.index: (s.agent, s.kind) for s in log.steps}
@@ -46,6 +49,7 @@ def test_handcrafted_roles_and_replans() -> None:
     assert [(t.start, t.end) for t in segment_by_kinds(log.steps)] == [(0, 35), (35, 67)]
 
 
+@needs_shared_data
 def test_ag2_names_and_terminal() -> None:
     log = load_whowhen(WHOWHEN / "algorithm_generated_14.json")
     assert log.steps[1].agent == "Culinary_Awards_Expert"
@@ -56,6 +60,7 @@ def test_ag2_names_and_terminal() -> None:
     )
 
 
+@needs_shared_data
 def test_step_scoring_is_exact_integer_match() -> None:
     logs = load_whowhen_dir(WHOWHEN)
     truths = truths_of(logs)

@@ -64,7 +64,7 @@ def lineage(graph: Any, config: dict[str, Any]) -> list[Any]:
     return chain
 
 
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)])
 def saver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseCheckpointSaver]:
     spec = request.getfixturevalue("postgres_url") if request.param == "postgres" else request.param
     with open_checkpointer(spec, tmp_path / "cp" / "checkpoints.sqlite") as opened:
@@ -183,7 +183,7 @@ def _stored_bytes(saver: BaseCheckpointSaver, thread_id: str) -> int:
         return int(row["n"])
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_checkpoint_bytes_grow_linearly(kind: str, request: Any, tmp_path: Path) -> None:
     spec = request.getfixturevalue("postgres_url") if kind == "postgres" else kind
     n = 60

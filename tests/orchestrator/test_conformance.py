@@ -133,6 +133,7 @@ def test_sync_saver_conforms(spec: str, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.postgres
 def test_sync_postgres_saver_conforms(postgres_url: str, tmp_path: Path) -> None:
     _run_suite("sync-postgres", lambda: _sync_view(postgres_url, tmp_path / "unused.sqlite"))
 
@@ -145,6 +146,7 @@ def test_async_memory_saver_conforms() -> None:
     _run_suite("async-memory", _async_memory)
 
 
+@pytest.mark.postgres
 def test_async_postgres_saver_conforms(postgres_url: str) -> None:
     _run_suite("async-postgres", lambda: _async_postgres(postgres_url))
 

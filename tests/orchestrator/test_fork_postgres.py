@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from branchpoint.agents.teams import MATH
 from branchpoint.model import Fault, Instruct, Task
 from branchpoint.orchestrator.fork import fork_run
 from branchpoint.orchestrator.runner import run_task
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
+
+pytestmark = [pytest.mark.postgres, pytest.mark.ray]
 
 TASK = Task(
     task_id="t-bus",

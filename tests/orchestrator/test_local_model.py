@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from branchpoint.agents.teams import MATH
 from branchpoint.model import Resample
 from branchpoint.orchestrator.fork import fork_run
@@ -14,6 +16,8 @@ from branchpoint.orchestrator.runs import load_steps
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
 from branchpoint.tasks import builtin_tasks
+
+pytestmark = [pytest.mark.local_model, pytest.mark.ray]
 
 
 def test_local_model_run_fork_at_step_2_and_replay_without_the_model(

@@ -21,6 +21,8 @@ from branchpoint.telemetry.tracing import flush, setup_tracing
 
 from .spans import emit_run
 
+pytestmark = pytest.mark.phoenix
+
 STARTUP_TIMEOUT_S = (
     300.0  # Phoenix starts in ~30 s on an idle 2-core machine, far slower under load
 )

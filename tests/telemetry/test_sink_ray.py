@@ -18,6 +18,8 @@ from branchpoint.telemetry.tracing import extract_context, flush, inject_context
 
 from .spans import chat_attributes, run_attributes, step_attributes
 
+pytestmark = pytest.mark.ray
+
 
 @ray.remote(num_cpus=0)
 class ChatActor:
