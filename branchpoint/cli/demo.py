@@ -44,33 +44,42 @@ def demo(
     """Run a team on built-in tasks with the embedded model, then debug its failures: hypotheses,
     fixes replayed beside resample controls, verdicts."""
     from branchpoint.agents.teams import get_team
-    from branchpoint.interventions.pipeline import DebugConfig, debug_run
-    from branchpoint.orchestrator.runner import preflight_model
+    from branchpoint.errors import BranchpointError
+    from branchpoint.interventions.pipeline import JUDGE_METHODS, DebugConfig, debug_run
+    from branchpoint.orchestrator.runner import is_sim, plan_faults, preflight_model
     from branchpoint.orchestrator.session import Session
     from branchpoint.tasks import builtin_tasks
 
     team_spec = get_team(team)
     code = team == "code"
     tasks = [t for t in builtin_tasks() if bool(t.entry_point) == code][:limit]
+    if team_spec.name not in ("code", "math"):
+        raise BranchpointError("the demo runs the built-in code or math team: --team code|math")
     # In-process by default: one copy of each model, shared by every turn (a laptop's cores are
     # better spent on one model than on each Ray host's own copy).
     settings = settings_from(db) if ray else settings_from(db, n_hosts=1)
     with Session(settings, ray=ray) as session:
         preflight_model(strong, team_spec, session.settings)
         console.rule(f"1. the {team} team on {len(tasks)} built-in tasks ({model})")
-        runs = run_with_progress(session, team_spec, tasks, model, seed=seed, concurrency=2)
+        # The sim team fails only where a fault is injected: half the runs get one (seeded).
+        faults = plan_faults(tasks, 0.5, seed) if is_sim(model) else {}
+        runs = run_with_progress(
+            session, team_spec, tasks, model, seed=seed, concurrency=2, faults=faults
+        )
         run_summary(runs)
         failed = [r.run_id for r in runs if r.status == "failed"]
         if not failed:
             console.print("no failed runs to debug")
             return
         console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
+        chosen = parse_methods(methods)
+        needs_judge = any(m in JUDGE_METHODS for m in chosen)
         config = DebugConfig(
-            methods=parse_methods(methods),
+            methods=chosen,
             repeats=repeats,
             curve_repeats=1,
             concurrency=2,
-            judge=make_judge(session, strong),
+            judge=make_judge(session, strong) if needs_judge else None,
             swap_model=strong,
         )
         reports = debug_with_progress(session, failed, config, debug_run)
