@@ -168,9 +168,11 @@ class Session:
 
     def unfinished(self, plan: RunPlan) -> RunPlan:
         """`plan` without the tasks that already have a finished root run of its team, model
-        and seed in this database (what `run(resume=True)` skips)."""
-        from branchpoint.orchestrator.runner import finished_task_ids
+        and seed in this database (what `run(resume=True)` skips). The spans of runs that
+        never finished (a killed process) are removed first, so no step lacks its run."""
+        from branchpoint.orchestrator.runner import finished_task_ids, remove_orphan_spans
 
+        remove_orphan_spans(self.core.store)
         done = finished_task_ids(self.core.store, plan.team.name, plan.model, plan.seed)
         kept = tuple(t for t in plan.tasks if t.task_id not in done)
         return replace(plan, tasks=kept, already_run=len(plan.tasks) - len(kept))

@@ -229,6 +229,26 @@ def finished_task_ids(store: TraceStore, team: str, model: str, seed: int) -> se
     return {r["task_id"] for r in rows}
 
 
+ORPHAN_KINDS = ("step", "chat", "tool")
+
+
+def remove_orphan_spans(store: Any) -> int:
+    """Delete the step, chat and tool spans of runs that never finished (their process was
+    killed before the run span was written), so `steps` holds no run without a `runs` row.
+
+    Only for `run --resume`: the trace database is then this process's alone, so a run without
+    a run span cannot still be in flight."""
+    kinds = ", ".join(f"'{k}'" for k in ORPHAN_KINDS)
+    orphans = (
+        f"kind IN ({kinds}) AND run_id IS NOT NULL AND run_id NOT IN "
+        "(SELECT run_id FROM spans WHERE kind = 'run' AND run_id IS NOT NULL)"
+    )
+    count = store.query(f"SELECT count(*) AS n FROM spans WHERE {orphans}")[0]["n"]
+    if count:
+        store.query(f"DELETE FROM spans WHERE {orphans}")
+    return int(count)
+
+
 def sim_tasks(tasks: list[Task]) -> tuple[list[Task], int]:
     """The tasks the sim can solve, and how many were left out."""
     kept = [t for t in tasks if sim_solvable(t)]
