@@ -72,6 +72,10 @@ def start_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    starts_local = address is None and not os.environ.get("RAY_ADDRESS")
+    # A local Ray serves no Prometheus metrics: that endpoint listens on every interface
+    # without authentication (GCS, raylet and workers require Ray's token).
+    local = {"_system_config": {"enable_metrics_collection": False}} if starts_local else {}
     try:
         ray.init(
             address=address,
@@ -81,6 +85,7 @@ def start_ray(address: str | None) -> None:
             logging_level=logging.WARNING,
             configure_logging=True,
             ignore_reinit_error=True,
+            **local,  # type: ignore[arg-type]
         )
     except ConnectionError as exc:
         raise BranchpointError(
