@@ -37,8 +37,8 @@ from branchpoint.orchestrator.messages import (
 )
 from branchpoint.settings import Settings
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
-from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore
-from branchpoint.telemetry.tracing import setup_tracing
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore, check_trace_db
+from branchpoint.telemetry.tracing import flush, setup_tracing
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -178,7 +178,7 @@ class InProcessExecutor:
     def flush(self) -> None:
         """Export the agents' finished spans."""
         if self.provider is not None:
-            self.provider.force_flush()
+            flush(self.provider)
 
     def close(self) -> None:
         """Stop the agents' loop and their tracing."""
@@ -218,6 +218,7 @@ class Session:
         self._sink: Any = None
         self._duck: DuckDBTraceStore | None = None
         self.store: TraceStore
+        check_trace_db(settings.db_path)  # a --db that cannot be a trace database: before anything
         if ray:
             from branchpoint.telemetry.sink import SinkClient, get_or_create_sink
 
@@ -285,7 +286,7 @@ class Session:
     def flush(self) -> None:
         """Push every pending span (driver and agents) into the trace database."""
         self.hosts.flush()
-        self.provider.force_flush()
+        flush(self.provider)  # raises the storage error if spans could not be stored
 
     def close(self) -> None:
         """Flush telemetry, stop the agents and the store (releasing the DuckDB file)."""
