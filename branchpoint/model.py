@@ -126,6 +126,21 @@ class Fault(Frozen):
     recurrence: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
+class AnnotatedFailure(Frozen):
+    """A failure annotated in an imported log (Who&When, AgentRx): the ground truth of a foreign run.
+
+    `step` is 0-based like `Step.index`. A run can carry several; `root_cause` marks the decisive
+    one (a Who&When log has exactly one, which is its root cause).
+    """
+
+    agent: str
+    step: int = Field(ge=0)
+    reason: str = ""
+    root_cause: bool = True
+    failure_id: str | None = None
+    category: str | None = None
+
+
 class ToolCall(Frozen):
     """One tool invocation inside a step."""
 
@@ -190,6 +205,10 @@ class Run(Frozen):
     thread_id: str | None = None
     faults: tuple[Fault, ...] = ()
     sweep_id: str | None = None
+    # Imported runs: where the log came from (e.g. "whowhen:hand_crafted/20.json") and its
+    # annotated failures. An imported run has no checkpoints: it cannot be forked or replayed.
+    source: str | None = None
+    annotations: tuple[AnnotatedFailure, ...] = ()
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0

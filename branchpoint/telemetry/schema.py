@@ -173,6 +173,8 @@ CREATE OR REPLACE VIEW runs AS
 SELECT s.run_id, s.team, s.task_id, s.question, s.ground_truth, s.model, s.seed, s.status, s.success, s.final_answer, s.error,
        s.parent_run_id, s.fork_step, s.intervention_id, s.thread_id,
        {attr(A.FAULTS, "faults", "JSON")},
+       {attr(A.SOURCE, "source")},
+       {attr(A.ANNOTATIONS, "annotations", "JSON")},
        s.sweep_id, s.input_tokens, s.output_tokens,
        s.duration_ms / 1000.0 AS seconds,
        s.start_time AS started_at,
