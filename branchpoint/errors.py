@@ -13,6 +13,10 @@ class UnknownRunError(BranchpointError):
     """A run id that is not in the trace database."""
 
 
+class NotReplayableError(BranchpointError):
+    """A run that cannot be forked or replayed (an imported log: no checkpoints)."""
+
+
 class StepOutOfRangeError(BranchpointError):
     """A step index outside the run's steps."""
 

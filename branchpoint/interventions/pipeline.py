@@ -42,7 +42,7 @@ from branchpoint.model import (
 )
 from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
 from branchpoint.orchestrator.runner import worker_pool
-from branchpoint.orchestrator.runs import load_run, load_steps
+from branchpoint.orchestrator.runs import load_run, load_steps, require_replayable
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry.store import TraceStore
 
@@ -301,7 +301,7 @@ def debug_run(
 ) -> RunDebug:
     """Run the whole pipeline on one run and store its tables."""
     session.flush()
-    run = load_run(session.store, run_id)
+    run = require_replayable(load_run(session.store, run_id))
     steps = load_steps(session.store, run)
     team = team_for_run(run)
     trials = (

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from branchpoint.errors import BranchpointError, UnknownSweepError
+from branchpoint.errors import BranchpointError, NotReplayableError, UnknownSweepError
 from branchpoint.ids import Clock, IdSource, RandomIds, SystemClock
 from branchpoint.model import SweepSpec
 from branchpoint.telemetry.readonly import read_statements
@@ -80,8 +80,13 @@ def execute_sweep(
     concurrency: int,
     on_run: Callable[[RunDebug], None] | None = None,
     on_fork: ForkEvents | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> list[RunDebug]:
-    """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks."""
+    """Run (or finish) a sweep: the pipeline over each selected run, skipping stored forks.
+
+    A selected run that cannot be replayed (an imported log) is skipped: `on_skip(run_id,
+    reason)` is told, and the other runs are debugged.
+    """
     from branchpoint.interventions.pipeline import DebugConfig, debug_run
 
     config = DebugConfig(
@@ -94,7 +99,12 @@ def execute_sweep(
     )
     reports = []
     for run_id in select_runs(session.store, spec):
-        report = debug_run(session, run_id, config, on_fork)
+        try:
+            report = debug_run(session, run_id, config, on_fork)
+        except NotReplayableError as exc:
+            if on_skip is not None:
+                on_skip(run_id, str(exc))
+            continue
         reports.append(report)
         if on_run is not None:
             on_run(report)

@@ -39,7 +39,7 @@ from branchpoint.orchestrator.runner import (
     run_context,
     worker_pool,
 )
-from branchpoint.orchestrator.runs import load_run, load_steps
+from branchpoint.orchestrator.runs import load_run, load_steps, require_replayable
 from branchpoint.orchestrator.session import Session
 from branchpoint.telemetry import attributes as A
 
@@ -243,7 +243,7 @@ def fork_run(
 ) -> list[Run]:
     """Fork `run_id` at the intervention's step and replay it `repeats` times concurrently."""
     session.flush()
-    parent = load_run(session.store, run_id)
+    parent = require_replayable(load_run(session.store, run_id))
     steps = load_steps(session.store, parent)
     team = team_for_run(parent)
     check_fits(intervention, steps, team)

@@ -8,7 +8,7 @@ from branchpoint.agents.team_registry import team_for_run
 from branchpoint.errors import BranchpointError
 from branchpoint.model import Run, Step
 from branchpoint.orchestrator.runner import run_task
-from branchpoint.orchestrator.runs import load_run, load_steps
+from branchpoint.orchestrator.runs import load_run, load_steps, require_replayable
 from branchpoint.orchestrator.session import Session
 
 
@@ -54,7 +54,7 @@ def compare_steps(original: list[Step], replayed: list[Step]) -> tuple[int, ...]
 def replay_run(session: Session, run_id: str) -> ReplayReport:
     """Re-execute a root run in replay mode: every LLM answer must come from the record store."""
     session.flush()
-    original = load_run(session.store, run_id)
+    original = require_replayable(load_run(session.store, run_id))
     if original.parent_run_id is not None:
         raise BranchpointError(
             f"{run_id} is a fork; replay its root run {original.parent_run_id} instead"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from branchpoint.errors import UnknownRunError
-from branchpoint.model import Fault, Run, Step, Task, TeamSource
+from pydantic import ValidationError
+
+from branchpoint.errors import NotReplayableError, UnknownRunError
+from branchpoint.model import AnnotatedFailure, Fault, Run, Step, Task, TeamSource
 from branchpoint.telemetry.store import TraceStore
 
 _RUN_SQL = """
@@ -18,9 +20,38 @@ WHERE r.run_id = ?
 _STEPS_SQL = "SELECT * FROM steps WHERE run_id = ? ORDER BY step"
 
 
+def _json_list(value: Any) -> list[Any]:
+    items = json.loads(value) if isinstance(value, str) else value
+    return items if isinstance(items, list) else []
+
+
+def _faults(value: Any) -> tuple[Fault, ...]:
+    """The injected faults of a run. Databases written before imports had their own attribute
+    hold an imported log's annotation (a Hypothesis dump) here: such entries are not faults."""
+    faults = []
+    for item in _json_list(value):
+        try:
+            faults.append(Fault.model_validate(item))
+        except ValidationError:
+            continue
+    return tuple(faults)
+
+
+def _annotations(row: dict[str, Any]) -> tuple[AnnotatedFailure, ...]:
+    """Annotated failures of an imported run; an older database kept them in `faults`."""
+    found = _json_list(row.get("annotations"))
+    if not found:
+        found = [
+            {k: f[k] for k in ("agent", "step", "reason") if k in f}
+            for f in _json_list(row.get("faults"))
+            if isinstance(f, dict) and f.get("method") == "ground_truth"
+        ]
+    return tuple(AnnotatedFailure.model_validate(a) for a in found)
+
+
 def run_from_row(row: dict[str, Any]) -> Run:
     """A Run from a row of the `runs` view joined with its task JSON."""
-    faults = row.get("faults") or "[]"
+    annotations = _annotations(row)
     return Run(
         run_id=row["run_id"],
         task=Task.model_validate_json(row["task_json"]),
@@ -36,10 +67,9 @@ def run_from_row(row: dict[str, Any]) -> Run:
         intervention_id=row.get("intervention_id") or None,
         thread_id=row.get("thread_id") or None,
         sweep_id=row.get("sweep_id") or None,
-        faults=tuple(
-            Fault.model_validate(f)
-            for f in (json.loads(faults) if isinstance(faults, str) else faults)
-        ),
+        faults=_faults(row.get("faults")),
+        source=row.get("source") or ("imported" if annotations else None),
+        annotations=annotations,
         input_tokens=int(row.get("input_tokens") or 0),
         output_tokens=int(row.get("output_tokens") or 0),
         seconds=float(row.get("seconds") or 0.0),
@@ -50,6 +80,17 @@ def run_from_row(row: dict[str, Any]) -> Run:
             else None
         ),
     )
+
+
+def require_replayable(run: Run) -> Run:
+    """The run itself, or NotReplayableError for an imported log (it has no checkpoints)."""
+    if run.source is not None:
+        raise NotReplayableError(
+            f"run {run.run_id} was imported ({run.source}) and has no checkpoints: it cannot be "
+            "forked, replayed or debugged by intervention; attribute it with "
+            "`branchpoint import --methods ...`"
+        )
+    return run
 
 
 def step_from_row(row: dict[str, Any]) -> Step:
