@@ -116,6 +116,12 @@ def _blame_parser(
         agent = agents.get(str(reply["agent"]).strip().lower())
         if agent is None:
             raise ValueError(f"agent must be one of: {', '.join(agents.values())}")
+        speaker = by_index[step].agent
+        if agent != speaker:  # the blamed agent must be the one acting at the blamed step
+            raise ValueError(
+                f"{agent} does not speak at step {step} ({speaker} does); "
+                f"name {speaker} for step {step}, or a step where {agent} speaks"
+            )
         return agent, step, str(reply.get("reason", "")).strip()
 
     return parse
@@ -336,17 +342,20 @@ def value_curve_hypothesis(
 
 
 def sim_ground_truth(run: Run) -> list[Hypothesis]:
-    """The faults injected into a `sim` run, as hypotheses of method "ground_truth"."""
+    """The faults injected into a `sim` run, and the annotated root causes of an imported log,
+    as hypotheses of method "ground_truth"."""
+    faults = [(f.agent, f.step, f"injected fault: {f.kind}") for f in run.faults]
+    annotated = [(a.agent, a.step, a.reason) for a in run.annotations if a.root_cause]
     return [
         Hypothesis(
             run_id=run.run_id,
-            agent=f.agent,
-            step=f.step,
-            reason=f"injected fault: {f.kind}",
+            agent=agent,
+            step=step,
+            reason=reason,
             method="ground_truth",
             confidence=1.0,
         )
-        for f in run.faults
+        for agent, step, reason in faults + annotated
     ]
 
 
