@@ -1,74 +1,83 @@
-"""Foreign failure logs (Who&When) as runs in the trace database, and attribution scored on them.
+"""Attribution on imported failure logs (Who&When, AgentRx, OTLP), scored against their annotations.
 
-Imported logs become a run span with one step span per message, so `runs`, `steps` and every
-query work on them; they have no checkpoints, so they can be segmented and attributed but not
-forked.
+Imported logs have no checkpoints: they are segmented and attributed, never forked. Each method's
+prediction for a run is its earliest blamed step (the decisive mistake); it is scored against
+the annotated root cause and, as a second figure, against any annotated failure of the run
+(AgentRx annotates several per run).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry import trace
-
-from branchpoint.interventions.judge import Judge
+from branchpoint.importers.logs import ForeignLog
+from branchpoint.interventions.judge import Judge, judging
 from branchpoint.interventions.pipeline import RunDebug, hypothesize, store_report
 from branchpoint.interventions.segment import segment_by_kinds
-from branchpoint.interventions.whowhen import WhoWhenLog, score_attribution, truths_of
+from branchpoint.interventions.whowhen import score_attribution, truths_of
 from branchpoint.model import Hypothesis
-from branchpoint.orchestrator.runner import run_attributes
-from branchpoint.telemetry import attributes as A
+
+Predictions = dict[str, dict[str, Hypothesis | None]]
 
 
-def import_log(tracer: trace.Tracer, log: WhoWhenLog) -> None:
-    """Emit a Who&When log as a run span with its steps as children (status failed)."""
-    run = log.run
-    attrs = {
-        **run_attributes(run),
-        A.STATUS: "failed",
-        A.SUCCESS: False,
-        A.FAULTS: json.dumps([log.truth.model_dump()]),  # the annotated mistake, as ground truth
+def score_any(
+    predictions: Mapping[str, Hypothesis | None], logs: Sequence[ForeignLog]
+) -> dict[str, float | int]:
+    """Step- and agent-level accuracy against any annotated failure of each annotated run."""
+    annotated = [log for log in logs if log.run.annotations]
+    step_hits = agent_hits = 0
+    for log in annotated:
+        guess = predictions.get(log.run.run_id)
+        if guess is None:
+            continue
+        step_hits += any(a.step == guess.step for a in log.run.annotations)
+        agent_hits += any(a.agent.lower() == guess.agent.lower() for a in log.run.annotations)
+    n = len(annotated)
+    return {
+        "any_step_accuracy": step_hits / n if n else 0.0,
+        "any_agent_accuracy": agent_hits / n if n else 0.0,
     }
-    with tracer.start_as_current_span("branchpoint.run", attributes=attrs) as run_span:
-        for step in log.steps:
-            with tracer.start_as_current_span(
-                f"invoke_agent {step.agent}", context=trace.set_span_in_context(run_span)
-            ) as span:
-                span.set_attributes(
-                    {
-                        A.KIND: "step",
-                        A.OPERATION: "invoke_agent",
-                        A.RUN_ID: run.run_id,
-                        A.STEP: step.index,
-                        A.AGENT_NAME: step.agent,
-                        A.STEP_KIND: step.kind,
-                        A.CONTENT: A.cap(step.content),
-                        A.INTERVENED: False,
-                    }
-                )
 
 
-def attribute_logs(
+def predict(
     store: Any,
-    logs: Sequence[WhoWhenLog],
+    logs: Sequence[ForeignLog],
     methods: Sequence[str],
     judge: Judge | None,
     on_done: Callable[[], None] | None = None,
-) -> dict[str, dict[str, float | int]]:
-    """Run each hypothesis method on each log, store the hypotheses, score them per method."""
-    truths = truths_of(logs)
-    predictions: dict[str, dict[str, Hypothesis | None]] = {m: {} for m in methods}
+) -> Predictions:
+    """Each method on each log (hypotheses stored); method -> run id -> earliest blamed step."""
+    predictions: Predictions = {m: {} for m in methods}
     for log in logs:
         steps = list(log.steps)
         report = RunDebug(run=log.run, steps=steps, trials=segment_by_kinds(steps))
         for method in methods:
-            found = hypothesize(log.run, steps, report.trials, method, judge, {}).hypotheses
+            with judging(log.run.run_id):
+                found = hypothesize(log.run, steps, report.trials, method, judge, {}).hypotheses
             report.hypotheses += found
-            # One prediction per run and method: the earliest step blamed (the decisive mistake).
             predictions[method][log.run.run_id] = min(found, key=lambda h: h.step, default=None)
             if on_done is not None:
                 on_done()
         store_report(store, report, None)
-    return {m: score_attribution(predictions[m], truths) for m in methods}
+    return predictions
+
+
+def attribute_logs(
+    store: Any,
+    logs: Sequence[ForeignLog],
+    methods: Sequence[str],
+    judge: Judge | None,
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, dict[str, float | int]]:
+    """Run each method on each log, store the hypotheses, and score them per method.
+
+    Per method: `n` annotated runs, `predicted`, agent/step/joint accuracy against the root
+    cause (exact step), and `any_step_accuracy` / `any_agent_accuracy` against any failure.
+    """
+    predictions = predict(store, logs, methods, judge, on_done)
+    truths = truths_of(logs)
+    return {
+        m: {**score_attribution(predictions[m], truths), **score_any(predictions[m], logs)}
+        for m in methods
+    }

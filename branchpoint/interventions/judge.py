@@ -3,27 +3,35 @@ prompt templates loaded by name, and `ask_json`, which turns free-form replies i
 
 The judge is the only impure part of the DoVer pipeline's decision logic; everything it returns
 passes through a caller-supplied validator, and bad model output is retried, then reported as
-None — never raised.
+None — never raised. Every call of a `ChatClientJudge` given a tracer is a `chat` span (agent
+"judge"), so judge time and tokens are in the `llm_calls` view beside the team's calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import ValidationError
 
+from branchpoint.errors import BranchpointError
 from branchpoint.model import Step
+from branchpoint.telemetry import attributes as A
 
 if TYPE_CHECKING:
     from autogen_core.models import ChatCompletionClient
+    from opentelemetry.trace import Tracer
+
+    from branchpoint.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +40,13 @@ USER_MARKER = "## user"
 SYSTEM_MARKER = "## system"
 # Validators signal a reply they cannot use with one of these; anything else is a bug and raises.
 REJECTIONS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, ValidationError)
+# Retries after the first corrective note sample instead of decoding greedily: a greedy model
+# asked the same thing twice answers the same thing twice.
+RETRY_TEMPERATURE = 0.7
+JUDGE_AGENT = "judge"
+NO_JUDGE = ("", "none")
+# The run a judge is looking at, so its `chat` spans land under that run in `llm_calls`.
+_JUDGED_RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("judged_run", default=None)
 
 
 class Judge(Protocol):
@@ -39,6 +54,46 @@ class Judge(Protocol):
 
     def complete(self, system: str, user: str) -> str:
         """The model's reply to one prompt."""
+
+
+@runtime_checkable
+class SamplingJudge(Judge, Protocol):
+    """A judge that can also answer by sampling (used for retries, so they differ)."""
+
+    def sample(self, system: str, user: str, attempt: int) -> str:
+        """A sampled reply; `attempt` seeds it, so each retry draws a different sample."""
+
+
+class JudgeSpecError(BranchpointError):
+    """`--judge` text that names no usable judge."""
+
+
+def judge_model(spec: str | None) -> str | None:
+    """The validated `--judge` model spec, or None for no judge (`none`); checked before any work.
+
+    `sim` is refused: the sim backend plays a team's turns from a worked solution, it cannot read
+    a log and blame a step.
+    """
+    from branchpoint.agents.backends import parse_model_spec
+
+    if spec is None or spec.strip().lower() in NO_JUDGE:
+        return None
+    if spec.strip() == "sim" or spec.strip().startswith("sim:"):
+        raise JudgeSpecError(
+            f"--judge {spec.strip()}: the sim backend simulates a team and cannot judge; "
+            "use --judge local, local:/path.gguf, openai:NAME@URL, or none"
+        )
+    return str(parse_model_spec(spec))
+
+
+@contextmanager
+def judging(run_id: str) -> Iterator[None]:
+    """Judge calls made inside this block are recorded under `run_id`."""
+    token = _JUDGED_RUN.set(run_id)
+    try:
+        yield
+    finally:
+        _JUDGED_RUN.reset(token)
 
 
 class ChatClientJudge:
@@ -49,10 +104,19 @@ class ChatClientJudge:
     that loop stay valid across calls.
     """
 
-    def __init__(self, client: ChatCompletionClient, seed: int = 0, max_tokens: int = 512) -> None:
+    def __init__(
+        self,
+        client: ChatCompletionClient,
+        seed: int = 0,
+        max_tokens: int = 512,
+        tracer: Tracer | None = None,
+        model: str = JUDGE_AGENT,
+    ) -> None:
         self.client = client
         self.seed = seed
         self.max_tokens = max_tokens
+        self.tracer = tracer
+        self.model = model
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -62,20 +126,53 @@ class ChatClientJudge:
 
     def complete(self, system: str, user: str) -> str:
         """Send one system+user prompt at temperature 0 and return the reply text."""
+        return self._ask(system, user, self.seed, 0.0)
+
+    def sample(self, system: str, user: str, attempt: int) -> str:
+        """Send one prompt sampled at RETRY_TEMPERATURE with the seed moved by `attempt`."""
+        return self._ask(system, user, self.seed + attempt, RETRY_TEMPERATURE)
+
+    def _ask(self, system: str, user: str, seed: int, temperature: float) -> str:
         from autogen_core.models import SystemMessage, UserMessage  # keeps pure callers light
 
-        result = self._run(
-            self.client.create(
-                [SystemMessage(content=system), UserMessage(content=user, source="user")],
-                extra_create_args={
-                    "seed": self.seed,
-                    "temperature": 0.0,
-                    "max_tokens": self.max_tokens,
-                },
-            )
+        request = self.client.create(
+            [SystemMessage(content=system), UserMessage(content=user, source="user")],
+            extra_create_args={
+                "seed": seed,
+                "temperature": temperature,
+                "max_tokens": self.max_tokens,
+            },
         )
-        content = result.content
-        return content if isinstance(content, str) else json.dumps([str(c) for c in content])
+        if self.tracer is None:
+            return _text(self._run(request).content)
+        with self.tracer.start_as_current_span(f"chat {self.model}") as span:
+            run_id = _JUDGED_RUN.get()
+            prompt = f"system: {system}\nuser: {user}"
+            span.set_attributes(
+                {
+                    A.KIND: "chat",
+                    A.OPERATION: "chat",
+                    A.AGENT_NAME: JUDGE_AGENT,
+                    A.REQUEST_MODEL: self.model,
+                    A.OI_KIND: "LLM",
+                    A.OI_MODEL: self.model,
+                    A.PROMPT: A.cap(prompt),
+                    A.OI_INPUT: A.cap(prompt),
+                    **({A.RUN_ID: run_id} if run_id else {}),
+                }
+            )
+            result = self._run(request)
+            text = _text(result.content)
+            span.set_attributes(
+                {
+                    A.COMPLETION: A.cap(text),
+                    A.OI_OUTPUT: A.cap(text),
+                    A.INPUT_TOKENS: result.usage.prompt_tokens,
+                    A.OUTPUT_TOKENS: result.usage.completion_tokens,
+                    A.CACHED: bool(result.cached),
+                }
+            )
+        return text
 
     def close(self) -> None:
         """Stop the private event loop."""
@@ -83,6 +180,29 @@ class ChatClientJudge:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps([str(c) for c in content])
+
+
+def open_judge(
+    spec: str | None, store: Any, settings: Settings, tracer: Tracer | None = None
+) -> ChatClientJudge | None:
+    """The judge a `--judge` spec names, its calls recorded in the trace store (replayable) and,
+    with a tracer, traced as `chat` spans; None for `none`."""
+    model = judge_model(spec)
+    if model is None:
+        return None
+    from branchpoint.agents.backends import make_chat_client, parse_model_spec
+    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
+    from branchpoint.agents.teams import MATH
+    from branchpoint.orchestrator.runner import preflight_model
+
+    preflight_model(model, MATH, settings)
+    client = make_chat_client(parse_model_spec(model), settings)
+    recording = RecordingClient(client, TraceRecordStore(store), model)
+    return ChatClientJudge(recording, tracer=tracer, model=model)
 
 
 @cache
@@ -162,7 +282,10 @@ def ask_json(
     """
     prompt = user
     for attempt in range(retries + 1):
-        reply = judge.complete(system, prompt)
+        if attempt >= 2 and isinstance(judge, SamplingJudge):
+            reply = judge.sample(system, prompt, attempt)
+        else:
+            reply = judge.complete(system, prompt)
         try:
             return validate(extract_json_object(reply))
         except REJECTIONS as exc:
@@ -170,11 +293,21 @@ def ask_json(
             log.info("judge reply rejected (attempt %d): %s", attempt + 1, reason)
             if failures is not None:
                 failures.append(f"attempt {attempt + 1}: {reason}")
-            prompt = (
-                f"{user}\n\nYour previous reply could not be used: {reason}. "
-                "Answer again with exactly one JSON object and nothing else."
-            )
+            prompt = retry_prompt(user, reason, reply, attempt)
     return None
+
+
+def retry_prompt(user: str, reason: str, reply: str, attempt: int) -> str:
+    """The prompt of the retry after `attempt` failed: the reason, and from the second retry on,
+    the start of the rejected reply and the attempt number, so no two retries ask the same."""
+    note = (
+        f"{user}\n\nYour previous reply could not be used: {reason}. "
+        "Answer again with exactly one JSON object and nothing else."
+    )
+    if attempt == 0:
+        return note
+    quoted = " ".join(reply.split())[:160]
+    return f"{note}\n(Attempt {attempt + 2}. Your rejected reply began: {quoted!r})"
 
 
 def _short(exc: Exception) -> str:

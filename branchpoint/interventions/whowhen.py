@@ -1,7 +1,10 @@
 """Import Who&When failure logs (Magentic-One hand-crafted and AG2 algorithm-generated) as runs
 and steps with their annotated failure, and score attribution methods against them.
 
-Who&When logs are message-only: they can be segmented and attributed, not replayed.
+Who&When logs are message-only: they can be segmented and attributed, not replayed. A log's run
+id is `whowhen-<subset>-<number>` (`hand_crafted` or `algorithm_generated`, told apart by the
+log's own shape), so the upstream layout `Hand-Crafted/2.json` and `Algorithm-Generated/2.json`
+gives two runs, and the same log under another folder or file name prefix gives the same run.
 """
 
 from __future__ import annotations
@@ -13,33 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from branchpoint.errors import TaskFileError
-from branchpoint.model import Frozen, Hypothesis, Run, Step, StepKind, Task
+from branchpoint.importers.logs import ForeignLog
+from branchpoint.model import AnnotatedFailure, Hypothesis, Run, Step, StepKind, Task
 
 _ROLE = re.compile(r"^\s*(?P<agent>[^()]+?)\s*(?:\((?P<detail>[^)]*)\))?\s*$")
 _PLAN = re.compile(r"^\s*(initial|new|updated)?\s*plan\s*:", re.IGNORECASE)
 _TOOL_AGENTS = {"computer_terminal", "computerterminal"}
+SUBSETS = {"handcrafted": "hand_crafted", "ag2": "algorithm_generated"}
+REQUIRED = ("question", "history", "mistake_agent", "mistake_step")
 
 
-class WhoWhenLog(Frozen):
-    """One imported Who&When log: the failed run, its steps and the annotated mistake."""
+def looks_like_whowhen(data: object) -> bool:
+    """Whether parsed JSON has the shape of a Who&When log (a folder walk skips other files)."""
+    return isinstance(data, dict) and all(k in data for k in REQUIRED)
 
-    run: Run
-    steps: tuple[Step, ...]
-    mistake_agent: str
-    mistake_step: int
-    mistake_reason: str
 
-    @property
-    def truth(self) -> Hypothesis:
-        """The annotation as a hypothesis of method "ground_truth"."""
-        return Hypothesis(
-            run_id=self.run.run_id,
-            agent=self.mistake_agent,
-            step=self.mistake_step,
-            reason=self.mistake_reason,
-            method="ground_truth",
-            confidence=1.0,
-        )
+def run_id_for(path: Path, kind: str) -> str:
+    """`whowhen-<subset>-<stem>`, the subset prefix of sample file names dropped from the stem."""
+    subset = SUBSETS[kind]
+    stem = path.stem
+    for prefix in SUBSETS.values():
+        stem = stem.removeprefix(f"{prefix}_")
+    return f"whowhen-{subset}-{stem}"
 
 
 def agent_and_kind(entry: Mapping[str, Any]) -> tuple[str, StepKind]:
@@ -71,18 +69,23 @@ def _fail(path: Path, problem: str) -> TaskFileError:
     )
 
 
-def load_whowhen(path: Path | str) -> WhoWhenLog:
+def load_whowhen(path: Path | str) -> ForeignLog:
     """Read one Who&When JSON log as a failed run with steps and its annotated mistake."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"is not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"is not JSON ({exc})") from exc
+    return parse_whowhen(data, path)
+
+
+def parse_whowhen(data: Any, path: Path) -> ForeignLog:
+    """A parsed Who&When log (the JSON already read from `path`) as a ForeignLog."""
     if not isinstance(data, dict):
         raise _fail(path, "is not a JSON object")
-    missing = [k for k in ("question", "history", "mistake_agent", "mistake_step") if k not in data]
+    missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise _fail(path, f"lacks {', '.join(missing)}")
     history = data["history"]
@@ -96,7 +99,7 @@ def load_whowhen(path: Path | str) -> WhoWhenLog:
         raise _fail(path, f"mistake_step {mistake_step} is outside history (0-{len(history) - 1})")
 
     kind = "ag2" if any(h.get("name") for h in history) else "handcrafted"
-    run_id = f"whowhen-{path.stem}"
+    run_id = run_id_for(path, kind)
     answer = data.get("ground_truth")
     task = Task(
         task_id=str(data.get("question_ID") or path.stem),
@@ -116,6 +119,12 @@ def load_whowhen(path: Path | str) -> WhoWhenLog:
                 content=str(entry.get("content") or ""),
             )
         )
+    mistake = AnnotatedFailure(
+        agent=str(data["mistake_agent"]).strip(),
+        step=mistake_step,
+        reason=str(data.get("mistake_reason") or ""),
+        root_cause=True,
+    )
     run = Run(
         run_id=run_id,
         task=task,
@@ -124,22 +133,35 @@ def load_whowhen(path: Path | str) -> WhoWhenLog:
         status="failed",
         success=False,
         n_steps=len(steps),
+        source=f"whowhen:{path}",
+        annotations=(mistake,),
     )
-    return WhoWhenLog(
-        run=run,
-        steps=tuple(steps),
-        mistake_agent=str(data["mistake_agent"]).strip(),
-        mistake_step=mistake_step,
-        mistake_reason=str(data.get("mistake_reason") or ""),
-    )
+    return ForeignLog(run=run, steps=tuple(steps))
 
 
-def load_whowhen_dir(folder: Path | str) -> list[WhoWhenLog]:
-    """Every `*.json` Who&When log in a folder, sorted by file name."""
+def read_file(path: Path) -> list[ForeignLog]:
+    """The Who&When log in one file; SkippedFile when the file is JSON of another shape."""
+    from branchpoint.importers import SkippedFile
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SkippedFile(f"not JSON ({str(exc)[:80]})") from None
+    if not looks_like_whowhen(data):
+        raise SkippedFile("JSON, but not a Who&When log (needs " + ", ".join(REQUIRED) + ")")
+    return [parse_whowhen(data, path)]
+
+
+def load_whowhen_dir(folder: Path | str) -> list[ForeignLog]:
+    """Every Who&When log under a folder (walked recursively), sorted by path.
+
+    Strict: a file that is not a Who&When log raises. `branchpoint.importers.import_path` is
+    the lenient walk that skips and reports such files.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise TaskFileError(f"{folder}: not a folder; pass the folder holding Who&When JSON logs")
-    return [load_whowhen(p) for p in sorted(folder.glob("*.json"))]
+    return [load_whowhen(p) for p in sorted(folder.rglob("*.json"))]
 
 
 def score_attribution(
@@ -173,6 +195,6 @@ def score_attribution(
     }
 
 
-def truths_of(logs: Sequence[WhoWhenLog]) -> dict[str, Hypothesis]:
-    """run_id -> annotated mistake, the `truths` argument of `score_attribution`."""
-    return {log.run.run_id: log.truth for log in logs}
+def truths_of(logs: Sequence[ForeignLog]) -> dict[str, Hypothesis]:
+    """run_id -> annotated root cause, the `truths` argument of `score_attribution`."""
+    return {log.run.run_id: log.truth for log in logs if log.truth is not None}

@@ -1,7 +1,10 @@
-"""Exporting a trace database: every table as Parquet, or the spans to any OTLP collector.
+"""Exporting a trace database: every table as Parquet, the spans to any OTLP collector, or the
+spans as an OTLP JSON file.
 
 OTLP export rebuilds each stored span with its original trace id, span id and parent, so a
-collector (Jaeger, Phoenix, Langfuse) shows the same tree the run produced.
+collector (Jaeger, Phoenix, Langfuse) shows the same tree the run produced. The OTLP JSON file
+is what a collector's file exporter writes (one `ExportTraceServiceRequest` per line, ids in
+hex), so `branchpoint import otlp FILE` and other OpenTelemetry tools read it back.
 """
 
 from __future__ import annotations
@@ -141,3 +144,86 @@ def export_otlp(db_path: str | Path, endpoint: str, run_id: str | None = None) -
     finally:
         exporter.shutdown()
     return len(spans)
+
+
+_OTLP_KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+_OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+
+
+def any_value(value: Any) -> dict[str, Any]:
+    """An OTLP/JSON AnyValue for a plain attribute value."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list | tuple):
+        return {"arrayValue": {"values": [any_value(v) for v in value]}}
+    if isinstance(value, dict):
+        return {"kvlistValue": {"values": key_values(value)}}
+    return {"stringValue": str(value)}
+
+
+def key_values(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """OTLP/JSON attributes (`[{"key", "value"}]`), None values left out."""
+    return [{"key": k, "value": any_value(v)} for k, v in attributes.items() if v is not None]
+
+
+def otlp_span(row: dict[str, Any]) -> dict[str, Any]:
+    """One `spans` row as an OTLP/JSON span (ids in hex, times in Unix nanoseconds as text)."""
+    span: dict[str, Any] = {
+        "traceId": row["trace_id"],
+        "spanId": row["span_id"],
+        "name": row["name"] or "",
+        "kind": _OTLP_KINDS.get(row["otel_kind"] or "INTERNAL", 1),
+        "startTimeUnixNano": str(_ns(row["start_time"]) or 0),
+        "endTimeUnixNano": str(_ns(row["end_time"]) or 0),
+        "attributes": key_values(_loads(row["attributes"], {})),
+        "events": [
+            {
+                "timeUnixNano": str(e.get("timestamp") or 0),
+                "name": e["name"],
+                "attributes": key_values(e.get("attributes") or {}),
+            }
+            for e in _loads(row["events"], [])
+        ],
+        "status": {"code": _OTLP_STATUS.get(row["status_code"] or "UNSET", 0)},
+    }
+    if row["parent_span_id"]:
+        span["parentSpanId"] = row["parent_span_id"]
+    if row["status_message"]:
+        span["status"]["message"] = row["status_message"]
+    return span
+
+
+def otlp_request(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """An OTLP/JSON ExportTraceServiceRequest for span rows, grouped by resource and scope."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["resource"] or "{}", row["scope"] or "branchpoint"), []).append(row)
+    by_resource: dict[str, list[dict[str, Any]]] = {}
+    for (resource, scope), spans in groups.items():
+        by_resource.setdefault(resource, []).append(
+            {"scope": {"name": scope}, "spans": [otlp_span(r) for r in spans]}
+        )
+    return {
+        "resourceSpans": [
+            {"resource": {"attributes": key_values(_loads(resource, {}))}, "scopeSpans": scopes}
+            for resource, scopes in by_resource.items()
+        ]
+    }
+
+
+def export_otlp_file(db_path: str | Path, out: str | Path, run_id: str | None = None) -> int:
+    """Write the stored spans (of one run, or all) as OTLP JSON lines; returns the span count."""
+    rows = list(_stored_spans(Path(db_path), run_id))
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as f:
+            for i in range(0, len(rows), OTLP_BATCH):
+                f.write(json.dumps(otlp_request(rows[i : i + OTLP_BATCH]), default=str) + "\n")
+    except OSError as exc:
+        raise ExportError(f"cannot write {out} ({exc.strerror}); choose a writable path") from exc
+    return len(rows)

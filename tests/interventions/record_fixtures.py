@@ -46,13 +46,16 @@ from branchpoint.settings import Settings
 
 class StripJsonJudge:
     """Passes prompts to the real judge but returns its replies without braces, so the retry
-    requests that a non-JSON reply triggers are recorded too."""
+    requests that a non-JSON reply triggers (greedy and sampled) are recorded too."""
 
-    def __init__(self, inner: Judge) -> None:
+    def __init__(self, inner: ChatClientJudge) -> None:
         self.inner = inner
 
     def complete(self, system: str, user: str) -> str:
         return strip_json(self.inner.complete(system, user))
+
+    def sample(self, system: str, user: str, attempt: int) -> str:
+        return strip_json(self.inner.sample(system, user, attempt))
 
 
 def record_run(run: Run, steps: list[Step], judge: Judge) -> None:

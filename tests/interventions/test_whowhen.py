@@ -26,13 +26,16 @@ def test_all_samples_import_with_consistent_truths() -> None:
     logs = load_whowhen_dir(WHOWHEN)
     assert len(logs) == 10
     for log in logs:
-        raw = json.loads((WHOWHEN / f"{log.run.run_id.removeprefix('whowhen-')}.json").read_text())
+        path = WHOWHEN / f"{log.run.run_id.removeprefix('whowhen-').replace('-', '_')}.json"
+        raw = json.loads(path.read_text())
         assert [s.index for s in log.steps] == list(range(len(raw["history"])))
         assert log.run.status == "failed" and log.run.n_steps == len(log.steps)
         assert log.run.team == (
             "whowhen-ag2" if "algorithm" in log.run.run_id else "whowhen-handcrafted"
         )
-        assert log.mistake_step == int(raw["mistake_step"])
+        assert log.run.source == f"whowhen:{path}"
+        assert log.truth is not None and log.truth.step == int(raw["mistake_step"])
+        assert log.truth.agent == raw["mistake_agent"].strip()
         assert log.run.task.answer == str(raw["ground_truth"])
         assert all("(" not in s.agent for s in log.steps)
 
@@ -128,3 +131,40 @@ def test_malformed_files_name_the_path(tmp_path: Path, content: str, problem: st
 def test_missing_file_is_a_task_file_error(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match="cannot be read"):
         load_whowhen(tmp_path / "absent.json")
+
+
+def _log(question: str = "q", name: str | None = None) -> dict[str, object]:
+    entry: dict[str, object] = {"role": "Orchestrator (thought)", "content": "Initial plan: x"}
+    if name:
+        entry = {"name": name, "role": "assistant", "content": "x"}
+    return {
+        "question": question,
+        "ground_truth": "1",
+        "history": [entry, {"role": "WebSurfer", "content": "y"}],
+        "mistake_agent": "WebSurfer",
+        "mistake_step": "1",
+        "mistake_reason": "r",
+    }
+
+
+def test_upstream_layout_gives_one_run_per_file(tmp_path: Path) -> None:
+    """Bug 4: run ids were the file stem, so Hand-Crafted/2.json and Algorithm-Generated/2.json
+    merged into one run."""
+    (tmp_path / "Hand-Crafted").mkdir()
+    (tmp_path / "Algorithm-Generated").mkdir()
+    (tmp_path / "Hand-Crafted" / "2.json").write_text(json.dumps(_log("hand")))
+    (tmp_path / "Algorithm-Generated" / "2.json").write_text(json.dumps(_log("ag2", "Expert")))
+    logs = load_whowhen_dir(tmp_path)
+    assert sorted(log.run.run_id for log in logs) == [
+        "whowhen-algorithm_generated-2",
+        "whowhen-hand_crafted-2",
+    ]
+    # the sample file name and the upstream layout name the same log the same way
+    assert load_whowhen(WHOWHEN / "hand_crafted_7.json").run.run_id == "whowhen-hand_crafted-7"
+
+
+def test_a_parent_folder_is_walked_recursively(tmp_path: Path) -> None:
+    """Bug 5: a folder whose logs are in subfolders imported nothing."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "hand_crafted_9.json").write_text(json.dumps(_log()))
+    assert [log.run.run_id for log in load_whowhen_dir(tmp_path)] == ["whowhen-hand_crafted-9"]

@@ -1,0 +1,146 @@
+"""Importers of foreign traces: failure logs and trace files of systems branchpoint did not run.
+
+`import_path(store, FORMAT, PATH)` reads a file or walks a folder recursively, stores every
+log it can read as a run with its steps (idempotently: a log stored before is not stored again)
+and reports the files it skipped and why. Formats: `whowhen` (Who&When failure logs),
+`agentrx` (AgentRx Magentic-One trajectories with their ground truth), `otlp` (OTLP JSON trace
+files, Phoenix span exports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from branchpoint.errors import BranchpointError
+from branchpoint.importers.logs import ForeignLog, write_logs
+
+
+class ImportFormatError(BranchpointError):
+    """An unknown import format, or a path that holds nothing of the format."""
+
+
+class SkippedFile(Exception):
+    """A file of another format met while walking a folder: reported and left out."""
+
+
+# A file reader turns one file into logs, or raises SkippedFile (another format).
+FileReader = Callable[[Path], list[ForeignLog]]
+Skipped = list[tuple[str, str]]
+# A format reader turns a file or folder into logs and the files it skipped, with reasons.
+FormatReader = Callable[[Path], tuple[list[ForeignLog], Skipped]]
+
+
+@dataclass
+class ImportReport:
+    """What one import read, wrote and left out."""
+
+    format: str
+    logs: list[ForeignLog] = field(default_factory=list)
+    imported: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    truncated_steps: int = 0
+
+    @property
+    def already(self) -> int:
+        """Logs read that the database held before this import."""
+        return len(self.logs) - len(self.imported)
+
+    def summary(self) -> str:
+        """One line: `imported 182, already imported 0, skipped 2: a.txt (not JSON), …`."""
+        text = f"imported {len(self.imported)}, already imported {self.already}"
+        text += f", skipped {len(self.skipped)}"
+        if self.skipped:
+            shown = "; ".join(f"{path} ({why})" for path, why in self.skipped[:5])
+            more = f"; … {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            text += f": {shown}{more}"
+        return text
+
+
+def _readers() -> dict[str, FormatReader]:
+    """Format name -> its reader (imported on use: each pulls in only what it needs)."""
+    from branchpoint.importers import agentrx, otlp
+    from branchpoint.interventions import whowhen
+
+    return {
+        "whowhen": lambda path: walk(path, whowhen.read_file, (".json",)),
+        "agentrx": agentrx.read_dataset,
+        "otlp": lambda path: walk(path, otlp.read_file, (".json", ".jsonl")),
+    }
+
+
+FORMATS = ("whowhen", "agentrx", "otlp")
+
+
+def walk(
+    path: Path, reader: FileReader, suffixes: tuple[str, ...]
+) -> tuple[list[ForeignLog], Skipped]:
+    """The logs in a file, or in every file under a folder (recursively), and the skipped files.
+
+    A file given directly must be of the format (else its error is raised); inside a folder,
+    files of another format are skipped with the reason. Two files giving the same run id keep
+    the first (by path order) and report the second.
+    """
+    if path.is_file():
+        try:
+            return reader(path), []
+        except SkippedFile as exc:
+            raise ImportFormatError(f"{path}: {exc}") from None
+    found: list[ForeignLog] = []
+    skipped: Skipped = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        shown = str(file.relative_to(path))
+        if file.suffix.lower() not in suffixes:
+            skipped.append((shown, f"not a {'/'.join(suffixes)} file"))
+            continue
+        try:
+            found += reader(file)
+        except (SkippedFile, BranchpointError) as exc:
+            skipped.append((shown, str(exc).removeprefix(f"{file}: ")[:200]))
+    return unique_runs(found, skipped)
+
+
+def unique_runs(logs: list[ForeignLog], skipped: Skipped) -> tuple[list[ForeignLog], Skipped]:
+    """Logs with distinct run ids (the first kept); each duplicate is reported as skipped."""
+    kept: dict[str, ForeignLog] = {}
+    for log in logs:
+        if log.run.run_id in kept:
+            skipped.append(
+                (
+                    log.run.source or log.run.run_id,
+                    f"same run id as another file ({log.run.run_id})",
+                )
+            )
+        else:
+            kept[log.run.run_id] = log
+    return list(kept.values()), skipped
+
+
+def read_path(fmt: str, path: Path | str) -> tuple[list[ForeignLog], Skipped]:
+    """The logs of format `fmt` under `path` and the files skipped (see `walk`)."""
+    if fmt not in FORMATS:
+        raise ImportFormatError(
+            f"unknown import format {fmt!r}; choose one of: {', '.join(FORMATS)}"
+        )
+    path = Path(path)
+    if not path.exists():
+        raise ImportFormatError(f"{path}: no such file or folder")
+    return _readers()[fmt](path)
+
+
+def import_path(store: Any, fmt: str, path: Path | str) -> ImportReport:
+    """Read `path` in format `fmt` and store the logs not stored yet; raises when none is read."""
+    logs, skipped = read_path(fmt, path)
+    if not logs:
+        detail = "; ".join(f"{p} ({why})" for p, why in skipped[:3]) or "it is empty"
+        raise ImportFormatError(f"{path}: no {fmt} log found ({detail})")
+    written = write_logs(store, logs)
+    return ImportReport(
+        format=fmt,
+        logs=logs,
+        imported=[log.run.run_id for log in written],
+        skipped=skipped,
+        truncated_steps=sum(log.truncated_steps for log in written),
+    )
