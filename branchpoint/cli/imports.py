@@ -1,9 +1,16 @@
-"""Importing foreign traces (Who&When logs) and scoring attribution methods on them."""
+"""`branchpoint import FORMAT PATH`: foreign traces (Who&When, AgentRx, OTLP) as runs, with
+attribution methods scored against their annotations; `whowhen` is the older alias.
+
+Imports start no Ray: they open the trace database directly (a live run holding it is reported).
+Every flag and file is checked before anything is written.
+"""
 
 from __future__ import annotations
 
+import time
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,47 +18,102 @@ from rich.table import Table
 from branchpoint.cli.common import (
     DbOpt,
     JudgeOpt,
-    MethodsOpt,
     app,
     console,
-    make_judge,
     parse_methods,
     progress_bar,
     settings_from,
     user_errors,
 )
+from branchpoint.errors import BranchpointError, DatabaseBusyError
+from branchpoint.telemetry.attributes import MAX_CONTENT_CHARS
+
+if TYPE_CHECKING:
+    from branchpoint.importers.logs import ForeignLog
 
 
-@app.command("whowhen")
-@user_errors
-def whowhen(
-    folder: Annotated[Path, typer.Argument(help="Folder of Who&When JSON logs.")],
-    methods: MethodsOpt = "all_at_once,step_by_step,binary_search,dover",
-    judge: JudgeOpt = "local",
-    db: DbOpt = None,
-) -> None:
-    """Import Who&When failure logs as runs and score attribution methods on them."""
-    from branchpoint.interventions.foreign import attribute_logs, import_log
-    from branchpoint.interventions.whowhen import load_whowhen_dir
-    from branchpoint.orchestrator.session import Session
+class ImportFormat(str, Enum):
+    """What `branchpoint import` reads."""
 
-    logs = load_whowhen_dir(folder)
-    names = parse_methods(methods)
-    with Session(settings_from(db)) as session:
-        for log in logs:
-            import_log(session.tracer, log)
-        session.flush()
-        with progress_bar() as bar:
-            job = bar.add_task("attribution", total=len(logs) * len(names), status="")
-            scores = attribute_logs(
-                session.store,
-                logs,
-                names,
-                make_judge(session, judge),
-                on_done=lambda: bar.update(job, advance=1),
+    whowhen = "whowhen"
+    agentrx = "agentrx"
+    otlp = "otlp"
+
+
+ImportMethodsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Attribution methods to score after the import (comma-separated: all_at_once, "
+        "step_by_step, binary_search, dover, ground_truth); empty: import only."
+    ),
+]
+
+
+def _open_store(db_path: Path) -> Any:
+    import duckdb
+
+    from branchpoint.telemetry.store import DuckDBTraceStore
+
+    try:
+        return DuckDBTraceStore(db_path)
+    except duckdb.IOException as exc:
+        raise DatabaseBusyError(
+            f"{db_path} is held by a running process ({str(exc).splitlines()[0]}); "
+            "import after it finishes, or into another --db"
+        ) from None
+
+
+def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path | None) -> None:
+    """Validate, read, store and (with methods) attribute; prints the summary and the scores."""
+    from branchpoint.importers import ImportFormatError, read_path, store_logs
+    from branchpoint.interventions.judge import judge_model, open_judge
+    from branchpoint.interventions.pipeline import JUDGE_METHODS
+    from branchpoint.telemetry.tracing import setup_tracing
+
+    names = parse_methods(methods) if methods.strip() else ()
+    model = judge_model(judge)
+    needs_judge = [m for m in names if m in JUDGE_METHODS]
+    if needs_judge and model is None:
+        raise BranchpointError(
+            f"{', '.join(needs_judge)} need(s) a judge; give --judge local (or openai:NAME@URL), "
+            "or choose methods that need none (ground_truth)"
+        )
+    logs, skipped = read_path(fmt, path)
+    if not logs:
+        shown = "; ".join(f"{p} ({why})" for p, why in skipped[:3]) or "it is empty"
+        raise ImportFormatError(f"{path}: no {fmt} log found ({shown})")
+    settings = settings_from(db)
+    store = _open_store(settings.db_path)
+    provider = setup_tracing(store, "branchpoint-import")
+    try:
+        judge_client = open_judge(model, store, settings, provider.get_tracer("branchpoint.judge"))
+        report = store_logs(store, fmt, logs, skipped)
+        console.print(report.summary(), highlight=False, soft_wrap=True)
+        if report.truncated_steps:
+            console.print(
+                f"{report.truncated_steps} step(s) longer than {MAX_CONTENT_CHARS:,} characters "
+                f"were cut to {MAX_CONTENT_CHARS:,} (the most a span attribute keeps)"
             )
-    table = Table(title=f"attribution on {len(logs)} Who&When logs (exact step match)")
-    for col in ("method", "predicted", "agent accuracy", "step accuracy", "both"):
+        if names:
+            _attribute(store, logs, names, judge_client)
+    finally:
+        provider.shutdown()
+        store.close()
+
+
+def _attribute(store: Any, logs: list[ForeignLog], names: tuple[str, ...], judge: Any) -> None:
+    from branchpoint.interventions.foreign import attribute_logs
+
+    started = time.perf_counter()
+    with progress_bar() as bar:
+        job = bar.add_task("attribution", total=len(logs) * len(names), status="")
+        scores = attribute_logs(
+            store, logs, names, judge, on_done=lambda: bar.update(job, advance=1)
+        )
+    seconds = time.perf_counter() - started
+    annotated = sum(bool(log.run.annotations) for log in logs)
+    table = Table(title=f"attribution on {annotated} annotated logs (exact step match)")
+    for col in ("method", "predicted", "agent", "step", "both", "step (any failure)"):
         table.add_column(col)
     for method, score in scores.items():
         table.add_row(
@@ -60,5 +122,32 @@ def whowhen(
             f"{score['agent_accuracy']:.2f}",
             f"{score['step_accuracy']:.2f}",
             f"{score['joint_accuracy']:.2f}",
+            f"{score['any_step_accuracy']:.2f}",
         )
     console.print(table)
+    console.print(f"{seconds:.1f} s for {len(logs)} logs ({seconds / len(logs):.1f} s per log)")
+
+
+@app.command("import")
+@user_errors
+def import_(
+    format: Annotated[ImportFormat, typer.Argument(help="whowhen, agentrx or otlp.")],
+    path: Annotated[Path, typer.Argument(help="A file, or a folder (walked recursively).")],
+    methods: ImportMethodsOpt = "",
+    judge: JudgeOpt = "none",
+    db: DbOpt = None,
+) -> None:
+    """Import foreign traces as runs (idempotent) and optionally score attribution methods."""
+    import_logs(format.value, path, methods, judge, db)
+
+
+@app.command("whowhen")
+@user_errors
+def whowhen(
+    folder: Annotated[Path, typer.Argument(help="Folder (or file) of Who&When JSON logs.")],
+    methods: ImportMethodsOpt = "all_at_once,step_by_step,binary_search,dover",
+    judge: JudgeOpt = "local",
+    db: DbOpt = None,
+) -> None:
+    """Alias of `branchpoint import whowhen PATH`, scoring the four judge methods by default."""
+    import_logs("whowhen", folder, methods, judge, db)

@@ -130,12 +130,8 @@ def read_path(fmt: str, path: Path | str) -> tuple[list[ForeignLog], Skipped]:
     return _readers()[fmt](path)
 
 
-def import_path(store: Any, fmt: str, path: Path | str) -> ImportReport:
-    """Read `path` in format `fmt` and store the logs not stored yet; raises when none is read."""
-    logs, skipped = read_path(fmt, path)
-    if not logs:
-        detail = "; ".join(f"{p} ({why})" for p, why in skipped[:3]) or "it is empty"
-        raise ImportFormatError(f"{path}: no {fmt} log found ({detail})")
+def store_logs(store: Any, fmt: str, logs: list[ForeignLog], skipped: Skipped) -> ImportReport:
+    """Store the logs read not stored yet (`write_logs`) and report the whole import."""
     written = write_logs(store, logs)
     return ImportReport(
         format=fmt,
@@ -144,3 +140,12 @@ def import_path(store: Any, fmt: str, path: Path | str) -> ImportReport:
         skipped=skipped,
         truncated_steps=sum(log.truncated_steps for log in written),
     )
+
+
+def import_path(store: Any, fmt: str, path: Path | str) -> ImportReport:
+    """Read `path` in format `fmt` and store the logs not stored yet; raises when none is read."""
+    logs, skipped = read_path(fmt, path)
+    if not logs:
+        detail = "; ".join(f"{p} ({why})" for p, why in skipped[:3]) or "it is empty"
+        raise ImportFormatError(f"{path}: no {fmt} log found ({detail})")
+    return store_logs(store, fmt, logs, skipped)

@@ -74,8 +74,6 @@ def judge_model(spec: str | None) -> str | None:
     `sim` is refused: the sim backend plays a team's turns from a worked solution, it cannot read
     a log and blame a step.
     """
-    from branchpoint.agents.backends import parse_model_spec
-
     if spec is None or spec.strip().lower() in NO_JUDGE:
         return None
     if spec.strip() == "sim" or spec.strip().startswith("sim:"):
@@ -83,6 +81,8 @@ def judge_model(spec: str | None) -> str | None:
             f"--judge {spec.strip()}: the sim backend simulates a team and cannot judge; "
             "use --judge local, local:/path.gguf, openai:NAME@URL, or none"
         )
+    from branchpoint.agents.backends import parse_model_spec
+
     return str(parse_model_spec(spec))
 
 

@@ -1,0 +1,76 @@
+"""`branchpoint export`: traces as Parquet, to an OTLP collector or an OTLP JSON file, and the
+validated interventions as NExT-style rationales (JSON lines). Starts no Ray unless a live run
+holds the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from branchpoint.cli.common import DbOpt, app, console, settings_from, user_errors
+from branchpoint.errors import BranchpointError
+
+
+class _Reader:
+    """Read-only queries as dicts (a live run's sink answers them while it holds the file)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        from branchpoint.telemetry.query import readonly_query
+
+        columns, rows = readonly_query(self.db_path, sql, params)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+@app.command("export")
+@user_errors
+def export(
+    db: DbOpt = None,
+    parquet: Annotated[
+        Path | None, typer.Option("--parquet", help="Write every table as DIR/<table>.parquet.")
+    ] = None,
+    otlp: Annotated[
+        str | None, typer.Option("--otlp", help="Send spans to an OTLP/HTTP collector URL.")
+    ] = None,
+    otlp_file: Annotated[
+        Path | None,
+        typer.Option("--otlp-file", help="Write spans as OTLP JSON lines (a collector's file)."),
+    ] = None,
+    rationales: Annotated[
+        Path | None,
+        typer.Option("--rationales", help="Write validated interventions as rationale JSON lines."),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help="Rationales only for runs matching this SQL over `runs`."),
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Only this run's spans (--otlp, --otlp-file).")
+    ] = None,
+) -> None:
+    """Export traces (Parquet, OTLP, OTLP JSON file) and NExT-style rationales."""
+    from branchpoint.telemetry.export import export_otlp, export_otlp_file, export_parquet
+
+    if parquet is None and otlp is None and otlp_file is None and rationales is None:
+        raise BranchpointError(
+            "nothing to export; give --parquet DIR, --otlp URL, --otlp-file FILE "
+            "and/or --rationales FILE"
+        )
+    db_path = settings_from(db).db_path
+    if parquet is not None:
+        files = export_parquet(db_path, parquet)
+        console.print(f"wrote {len(files)} Parquet files to {parquet}")
+    if otlp is not None:
+        console.print(f"sent {export_otlp(db_path, otlp, run_id=run_id)} spans to {otlp}")
+    if otlp_file is not None:
+        written = export_otlp_file(db_path, otlp_file, run_id=run_id)
+        console.print(f"wrote {written} spans to {otlp_file}")
+    if rationales is not None:
+        from branchpoint.interventions.rationales import export_rationales
+
+        count = export_rationales(_Reader(db_path), rationales, where)
+        console.print(f"wrote {count} rationale(s) to {rationales}")
