@@ -331,13 +331,17 @@ class Session:
         concurrency: int = 16,
         on_run: Callable[[RunDebug], None] | None = None,
         on_fork: Callable[[Outcome | None], None] | None = None,
+        on_skip: Callable[[str, str], None] | None = None,
     ) -> SweepResult:
-        """Run the sweep `sweep_id` of `spec` (recorded first when no id is given)."""
+        """Run the sweep `sweep_id` of `spec` (recorded first when no id is given). A run that
+        cannot be replayed (an imported log) is skipped and `on_skip(run_id, reason)` told."""
         from branchpoint.interventions.sweep import execute_sweep
 
         judge = self.judge(spec.judge_model)
         sweep_id = sweep_id or self.create_sweep(spec)
-        reports = execute_sweep(self.core, sweep_id, spec, judge, concurrency, on_run, on_fork)
+        reports = execute_sweep(
+            self.core, sweep_id, spec, judge, concurrency, on_run, on_fork, on_skip
+        )
         return SweepResult(sweep_id, tuple(reports))
 
     def judge(self, model: str | None) -> Judge | None:

@@ -160,12 +160,17 @@ MethodsOpt = Annotated[
     ),
 ]
 JudgeOpt = Annotated[
-    str | None, typer.Option(help="Model for LLM judges (local, openai:…); none: value curve only.")
+    str | None,
+    typer.Option(
+        help="Model for LLM judges: local, local:PATH.gguf, openai:NAME@URL, or none "
+        "(methods that need no judge: value_curve, ground_truth)."
+    ),
 ]
 
 
 def make_judge(session: Any, judge: str | None) -> Any:
-    """An LLM judge whose calls are recorded in the trace database (replayable)."""
+    """An LLM judge whose calls are recorded (replayable) and traced (in `llm_calls`); None for
+    `none`. Validate the spec with `judge_model` before writing anything."""
     from branchpoint.interventions.pipeline import judge_for
 
     return judge_for(session, judge)
@@ -173,12 +178,13 @@ def make_judge(session: Any, judge: str | None) -> Any:
 
 def parse_methods(methods: str) -> tuple[str, ...]:
     """Validated method names from a comma-separated flag."""
-    from branchpoint.interventions.pipeline import METHODS
+    from branchpoint.interventions.attribution import METHODS
 
+    choices = tuple(METHODS)
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = [m for m in names if m not in METHODS + ("ground_truth",)]
+    unknown = [m for m in names if m not in choices]
     if unknown or not names:
-        raise BranchpointError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        raise BranchpointError(f"unknown method(s) {unknown}; choose from {', '.join(choices)}")
     return names
 
 

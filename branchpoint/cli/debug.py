@@ -77,9 +77,16 @@ def debug_with_progress(
             concurrency=concurrency,
             on_run=lambda r: bar.update(runs_job, advance=1),
             on_fork=on_fork,
+            on_skip=lambda run_id, why: _skipped(bar, runs_job, why),
         )
     verdict_table(list(result.reports))
     return result
+
+
+def _skipped(bar: Any, job: Any, why: str) -> None:
+    """One line for a run a sweep cannot debug (an imported log), and the bar moves on."""
+    console.print(f"[yellow]skipped:[/yellow] {why}", highlight=False, soft_wrap=True)
+    bar.update(job, advance=1)
 
 
 @app.command()
@@ -102,10 +109,13 @@ def debug(
 ) -> None:
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
     from branchpoint.api import Session
+    from branchpoint.interventions.judge import judge_model
     from branchpoint.interventions.sweep import SweepSpec
+    from branchpoint.orchestrator.runs import require_replayable
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
+    judge = judge_model(judge)  # `none` and a refused `sim` are settled before anything is written
     spec = SweepSpec(
         run_ids=(run_id,) if run_id else (),
         where=None if run_id else "status = 'failed'",
@@ -116,7 +126,7 @@ def debug(
     )
     with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
         if run_id:
-            session.get_run(run_id)
+            require_replayable(session.get_run(run_id))
         result = debug_with_progress(session, spec, concurrency)
     console.print(
         f'results: branchpoint sql "SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) '
@@ -155,8 +165,10 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from branchpoint.api import Session
+    from branchpoint.interventions.judge import judge_model
     from branchpoint.interventions.sweep import SweepSpec, load_spec
 
+    judge = judge_model(judge)
     with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
         if resume:
             spec = load_spec(session.core.store, resume)

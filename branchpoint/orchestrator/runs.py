@@ -86,9 +86,9 @@ def require_replayable(run: Run) -> Run:
     """The run itself, or NotReplayableError for an imported log (it has no checkpoints)."""
     if run.source is not None:
         raise NotReplayableError(
-            f"run {run.run_id} was imported ({run.source}) and has no checkpoints: it cannot be "
-            "forked, replayed or debugged by intervention; attribute it with "
-            "`branchpoint import --methods ...`"
+            f"run {run.run_id} is an imported log ({run.source}) without checkpoints: it cannot "
+            "be forked, replayed or debugged by intervention (attribute it with "
+            "`branchpoint import FORMAT PATH --methods ...`)"
         )
     return run
 
