@@ -12,7 +12,7 @@ import sys
 from branchpoint.cli.common import app
 
 # Registration order is the order of `branchpoint --help`.
-for _group in ("run", "teams", "debug", "demo", "imports", "query", "view"):
+for _group in ("run", "teams", "debug", "demo", "imports", "query", "export", "view"):
     importlib.import_module(f"branchpoint.cli.{_group}")
 
 __all__ = ["app", "main"]

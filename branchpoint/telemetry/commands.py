@@ -1,4 +1,4 @@
-"""The `branchpoint sql` and `branchpoint export` commands (registered by `branchpoint.cli`)."""
+"""The `branchpoint sql` command (registered by `branchpoint.cli`; `export` is `cli/export.py`)."""
 
 from __future__ import annotations
 
@@ -100,28 +100,3 @@ def sql(
         _prompt(db_path, format, console)
         return
     _print(console, *_query(db_path, query), format)
-
-
-def export(
-    db: Annotated[Path | None, typer.Option("--db", help="Trace database file.")] = None,
-    parquet: Annotated[
-        Path | None, typer.Option("--parquet", help="Write every table as DIR/<table>.parquet.")
-    ] = None,
-    otlp: Annotated[
-        str | None, typer.Option("--otlp", help="Send spans to an OTLP/HTTP collector URL.")
-    ] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run's spans.")] = None,
-) -> None:
-    """Export traces as Parquet files and/or to an OTLP collector (Jaeger, Phoenix, Langfuse)."""
-    if parquet is None and otlp is None:
-        raise BranchpointError("nothing to export; give --parquet DIR and/or --otlp URL")
-    from branchpoint.telemetry.export import export_otlp, export_parquet
-
-    db_path = _db(db)
-    console = Console()
-    if parquet is not None:
-        files = export_parquet(db_path, parquet)
-        console.print(f"wrote {len(files)} Parquet files to {parquet}")
-    if otlp is not None:
-        sent = export_otlp(db_path, otlp, run_id=run_id)
-        console.print(f"sent {sent} spans to {otlp}")
