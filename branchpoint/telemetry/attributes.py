@@ -6,6 +6,8 @@ deprecated, so the names we depend on are pinned here.
 
 from __future__ import annotations
 
+import re
+
 # GenAI semantic conventions
 OPERATION = "gen_ai.operation.name"  # invoke_workflow | invoke_agent | chat | execute_tool
 AGENT_NAME = "gen_ai.agent.name"
@@ -60,6 +62,12 @@ CHECKPOINT_ID = "langgraph.checkpoint_id"
 MAX_CONTENT_CHARS = 16_000
 
 
+_CUT_MARK = re.compile(r"…\[\+\d+ chars\]")
+
+
 def cap(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
-    """Truncate text for a span attribute, marking the cut."""
-    return text if len(text) <= limit else text[:limit] + f"…[+{len(text) - limit} chars]"
+    """Truncate text for a span attribute, marking the cut (text cut before is kept as it is,
+    so an exported and re-imported span keeps its content)."""
+    if len(text) <= limit or _CUT_MARK.fullmatch(text, limit):
+        return text
+    return text[:limit] + f"…[+{len(text) - limit} chars]"
