@@ -107,6 +107,8 @@ def any_value(value: Any) -> Any:
         return value
     for key, item in value.items():
         name = key.replace("_", "").lower()
+        if item is None:  # Phoenix writes every AnyValue field, the unused ones as null
+            continue
         if name == "intvalue":
             return int(item)
         if name == "doublevalue":

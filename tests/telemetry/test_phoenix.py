@@ -1,5 +1,5 @@
 """`export_otlp` to a real collector (Arize Phoenix on 127.0.0.1), read back through its REST API:
-same span count, same parent links."""
+same span count, same parent links; and a trace file Phoenix exports, imported as a run."""
 
 from __future__ import annotations
 
@@ -105,3 +105,80 @@ def test_export_otlp_to_phoenix_keeps_count_and_parent_links(phoenix: str, tmp_p
     assert {(s["context"]["span_id"], s["parent_id"], s["name"]) for s in theirs} == {  # type: ignore[index]
         (o["span_id"], o["parent_span_id"], o["name"]) for o in ours
     }
+
+
+def _foreign_trace(url: str) -> str:
+    """Spans of an instrumented agent (OpenInference and GenAI attributes, not branchpoint's),
+    sent to Phoenix over OTLP/HTTP by a plain SDK provider; returns the trace id."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "travel-agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces")))
+    tracer = provider.get_tracer("instrumented-app")
+    with tracer.start_as_current_span(
+        "trip", attributes={"openinference.span.kind": "CHAIN", "input.value": "Book Oslo"}
+    ) as root:
+        for agent, answer in (("Planner", "fly on Monday"), ("Booker", "booked")):
+            with (
+                tracer.start_as_current_span(
+                    f"invoke_agent {agent}",
+                    attributes={
+                        "openinference.span.kind": "AGENT",
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.agent.name": agent,
+                        "output.value": answer,
+                    },
+                ),
+                tracer.start_as_current_span(
+                    "chat",
+                    attributes={
+                        "openinference.span.kind": "LLM",
+                        "llm.model_name": "gpt-x",
+                        "llm.token_count.prompt": 11,
+                        "llm.token_count.completion": 3,
+                        "input.value": f"{agent}: what next?",
+                        "output.value": answer,
+                    },
+                ),
+            ):
+                pass
+        trace_id = f"{root.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    return trace_id  # fmt: skip
+
+
+def test_a_phoenix_trace_export_imports_as_a_run(phoenix: str, tmp_path: Path) -> None:
+    from branchpoint.importers import import_path
+
+    trace_id = _foreign_trace(phoenix)
+    _phoenix_spans(phoenix, trace_id, 5)
+    page = httpx.get(
+        f"{phoenix}/v1/projects/default/spans/otlpv1",
+        params={"trace_id": trace_id, "limit": 1000},
+        timeout=10,
+    )
+    exported = tmp_path / "phoenix-export.json"
+    exported.write_text(page.text)
+    store = DuckDBTraceStore(":memory:")
+    report = import_path(store, "otlp", exported)
+    assert report.imported == [f"otlp-{trace_id[:16]}"]
+    steps = store.query("SELECT step, agent, content FROM steps ORDER BY step")
+    assert steps == [
+        {"step": 0, "agent": "Planner", "content": "fly on Monday"},
+        {"step": 1, "agent": "Booker", "content": "booked"},
+    ]
+    calls = store.query(
+        "SELECT step, model, input_tokens, output_tokens FROM llm_calls ORDER BY step"
+    )
+    assert calls == [
+        {"step": s, "model": "gpt-x", "input_tokens": 11, "output_tokens": 3} for s in (0, 1)
+    ]
+    [run] = store.query("SELECT team, question, status FROM runs")
+    assert (run["team"], run["question"], run["status"]) == (
+        "travel-agent",
+        "Book Oslo",
+        "succeeded",
+    )
