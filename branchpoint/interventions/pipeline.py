@@ -275,19 +275,12 @@ def hypothesize(
 
 
 def judge_for(session: Session, model: str | None) -> Judge | None:
-    """An LLM judge on `model` whose calls are recorded in the trace database (replayable);
-    None without a model (only the value curve and ground truth can run then)."""
-    if model is None:
-        return None
-    from branchpoint.agents.backends import make_chat_client, parse_model_spec
-    from branchpoint.agents.recording import RecordingClient, TraceRecordStore
-    from branchpoint.agents.teams import MATH
-    from branchpoint.interventions.judge import ChatClientJudge
-    from branchpoint.orchestrator.runner import preflight_model
+    """An LLM judge on `model` whose calls are recorded in the trace database (replayable) and
+    traced as `chat` spans; None without a model or for `none` (only the value curve and ground
+    truth can run then)."""
+    from branchpoint.interventions.judge import open_judge
 
-    preflight_model(model, MATH, session.settings)
-    client = make_chat_client(parse_model_spec(model), session.settings)
-    return ChatClientJudge(RecordingClient(client, TraceRecordStore(session.store), model))
+    return open_judge(model, session.store, session.settings, session.tracer)
 
 
 def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
