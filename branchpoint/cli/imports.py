@@ -102,28 +102,33 @@ def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path 
 
 
 def _attribute(store: Any, logs: list[ForeignLog], names: tuple[str, ...], judge: Any) -> None:
-    from branchpoint.interventions.foreign import attribute_logs
+    from branchpoint.interventions.foreign import predict, score_logs, scores_by_team
 
     started = time.perf_counter()
     with progress_bar() as bar:
         job = bar.add_task("attribution", total=len(logs) * len(names), status="")
-        scores = attribute_logs(
-            store, logs, names, judge, on_done=lambda: bar.update(job, advance=1)
-        )
+        predictions = predict(store, logs, names, judge, on_done=lambda: bar.update(job, advance=1))
     seconds = time.perf_counter() - started
+    groups = {"all": score_logs(predictions, logs)}
+    by_team = scores_by_team(predictions, logs)
+    if len(by_team) > 1:
+        groups.update(by_team)
     annotated = sum(bool(log.run.annotations) for log in logs)
     table = Table(title=f"attribution on {annotated} annotated logs (exact step match)")
-    for col in ("method", "predicted", "agent", "step", "both", "step (any failure)"):
+    for col in ("method", "logs", "predicted", "agent", "step", "both", "step (any failure)"):
         table.add_column(col)
-    for method, score in scores.items():
-        table.add_row(
-            method,
-            f"{score['predicted']}/{score['n']}",
-            f"{score['agent_accuracy']:.2f}",
-            f"{score['step_accuracy']:.2f}",
-            f"{score['joint_accuracy']:.2f}",
-            f"{score['any_step_accuracy']:.2f}",
-        )
+    for method in names:
+        for group, scores in groups.items():
+            score = scores[method]
+            table.add_row(
+                method,
+                group,
+                f"{score['predicted']}/{score['n']}",
+                f"{score['agent_accuracy']:.2f}",
+                f"{score['step_accuracy']:.2f}",
+                f"{score['joint_accuracy']:.2f}",
+                f"{score['any_step_accuracy']:.2f}",
+            )
     console.print(table)
     console.print(f"{seconds:.1f} s for {len(logs)} logs ({seconds / len(logs):.1f} s per log)")
 

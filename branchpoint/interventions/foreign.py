@@ -19,6 +19,7 @@ from branchpoint.interventions.whowhen import score_attribution, truths_of
 from branchpoint.model import Hypothesis
 
 Predictions = dict[str, dict[str, Hypothesis | None]]
+Scores = dict[str, dict[str, float | int]]
 
 
 def score_any(
@@ -63,21 +64,28 @@ def predict(
     return predictions
 
 
+def score_logs(predictions: Predictions, logs: Sequence[ForeignLog]) -> Scores:
+    """Per method: `n` annotated runs, `predicted`, agent/step/joint accuracy against the root
+    cause (exact step), and `any_step_accuracy` / `any_agent_accuracy` against any failure."""
+    truths = truths_of(logs)
+    return {
+        m: {**score_attribution(found, truths), **score_any(found, logs)}
+        for m, found in predictions.items()
+    }
+
+
+def scores_by_team(predictions: Predictions, logs: Sequence[ForeignLog]) -> dict[str, Scores]:
+    """`score_logs` per team (a Who&When or AgentRx subset), teams in name order."""
+    teams = sorted({log.run.team for log in logs})
+    return {t: score_logs(predictions, [log for log in logs if log.run.team == t]) for t in teams}
+
+
 def attribute_logs(
     store: Any,
     logs: Sequence[ForeignLog],
     methods: Sequence[str],
     judge: Judge | None,
     on_done: Callable[[], None] | None = None,
-) -> dict[str, dict[str, float | int]]:
-    """Run each method on each log, store the hypotheses, and score them per method.
-
-    Per method: `n` annotated runs, `predicted`, agent/step/joint accuracy against the root
-    cause (exact step), and `any_step_accuracy` / `any_agent_accuracy` against any failure.
-    """
-    predictions = predict(store, logs, methods, judge, on_done)
-    truths = truths_of(logs)
-    return {
-        m: {**score_attribution(predictions[m], truths), **score_any(predictions[m], logs)}
-        for m in methods
-    }
+) -> Scores:
+    """Run each method on each log, store the hypotheses, and score them (`score_logs`)."""
+    return score_logs(predict(store, logs, methods, judge, on_done), logs)
