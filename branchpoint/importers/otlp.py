@@ -282,36 +282,51 @@ def _step_kind(span: OtlpSpan) -> StepKind:
     return "tool_result" if span.role == TOOL else "message"
 
 
+def _step_agent(span: OtlpSpan) -> str:
+    if span.role == AGENT:
+        return _agent_name(span)
+    fallback = span.text(A.REQUEST_MODEL, A.OI_MODEL) if span.role == LLM else "tool"
+    return span.text(A.AGENT_NAME) or fallback or span.name
+
+
+def step_of(span: OtlpSpan, run_id: str, index: int) -> tuple[Step, list[ForeignCall]]:
+    """One step from an agent span (with the LLM and tool spans under it), or from a lone LLM or
+    tool span; and the step's LLM calls."""
+    agent = _step_agent(span)
+    inner = [s for s in _under(span) if s.role in (LLM, TOOL)] if span.role == AGENT else [span]
+    llm = [_llm_call(s, index, agent) for s in inner if s.role == LLM]
+    tools = tuple(_tool_call(s) for s in inner if s.role == TOOL)
+    content = span.text(A.CONTENT, A.OI_OUTPUT, A.COMPLETION, "gen_ai.output.messages") or (
+        llm[-1].completion if llm else "\n".join(t.output for t in tools)
+    )
+    step = Step(
+        run_id=run_id,
+        index=index,
+        agent=agent,
+        kind=_step_kind(span),
+        content=content,
+        seconds=span.seconds,
+        tool_calls=tools,
+        input_tokens=sum(c.input_tokens for c in llm),
+        output_tokens=sum(c.output_tokens for c in llm),
+        llm_calls=len(llm),
+    )
+    return step, llm
+
+
 def run_of(run_id: str, spans: list[OtlpSpan], source: str) -> ForeignLog:
     """One run from its spans (see the module docstring for the mapping)."""
     roots = _link(spans)
     ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
-    step_spans = [s for s in ordered if s.role == AGENT]
-    if not step_spans:
-        step_spans = [s for s in ordered if s.role in (LLM, TOOL)]
+    step_spans = [s for s in ordered if s.role == AGENT] or [
+        s for s in ordered if s.role in (LLM, TOOL)
+    ]
     own_steps = any(A.STEP in s.attributes for s in step_spans)
-    steps, calls, starts = [], [], []
+    steps, calls = [], []
     for position, span in enumerate(step_spans):
-        index = int(span.attributes[A.STEP]) if own_steps else position
-        agent = (
-            _agent_name(span)
-            if span.role == AGENT
-            else span.text(A.AGENT_NAME)
-            or (span.text(A.REQUEST_MODEL, A.OI_MODEL) if span.role == LLM else "tool")
-            or span.name
-        )
-        inner = [s for s in _under(span) if s.role in (LLM, TOOL)] if span.role == AGENT else [span]
-        llm = [_llm_call(s, index, agent) for s in inner if s.role == LLM]
-        tools = tuple(_tool_call(s) for s in inner if s.role == TOOL)
-        content = span.text(A.CONTENT, A.OI_OUTPUT, A.COMPLETION, "gen_ai.output.messages") or (
-            llm[-1].completion if llm else "\n".join(t.output for t in tools)
-        )
-        steps.append(Step(run_id=run_id, index=index, agent=agent, kind=_step_kind(span),
-                          content=content, seconds=span.seconds, tool_calls=tools,
-                          input_tokens=sum(c.input_tokens for c in llm),
-                          output_tokens=sum(c.output_tokens for c in llm), llm_calls=len(llm)))  # fmt: skip
+        step, llm = step_of(span, run_id, int(span.attributes[A.STEP]) if own_steps else position)
+        steps.append(step)
         calls += llm
-        starts.append(span.started)
     run_span = next(
         (s for s in spans if s.attributes.get(A.KIND) == "run"), roots[0] if roots else ordered[0]
     )
@@ -320,7 +335,7 @@ def run_of(run_id: str, spans: list[OtlpSpan], source: str) -> ForeignLog:
         steps=tuple(steps),
         llm_calls=tuple(calls),
         started_at=min(s.started for s in spans),
-        step_starts=tuple(starts),
+        step_starts=tuple(s.started for s in step_spans),
     )
 
 
