@@ -34,7 +34,7 @@ from branchpoint.cli.common import make_judge, progress_bar, run_with_progress
 from branchpoint.interventions import attribution
 from branchpoint.interventions.ldb import ldb_hypothesis, runtime_trace_at
 from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, milestones_for
-from branchpoint.interventions.recommend import leaks_answer, recommend
+from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
 from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, SwapModel
@@ -114,7 +114,7 @@ def arms_for(
             ("resample", Resample(step=at)),
         ]
         for role, iv in candidates:
-            if iv is None or leaks_answer(iv, run.task.answer, run.task.question):
+            if iv is None or leaks(iv, run.task):
                 continue
             check_fits(iv, steps, team)
             arms.append((role, hyp.method, iv))

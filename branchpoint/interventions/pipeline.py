@@ -25,7 +25,7 @@ from branchpoint.interventions.milestones import (
     predicate_milestones,
     progress_delta,
 )
-from branchpoint.interventions.recommend import leaks_answer, recommend
+from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
 from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled
 from branchpoint.model import (
@@ -322,7 +322,7 @@ def debug_run(
                 PipelineFailure(hyp.method, "rejected", f"recommendation rejected ({exc})")
             )
             continue
-        if leaks_answer(iv, run.task.answer, run.task.question):
+        if leaks(iv, run.task):
             report.failures.append(
                 PipelineFailure(hyp.method, "leaked", "recommendation leaked the answer; dropped")
             )

@@ -27,6 +27,7 @@ from branchpoint.model import (
     Resample,
     Run,
     Step,
+    Task,
 )
 
 # Intervention fields that are not text shown to the team.
@@ -69,6 +70,31 @@ def leaks_answer(intervention: Intervention, answer: str | None, question: str =
     if phrase.search(" ".join(question.split())):
         return False
     return any(phrase.search(" ".join(t.split())) for t in texts)
+
+
+MIN_CODE_LINE = 15  # shorter lines ("return x", "else:") say nothing about a solution
+
+
+def leaks_code(intervention: Intervention, task: Task) -> bool:
+    """For a code task: whether a text field of the edit quotes a line of the canonical solution
+    or of the hidden tests (lines already in the task's prompt reveal nothing)."""
+    secret = f"{task.answer or ''}\n{task.test or ''}" if task.test else ""
+    shown = {" ".join(x.split()) for x in task.question.splitlines()}
+    lines = {" ".join(x.split()) for x in secret.splitlines()}
+    lines = {x for x in lines if len(x) >= MIN_CODE_LINE and x not in shown}
+    if not lines:
+        return False
+    texts = [
+        " ".join(v.split())
+        for k, v in intervention.model_dump().items()
+        if k not in _NON_TEXT_FIELDS and isinstance(v, str)
+    ]
+    return any(line in text for line in lines for text in texts)
+
+
+def leaks(intervention: Intervention, task: Task) -> bool:
+    """Whether the edit gives the task away: its answer, or for code its solution or tests."""
+    return leaks_answer(intervention, task.answer, task.question) or leaks_code(intervention, task)
 
 
 def _target(hypothesis: Hypothesis, steps: Sequence[Step]) -> Step:
@@ -133,7 +159,7 @@ def _judged(
             if field_name == "plan"
             else Instruct(step=step.index, instruction=text.strip())
         )
-        if leaks_answer(edit, run.task.answer, run.task.question):
+        if leaks(edit, run.task):
             raise ValueError("the edit states the final answer; describe what to check instead")
         return edit
 
@@ -158,21 +184,20 @@ def recommend(
     An `ldb` hypothesis gets its own fix: a `runtime_trace` at the program's step (the block
     trace with the blamed block marked, the old program withheld).
     """
-    answer, question = run.task.answer, run.task.question
     if hypothesis.method == "ldb":
         from branchpoint.interventions.ldb import runtime_trace_at
 
         traced = runtime_trace_at(run, steps, hypothesis.step, hypothesis.reason)
-        if traced is not None and not leaks_answer(traced, answer, question):
+        if traced is not None and not leaks(traced, run.task):
             return traced
     if judge is not None:
         edit = _judged(hypothesis, run, steps, judge)
         if edit is not None:
             return edit
     edit = rule_based(hypothesis, steps, team=run.team)
-    if leaks_answer(edit, answer, question):
+    if leaks(edit, run.task):
         edit = rule_based(hypothesis, steps, generic=True, team=run.team)
-    if leaks_answer(edit, answer, question):
+    if leaks(edit, run.task):
         # Only a text answer that is a word of the generic text gets here: send no text at all.
         return Resample(step=edit.step)
     return edit

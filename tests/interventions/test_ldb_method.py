@@ -11,8 +11,8 @@ import pytest
 
 from branchpoint.agents.code_team import CODE
 from branchpoint.interventions.ldb import ldb_hypothesis, program_steps
-from branchpoint.interventions.recommend import leaks_answer, recommend
-from branchpoint.model import Run, RuntimeTrace, Step
+from branchpoint.interventions.recommend import leaks, leaks_answer, leaks_code, recommend
+from branchpoint.model import Instruct, Run, RuntimeTrace, Step
 from branchpoint.orchestrator.fork import check_fits
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ldb_code_run.json"
@@ -80,3 +80,14 @@ def test_an_unusable_judge_leaves_a_reason_not_a_hypothesis(recorded) -> None:
     result = ldb_hypothesis(run, steps, ReplayJudge(['{"first_wrong_block": 999}'] * 3))
     assert result.hypotheses == []
     assert "first_wrong_block must be one of the traced blocks" in result.failures[0]
+
+
+def test_code_edits_may_not_quote_the_solution_or_the_hidden_tests(recorded) -> None:
+    run, _, _ = recorded
+    solution_line = next(x for x in run.task.answer.splitlines() if len(x.strip()) >= 15)
+    test_line = next(x for x in run.task.test.splitlines() if x.strip().startswith("assert"))
+    for quoted in (solution_line, test_line):
+        edit = Instruct(step=0, instruction=f"Hint:\n{quoted}\nnow write it")
+        assert leaks_code(edit, run.task) and leaks(edit, run.task)
+    harmless = Instruct(step=0, instruction="Close each group at its matching brace.")
+    assert not leaks(harmless, run.task)
