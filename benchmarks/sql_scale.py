@@ -149,7 +149,7 @@ def main() -> None:
 
 def _print(table: dict[int, dict[str, tuple[float, int]]]) -> None:
     sizes = sorted(table)
-    header = f"{'query':<36}" + "".join(f"{f'{s:,} spans':>22}" for s in sizes) + f"{'goal':>10}"
+    header = f"{'query':<36}" + "".join(f"{f'{s:,} spans':>28}" for s in sizes) + f"{'goal':>10}"
     console.print(header, markup=False)
     worst = 0.0
     for name in QUERIES:
@@ -157,7 +157,7 @@ def _print(table: dict[int, dict[str, tuple[float, int]]]) -> None:
         for size in sizes:
             seconds, rows = table[size][name]
             worst = max(worst, seconds) if size == sizes[-1] else worst
-            cells += f"{f'{seconds * 1000:,.0f} ms ({rows:,} rows)':>22}"
+            cells += f"{f'{seconds * 1000:,.0f} ms ({rows:,} rows)':>28}"
         console.print(f"{name:<36}{cells}{'<= 1 s':>10}", markup=False)
     report_figures(
         "sql_scale",
