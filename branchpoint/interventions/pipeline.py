@@ -204,6 +204,8 @@ class ForkBatch:
             self.session, self.run, self.steps, iv, repeat, self.config.sweep_id, fork_id
         )
         outcome = self.score(replay, iv, hypothesis_id, repeat)
+        if self.config.sweep_id:
+            outcome = outcome.model_copy(update={"item_id": item})  # its own column
         self.done[item] = (
             outcome  # a later arm with the same item (a control = a curve fork) reuses it
         )
@@ -242,13 +244,13 @@ class ForkBatch:
 
 
 def stored_outcomes(store: TraceStore, sweep_id: str | None, run_id: str) -> dict[str, Outcome]:
-    """Outcomes a sweep already has for a run, keyed by item id (the fork id before its dot)."""
+    """Outcomes a sweep already has for a run, keyed by their sweep item id."""
     if sweep_id is None:
         return {}
     rows = store.query(
         "SELECT * FROM outcomes WHERE sweep_id = ? AND parent_run_id = ?", [sweep_id, run_id]
     )
-    return {r["fork_run_id"].split(".")[0]: Outcome.model_validate(r) for r in rows}
+    return {r["item_id"]: Outcome.model_validate(r) for r in rows if r["item_id"]}
 
 
 def value_curve(batch: ForkBatch, repeats: int) -> dict[int, float]:

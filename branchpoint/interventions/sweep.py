@@ -127,8 +127,8 @@ SELECT s.sweep_id, s.status, s.created_at,
          WHERE o.sweep_id = s.sweep_id) AS tokens
 FROM sweeps s LEFT JOIN sweep_items i ON i.sweep_id = s.sweep_id
 -- an item is done when its outcome is stored (the item row may still say planned if the
--- driver died between the two writes); the outcome's fork id starts with the item id
-LEFT JOIN (SELECT split_part(fork_run_id, '.', 1) AS item_id FROM outcomes) o ON o.item_id = i.item_id
+-- driver died between the two writes)
+LEFT JOIN (SELECT item_id FROM outcomes) o ON o.item_id = i.item_id
 {where}
 GROUP BY s.sweep_id, s.status, s.created_at ORDER BY s.created_at
 """
