@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.settings import Settings
 from branchpoint.tasks import is_correct
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import TraceStore
+from branchpoint.telemetry.store import TraceStorageError, TraceStore, first_line
 
 
 @contextmanager
@@ -127,6 +128,12 @@ def execute_run(
             scorer = ctx.team.score or score
             success = scorer(run.task, final_answer, session.messages.chain(final.get("head")))
             status = "succeeded" if success else "failed"
+        except sqlite3.Error as exc:  # checkpoints or messages: the command cannot go on
+            raise TraceStorageError(
+                f"could not write the checkpoints and messages beside {session.settings.db_path} "
+                f"({first_line(exc)}); free disk space or fix the files, then run again with "
+                "--resume"
+            ) from None
         except Exception as exc:
             if not (isinstance(exc, BranchpointError) or is_ray_error(exc)):
                 raise
