@@ -123,3 +123,12 @@ def test_bad_fork_files(tmp_path: Path, content: bytes, expected: str) -> None:
         "fork", "run-x", "--step", "1", "--intervention", str(path), "--db", str(tmp_path / "t.db")
     )
     assert_one_line(code, output, expected)
+
+
+def test_export_to_an_unwritable_folder(tmp_path: Path) -> None:
+    from branchpoint.telemetry.store import DuckDBTraceStore
+
+    db = tmp_path / "t.duckdb"
+    DuckDBTraceStore(db).close()
+    code, output = invoke("export", "--parquet", "/proc/nope", "--db", str(db))
+    assert_one_line(code, output, "cannot write /proc/nope", "choose a writable folder")
