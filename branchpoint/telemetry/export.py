@@ -26,7 +26,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from branchpoint.errors import BranchpointError
 from branchpoint.telemetry import schema
 from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
-from branchpoint.telemetry.store import open_store_for
+from branchpoint.telemetry.store import first_line, open_store_for
 
 EXPORT_TABLES = ("spans", *schema.TABLES)
 OTLP_BATCH = 512
@@ -50,7 +50,12 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
     path, out = Path(db_path), Path(out_dir)
     if not path.exists():
         raise MissingDatabaseError(f"no trace database at {path}; pass --db with the right path")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot write {out} ({exc.strerror}); choose a writable folder"
+        ) from None
     copies = copy_statements(out)
     store = open_store_for(path)
     if store is not None:
@@ -67,6 +72,10 @@ def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
     try:
         for statement, _ in copies:
             con.execute(statement).fetchall()
+    except duckdb.IOException as exc:
+        raise ExportError(
+            f"cannot write the Parquet files in {out} ({first_line(exc)}); choose a writable folder"
+        ) from None
     finally:
         con.close()
     return [p for _, p in copies]
