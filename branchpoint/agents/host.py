@@ -152,12 +152,13 @@ class AgentRuntime:
         store: Any | None = None,
         provider: TracerProvider | None = None,
         fetch: Callable[[str], MessageLink] | None = None,
+        write_behind: bool = False,
     ) -> None:
         self.settings = settings
         # Transcripts arrive by reference; `fetch` reads the driver's store when in its process.
         self.transcripts = TranscriptCache(fetch=fetch)
         self.records: RecordStore = (
-            TraceRecordStore(store) if store is not None else MemoryRecordStore()
+            TraceRecordStore(store, write_behind) if store is not None else MemoryRecordStore()
         )
         self.provider = provider
         self.tracer = provider.get_tracer("branchpoint.agents") if provider else trace.NoOpTracer()
@@ -506,7 +507,8 @@ class AgentHost:
         provider = None
         if store is not None and settings.tracing:
             provider = setup_tracing(store, "branchpoint-agent-host")
-        self.runtime = AgentRuntime(settings, store, provider)
+        # A turn does not wait for the sink to store its LLM record; `flush` waits for them all.
+        self.runtime = AgentRuntime(settings, store, provider, write_behind=True)
 
     async def run_step(self, req: StepRequest) -> StepResult:
         """Run one agent turn."""
@@ -514,7 +516,9 @@ class AgentHost:
 
     async def flush(self) -> bool:
         """Export every pending span (call before shutdown), off the event loop: the export is a
-        blocking round trip to the sink."""
+        blocking round trip to the sink), and store every LLM record still being written."""
+        if isinstance(self.runtime.records, TraceRecordStore):
+            await self.runtime.records.drain()
         if self.runtime.provider is not None:
             await asyncio.to_thread(self.runtime.provider.force_flush)
         return True

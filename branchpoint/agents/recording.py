@@ -89,25 +89,56 @@ class TraceRecordStore:
     """Adapts a telemetry TraceStore (DuckDB file or sink actor) to the RecordStore protocol.
 
     The store's calls block (a DuckDB statement or a round trip to the sink actor), so they run
-    in a worker thread and the event loop keeps serving other agent turns meanwhile.
+    in a worker thread and the event loop keeps serving other agent turns meanwhile. With
+    `write_behind` (an agent host talking to the sink), a turn does not wait for its record to
+    be stored: the write runs in the background, this store answers for it until it is
+    confirmed, and `drain` (the host's flush) waits for every write and raises a failed one.
     """
 
-    def __init__(self, trace_store: Any) -> None:
+    def __init__(self, trace_store: Any, write_behind: bool = False) -> None:
         self.trace_store = trace_store
+        self.write_behind = write_behind
+        self._unconfirmed: dict[str, dict[str, Any]] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
 
     async def get(self, request_hash: str) -> dict[str, Any] | None:
         """The record stored under this hash, or None."""
+        if request_hash in self._unconfirmed:
+            return self._unconfirmed[request_hash]
         record: dict[str, Any] | None = await asyncio.to_thread(
             self.trace_store.get_llm_record, request_hash
         )
         return record
 
     async def put(self, request_hash: str, record: dict[str, Any]) -> None:
-        """Store a record in the trace database."""
+        """Store a record in the trace database (in the background with `write_behind`)."""
         # The trace database keeps model, request and response; the hashed params (for the sim,
         # every earlier message of the run) would only make each step's round trip grow.
         kept = {k: v for k, v in record.items() if k != "params"}
-        await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, kept)
+        if not self.write_behind:
+            await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, kept)
+            return
+        self._unconfirmed[request_hash] = kept
+        task = asyncio.get_running_loop().create_task(self._write(request_hash, kept))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, request_hash: str, record: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, record)
+        except Exception as exc:  # noqa: BLE001 - kept for `drain`: the next flush raises it
+            self._failure = self._failure or exc
+        else:
+            self._unconfirmed.pop(request_hash, None)
+
+    async def drain(self) -> None:
+        """Wait until every record written in the background is stored; raise a failed write."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes))
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
 
 def message_to_json(message: LLMMessage) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""The trace record store's write-behind: a turn does not wait for its record, a flush does."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from branchpoint.agents.recording import TraceRecordStore
+
+
+class SlowStore:
+    """A trace store whose writes wait until the test lets them through."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.release = threading.Event()
+        self.fail = fail
+
+    def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
+        self.release.wait(10)
+        if self.fail:
+            raise RuntimeError("the sink is gone")
+        self.rows[request_hash] = record
+
+    def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
+        return self.rows.get(request_hash)
+
+
+RECORD = {"model": "m", "request": [], "params": {"sim": [1, 2]}, "response": {"content": "x"}}
+
+
+def test_put_returns_before_the_write_and_drain_waits_for_it() -> None:
+    async def scenario() -> None:
+        slow = SlowStore()
+        store = TraceRecordStore(slow, write_behind=True)
+        await asyncio.wait_for(store.put("h", RECORD), 1)  # does not wait for the sink
+        assert slow.rows == {}
+        assert (await store.get("h")) == {k: v for k, v in RECORD.items() if k != "params"}
+        slow.release.set()
+        await store.drain()
+        assert set(slow.rows) == {"h"} and "params" not in slow.rows["h"]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_background_write_is_raised_by_drain() -> None:
+    async def scenario() -> None:
+        slow = SlowStore(fail=True)
+        slow.release.set()
+        store = TraceRecordStore(slow, write_behind=True)
+        await store.put("h", RECORD)
+        with pytest.raises(RuntimeError, match="the sink is gone"):
+            await store.drain()
+        assert (await store.get("h")) is not None  # still answered here, never confirmed
+        await store.drain()  # reported once
+
+    asyncio.run(scenario())
+
+
+def test_without_write_behind_put_waits_for_the_store() -> None:
+    async def scenario() -> None:
+        slow = SlowStore()
+        slow.release.set()
+        store = TraceRecordStore(slow)
+        await store.put("h", RECORD)
+        assert "h" in slow.rows
+
+    asyncio.run(scenario())
