@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import Figure, report_figures
+from benchmarks.common import Figure, report_figures, start_local_ray
 from branchpoint.agents.teams import MATH
 from branchpoint.interventions.pipeline import DebugConfig, ForkBatch
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
@@ -148,6 +148,7 @@ def main() -> None:
     if args.quick:
         args.forks, args.sequential_forks = 128, 8
     settings = Settings(n_hosts=args.hosts)
+    start_local_ray()
     with (
         tempfile.TemporaryDirectory() as tmp,
         Session(settings.with_overrides(db_path=Path(tmp) / "bench.duckdb")) as session,

@@ -26,9 +26,29 @@ BENCH_JSON_ENV = "BRANCHPOINT_BENCH_JSON"
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
+def start_local_ray(attempts: int = 4) -> None:
+    """Start this process's local Ray, trying again when its node times out during start-up
+    (Ray waits 30 s for the raylet, which a heavily loaded machine can miss)."""
+    import ray
+
+    from branchpoint.orchestrator.session import start_ray
+
+    for attempt in range(attempts):
+        try:
+            start_ray(None)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts - 1:
+                raise
+            console.print(f"Ray start-up timed out (attempt {attempt + 1}); trying again")
+            ray.shutdown()
+            time.sleep(5)
+
+
 @contextlib.contextmanager
 def scratch_session(db: Path | None = None, **settings: Any) -> Iterator[Session]:
     """A Session on `db`, or on a fresh temporary trace database that is removed afterwards."""
+    start_local_ray()
     with contextlib.ExitStack() as stack:
         if db is None:
             db = (

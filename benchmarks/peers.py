@@ -39,7 +39,15 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from rich.table import Table
 
-from benchmarks.common import AppendClock, Figure, chain_task, console, median, report_figures
+from benchmarks.common import (
+    AppendClock,
+    Figure,
+    chain_task,
+    console,
+    median,
+    report_figures,
+    start_local_ray,
+)
 from branchpoint.agents.teams import MATH
 from branchpoint.model import Step
 from branchpoint.orchestrator.runner import run_task
@@ -214,6 +222,8 @@ def in_process_supported() -> bool:
 def bench_session(tmp: Path, name: str, use_ray: bool, max_steps: int) -> Iterator[Session]:
     """A session on its own scratch trace database (Ray or in-process)."""
     settings = Settings(db_path=tmp / f"{name}.duckdb", max_steps=max_steps)
+    if use_ray:
+        start_local_ray()
     session = Session(settings, ray=False) if not use_ray else Session(settings)  # type: ignore[call-arg]
     with session:
         yield session

@@ -55,11 +55,18 @@ _GOAL_LINE = re.compile(
 )
 
 
+_GOAL_SENTENCE = re.compile(
+    r"^\s*(?P<label>\S.*?)\s(?P<value>-?[\d,]+(?:\.\d+)?)\s*[a-z/%]*\s*"
+    r"\((?P<op><=|>=|≤|≥)\s*(?P<goal>[\d,.]+)[^:)]*:\s*(?:met|missed|MISSED)\)\s*$"
+)
+
+
 def figures_from_text(bench: str, text: str) -> list[dict[str, object]]:
-    """Figures printed as `label  value  <= goal` lines (for scripts that write no JSON)."""
+    """Figures printed as `label  value  <= goal` lines, or as `label value (<= goal: met)`
+    sentences (for scripts that write no JSON)."""
     out: list[dict[str, object]] = []
     for line in text.splitlines():
-        match = _GOAL_LINE.match(line)
+        match = _GOAL_LINE.match(line) or _GOAL_SENTENCE.match(line)
         if match is None:
             continue
         value = float(match["value"].replace(",", ""))
@@ -173,11 +180,11 @@ def main() -> None:
     chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
     started, loads = datetime.now(UTC), [os.getloadavg()[0]]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
-        for bench in chosen:
-            figures, status = run_bench(bench, args.full, Path(tmp))
-            rows.append((bench, figures, status))
-            loads.append(os.getloadavg()[0])
+    logs = Path(tempfile.mkdtemp(prefix="bench-all-"))  # kept: each benchmark's full output
+    for bench in chosen:
+        figures, status = run_bench(bench, args.full, logs)
+        rows.append((bench, figures, status))
+        loads.append(os.getloadavg()[0])
     section = table(rows, started, loads)
     console.print(section, markup=False, highlight=False)
     if not args.no_write:
