@@ -127,7 +127,10 @@ def fmt_value(value: object) -> str:
 
 
 def table(
-    rows: list[tuple[Bench, list[dict[str, object]], str]], started: datetime, loads: list[float]
+    rows: list[tuple[Bench, list[dict[str, object]], str]],
+    started: datetime,
+    loads: list[float],
+    earlier: list[str],
 ) -> str:
     """The generated section of RESULTS.md."""
     lines = [
@@ -154,8 +157,22 @@ def table(
                 f"| {bench.name} | {f['name']}{note} | {fmt_value(f['value'])} | "
                 f"{f.get('goal') or ''} | {met} |"
             )
+    if earlier:
+        lines.append("| *earlier run of run_all, kept:* | | | | |")
+        lines += earlier
     lines += ["", END]
     return "\n".join(lines)
+
+
+def kept_rows(names: set[str]) -> list[str]:
+    """The table rows of the current generated section for benchmarks other than `names`
+    (`--only` re-measures some benchmarks and keeps the others' last figures)."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    if BEGIN not in text:
+        return []
+    section = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and " | " in line]
+    return [r for r in rows[2:] if r.split(" | ")[0].removeprefix("| ") not in names]
 
 
 def write_results(section: str) -> None:
@@ -185,7 +202,8 @@ def main() -> None:
         figures, status = run_bench(bench, args.full, logs)
         rows.append((bench, figures, status))
         loads.append(os.getloadavg()[0])
-    section = table(rows, started, loads)
+    earlier = kept_rows({b.name for b in chosen}) if args.only else []
+    section = table(rows, started, loads, earlier)
     console.print(section, markup=False, highlight=False)
     if not args.no_write:
         write_results(section)
