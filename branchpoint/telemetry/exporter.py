@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -109,6 +110,15 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
+    """A copy of a span's attributes: the SDK's mapping proxy copies its dict in C (`dict()`
+    would iterate the attributes in Python)."""
+    attrs = span.attributes
+    if isinstance(attrs, MappingProxyType):
+        return attrs.copy()
+    return dict(attrs or {})
+
+
 def _attributes_json(attrs: dict[str, Any]) -> str:
     return orjson.dumps(attrs, default=str).decode()
 
@@ -161,8 +171,7 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
     (the SDK never exports one).
     """
     spans = [s for s in spans if s.context is not None]
-    # mappingproxy.copy() copies the span's attribute dict in C (dict() would iterate in Python).
-    attrs = [s.attributes.copy() if s.attributes else {} for s in spans]
+    attrs = [_attributes_of(s) for s in spans]
     resources: dict[int, str] = {}
 
     def resource_json(resource: Resource) -> str:
@@ -176,8 +185,8 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
     start, end = _times(starts), _times(ends)
     duration = pc.divide(pc.subtract(pa.array(ends, pa.int64()), pa.array(starts, pa.int64())), 1e6)
     columns: dict[str, pa.Array] = {
-        "span_id": pa.array([f"{s.context.span_id:016x}" for s in spans], pa.string()),  # type: ignore[union-attr]
-        "trace_id": pa.array([f"{s.context.trace_id:032x}" for s in spans], pa.string()),  # type: ignore[union-attr]
+        "span_id": pa.array([f"{s.context.span_id:016x}" for s in spans], pa.string()),
+        "trace_id": pa.array([f"{s.context.trace_id:032x}" for s in spans], pa.string()),
         "parent_span_id": pa.array(
             [f"{s.parent.span_id:016x}" if s.parent else None for s in spans], pa.string()
         ),

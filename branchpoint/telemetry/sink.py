@@ -127,12 +127,12 @@ class TraceSink:
 _RemoteSink: Any = ray.remote(num_cpus=0)(TraceSink)
 
 
-def get_or_create_sink(db_path: str | Path) -> ActorHandle:
+def get_or_create_sink(db_path: str | Path) -> ActorHandle[Any]:
     """The live sink for `db_path`, started on this node (where the file is) if there is none.
 
     Its lifetime is tied to the driver that creates it.
     """
-    handle: ActorHandle = _RemoteSink.options(
+    handle: ActorHandle[Any] = _RemoteSink.options(
         name=sink_name(db_path),
         namespace=NAMESPACE,
         get_if_exists=True,
@@ -176,7 +176,7 @@ def _get(ref: Any) -> Any:
 class SinkClient:
     """A `TraceStore` that forwards every call to a `TraceSink` actor."""
 
-    def __init__(self, handle: ActorHandle) -> None:
+    def __init__(self, handle: ActorHandle[Any]) -> None:
         self.handle: Any = handle
 
     def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
