@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from branchpoint.agents.teams import TeamSpec
     from branchpoint.interventions.judge import Judge
     from branchpoint.interventions.pipeline import RunDebug
-    from branchpoint.interventions.sweep import SweepSpec
+    from branchpoint.model import SweepSpec
     from branchpoint.orchestrator import session as _session
     from branchpoint.orchestrator.replay import ReplayReport
 
@@ -267,7 +267,7 @@ class Session:
         `repeats` forked replays of its recommended intervention beside as many `resample`
         controls, and a verdict. `judge` is the model of the LLM judges (None: the value
         curve and ground truth only)."""
-        from branchpoint.interventions.sweep import SweepSpec
+        from branchpoint.model import SweepSpec
 
         names = _methods(methods)
         ids = tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
@@ -296,7 +296,7 @@ class Session:
     ) -> SweepResult:
         """The pipeline over every root run matching the SQL filter `where` (over `runs`),
         as a resumable sweep (see `resume_sweep`)."""
-        from branchpoint.interventions.sweep import SweepSpec
+        from branchpoint.model import SweepSpec
 
         spec = SweepSpec(
             where=where,
