@@ -21,6 +21,9 @@ FIRST_VISITS = 2  # visits of a block kept from the start of a loop; the last vi
 MAX_VISITS = 24  # visits kept in the whole trace
 VALUE_CHARS = 80
 _RAW_CAP = 400  # visits the tracer itself records before it stops recording
+# Lines the traced call may execute: a program that never ends is stopped here, inside the
+# sandbox's deadline, so its trace (the loop it is stuck in) is still recorded.
+MAX_LINES = 20_000
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,10 @@ _SRC = {src!r}
 _LINES = {{int(k): v for k, v in _json.loads({lines!r}).items()}}
 _CALL = {call!r}
 _visits, _counts, _state = [], {{}}, {{}}
+_lines = [0]
+
+class LineBudgetExceeded(Exception):
+    pass
 
 def _show(value):
     try:
@@ -178,6 +185,9 @@ def _snap(frame, block, returned=None, raised=None):
 
 def _local(frame, event, arg):
     if event == "line":
+        _lines[0] += 1
+        if _lines[0] > {max_lines}:
+            raise LineBudgetExceeded("stopped after {max_lines} executed lines (an endless loop?)")
         block = _LINES.get(frame.f_lineno)
         last = _state[id(frame)][0]
         if block != last:
@@ -231,6 +241,7 @@ def tracer_program(code: str, call: str, blocks: list[Block]) -> str:
         cap=VALUE_CHARS,
         raw_cap=_RAW_CAP,
         first=FIRST_VISITS,
+        max_lines=MAX_LINES,
         max_visits=MAX_VISITS,
         marker=MARKER,
     )

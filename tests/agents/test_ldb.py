@@ -93,9 +93,10 @@ def test_recursion_depth_is_tracked() -> None:
     assert returns == [(3, "1"), (2, "2"), (1, "6")]
 
 
-def test_a_program_that_does_not_finish_is_reported() -> None:
-    trace = trace_blocks("def f(x):\n    while True:\n        x += 1\n", "f(1)", timeout_s=2)
-    assert trace.error is not None and "did not finish" in trace.error
+def test_an_endless_loop_is_stopped_and_still_traced() -> None:
+    trace = trace_blocks("def f(x):\n    while True:\n        x += 1\n", "f(1)")
+    assert trace.error is not None and "LineBudgetExceeded" in trace.error
+    assert {trace.blocks[v.block].source for v in trace.visits} == {"while True:", "x += 1"}
 
 
 def test_a_syntax_error_is_reported_without_running() -> None:
