@@ -122,7 +122,7 @@ def _task_from_humaneval(row: dict[str, Any]) -> Task:
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     yield lineno, _row(path, lineno, line)
