@@ -28,8 +28,7 @@ from branchpoint.errors import BranchpointError
 
 if TYPE_CHECKING:
     from branchpoint.api import Session, SweepResult
-    from branchpoint.interventions.sweep import SweepSpec
-    from branchpoint.model import Outcome
+    from branchpoint.model import Outcome, SweepSpec
 
 
 def debug_with_progress(
@@ -110,7 +109,7 @@ def debug(
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
     from branchpoint.api import Session
     from branchpoint.interventions.judge import judge_model
-    from branchpoint.interventions.sweep import SweepSpec
+    from branchpoint.model import SweepSpec
     from branchpoint.orchestrator.runs import require_replayable
 
     if (run_id is None) == (not failed):
@@ -166,7 +165,8 @@ def sweep(
         return
     from branchpoint.api import Session
     from branchpoint.interventions.judge import judge_model
-    from branchpoint.interventions.sweep import SweepSpec, load_spec
+    from branchpoint.interventions.sweep import load_spec
+    from branchpoint.model import SweepSpec
 
     judge = judge_model(judge)
     with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
