@@ -1,5 +1,6 @@
-"""Imported logs beside real `sim` runs (Ray): debugging skips them, forks refuse them, and the
-sim runs' validated fixes export as rationales; a sim run round-trips through OTLP JSON."""
+"""Imported logs beside real `sim` runs (in-process session: the sweep code is the one Ray runs):
+debugging skips them, forks refuse them, and the sim runs' validated fixes export as rationales;
+a sim run round-trips through OTLP JSON."""
 
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ from branchpoint.settings import Settings
 from branchpoint.telemetry.export import export_otlp_file
 from branchpoint.telemetry.store import DuckDBTraceStore
 
-pytestmark = pytest.mark.ray
-
 WHOWHEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "whowhen_samples"
 TASK = Task(
     task_id="t-wage",
@@ -38,7 +37,7 @@ STEPS_SQL = "SELECT step, agent, kind, content FROM steps WHERE run_id = ? ORDER
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     db = tmp_path_factory.mktemp("foreign") / "traces.duckdb"
-    with Session(Settings(db_path=db)) as s:
+    with Session(Settings(db_path=db), ray=False) as s:
         yield s
 
 
