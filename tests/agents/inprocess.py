@@ -20,14 +20,15 @@ def run_in_process(
     team: TeamSpec, task: Task, model: str = "team", max_steps: int = 20
 ) -> tuple[dict[str, Any], list[Step]]:
     """The final state and the steps of one run of `team` on `task`."""
-    runtime = AgentRuntime(Settings())
+    messages = InMemoryMessageStore()
+    runtime = AgentRuntime(Settings(), fetch=messages.link)  # transcripts arrive by reference
     ctx = RunContext(
         run_id="run-inprocess",
         team=team,
         task=task,
         seed=0,
         faults=(),
-        messages=InMemoryMessageStore(),
+        messages=messages,
         tracer=trace.NoOpTracer(),
         run_span=trace.INVALID_SPAN,
         call_host=lambda request: asyncio.run(runtime.run_step(request)),
