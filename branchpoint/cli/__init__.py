@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from branchpoint.cli.common import app
+import typer
+
+from branchpoint.cli.common import app, errors
 
 # Registration order is the order of `branchpoint --help`.
 for _group in ("run", "teams", "debug", "demo", "imports", "query", "export", "view"):
@@ -17,7 +19,27 @@ for _group in ("run", "teams", "debug", "demo", "imports", "query", "export", "v
 
 __all__ = ["app", "main"]
 
+# Typer vendors click; reach its error classes through a public one rather than a private module.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
 
 def main() -> None:
-    """Console entry point."""
-    sys.exit(app())
+    """Console entry point: a bad flag or value is one line and exit code 2, like our own errors."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="branchpoint", standalone_mode=False)
+    except _USAGE_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            print(exc.ctx.get_help())
+            sys.exit(exc.exit_code)
+        hint = f"`{exc.ctx.command_path} --help`" if exc.ctx else "`branchpoint --help`"
+        message = exc.format_message().rstrip(".")
+        errors.print(f"[red]error:[/red] {message}; see {hint}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except _CLICK_ERROR as exc:
+        errors.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

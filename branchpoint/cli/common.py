@@ -45,6 +45,11 @@ CheckpointerOpt = Annotated[
         "--checkpointer", help="Checkpoint saver: sqlite (default), memory, or a postgresql:// URL."
     ),
 ]
+RepeatsOpt = Annotated[int, typer.Option(min=1, help="Replays per intervention (and per control).")]
+CurveRepeatsOpt = Annotated[
+    int, typer.Option(min=1, help="Resamples per step for the value curve.")
+]
+ForkConcurrencyOpt = Annotated[int, typer.Option(min=1, max=1024, help="Forks at the same time.")]
 
 
 def user_errors(fn: F) -> F:

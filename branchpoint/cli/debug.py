@@ -12,9 +12,12 @@ from rich.table import Table
 from branchpoint.cli.common import (
     AddressOpt,
     CheckpointerOpt,
+    CurveRepeatsOpt,
     DbOpt,
+    ForkConcurrencyOpt,
     JudgeOpt,
     MethodsOpt,
+    RepeatsOpt,
     app,
     console,
     fork_label,
@@ -95,13 +98,9 @@ def debug(
     failed: Annotated[bool, typer.Option("--failed", help="Debug every failed root run.")] = False,
     methods: MethodsOpt = "value_curve,dover",
     judge: JudgeOpt = None,
-    repeats: Annotated[
-        int, typer.Option(min=1, help="Replays per intervention (and per control).")
-    ] = 3,
-    curve_repeats: Annotated[
-        int, typer.Option(min=1, help="Resamples per step for the value curve.")
-    ] = 6,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Forks at the same time.")] = 8,
+    repeats: RepeatsOpt = 3,
+    curve_repeats: CurveRepeatsOpt = 6,
+    concurrency: ForkConcurrencyOpt = 8,
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
@@ -149,13 +148,9 @@ def sweep(
     resume: Annotated[str | None, typer.Option(help="Finish the sweep with this id.")] = None,
     methods: MethodsOpt = "value_curve",
     judge: JudgeOpt = None,
-    repeats: Annotated[
-        int, typer.Option(min=1, help="Replays per intervention (and per control).")
-    ] = 3,
-    curve_repeats: Annotated[
-        int, typer.Option(min=1, help="Resamples per step for the value curve.")
-    ] = 6,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Forks at the same time.")] = 16,
+    repeats: RepeatsOpt = 3,
+    curve_repeats: CurveRepeatsOpt = 6,
+    concurrency: ForkConcurrencyOpt = 16,
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,

@@ -9,6 +9,7 @@ import typer
 from branchpoint.cli.common import (
     DbOpt,
     MethodsOpt,
+    RepeatsOpt,
     app,
     console,
     make_judge,
@@ -32,9 +33,7 @@ def demo(
     ] = "local:coder-1.5b",
     limit: Annotated[int, typer.Option(min=1, help="Built-in tasks to run.")] = 2,
     methods: MethodsOpt = "ldb",
-    repeats: Annotated[
-        int, typer.Option(min=1, help="Replays per intervention (and per control).")
-    ] = 3,
+    repeats: RepeatsOpt = 3,
     seed: Annotated[int, typer.Option(help="Seed of the runs and their forks.")] = 0,
     ray: Annotated[
         bool, typer.Option("--ray/--in-process", help="Agent turns on a local Ray, or in-process.")

@@ -1,0 +1,30 @@
+"""A bad flag, value or command is one line on stderr and exit code 2, never a box or a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CASES = [
+    (("run", "--limit", "-1"), "--limit"),
+    (("debug", "--failed", "--repeats", "0"), "--repeats"),
+    (("nope",), "No such command"),
+    (("fork",), "Missing argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "names"), CASES)
+def test_usage_error_is_one_line_and_exit_2(args: tuple[str, ...], names: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "branchpoint", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and names in lines[0], result.stderr
+    assert "--help" in lines[0]
