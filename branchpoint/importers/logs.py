@@ -109,16 +109,7 @@ def _row(
 def run_span_attributes(run: Run) -> dict[str, Any]:
     """The attributes of an imported run's span (a failed, finished run with its source)."""
     return {
-        A.KIND: "run",
-        A.OPERATION: "invoke_workflow",
-        A.RUN_ID: run.run_id,
-        A.TEAM: run.team,
-        A.TASK_ID: run.task.task_id,
-        A.TASK: run.task.model_dump_json(),
-        A.REQUEST_MODEL: run.model,
-        A.SEED: run.seed,
-        A.OI_KIND: "CHAIN",
-        A.OI_INPUT: A.cap(run.task.question),
+        **A.run_identity(run),
         A.STATUS: run.status,
         A.SUCCESS: bool(run.success),
         A.FAULTS: "[]",

@@ -82,17 +82,8 @@ def is_ray_error(exc: BaseException) -> bool:
 def run_attributes(run: Run) -> dict[str, Any]:
     """The attributes of a run's span that describe the run itself (its outcome is set later)."""
     return {
-        A.KIND: "run",
-        A.OPERATION: "invoke_workflow",
-        A.RUN_ID: run.run_id,
-        A.TEAM: run.team,
-        A.TASK_ID: run.task.task_id,
-        A.TASK: run.task.model_dump_json(),
-        A.REQUEST_MODEL: run.model,
-        A.SEED: run.seed,
+        **A.run_identity(run),
         A.THREAD_ID: run.thread_id or "",
-        A.OI_KIND: "CHAIN",
-        A.OI_INPUT: A.cap(run.task.question),
         A.FAULTS: json.dumps([f.model_dump() for f in run.faults]),
         **({A.TEAM_SOURCE: run.team_source.model_dump_json()} if run.team_source else {}),
         **({A.SWEEP_ID: run.sweep_id} if run.sweep_id else {}),

@@ -7,6 +7,10 @@ deprecated, so the names we depend on are pinned here.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from branchpoint.model import Run
 
 # GenAI semantic conventions
 OPERATION = "gen_ai.operation.name"  # invoke_workflow | invoke_agent | chat | execute_tool
@@ -71,3 +75,19 @@ def cap(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
     if len(text) <= limit or _CUT_MARK.fullmatch(text, limit):
         return text
     return text[:limit] + f"…[+{len(text) - limit} chars]"
+
+
+def run_identity(run: Run) -> dict[str, Any]:
+    """What every run span says about the run itself, recorded here or imported."""
+    return {
+        KIND: "run",
+        OPERATION: "invoke_workflow",
+        RUN_ID: run.run_id,
+        TEAM: run.team,
+        TASK_ID: run.task.task_id,
+        TASK: run.task.model_dump_json(),
+        REQUEST_MODEL: run.model,
+        SEED: run.seed,
+        OI_KIND: "CHAIN",
+        OI_INPUT: cap(run.task.question),
+    }
