@@ -46,7 +46,7 @@ def test_a_runtime_trace_reaches_the_agent_and_is_json(session: Session) -> None
 
 def test_swap_model_for_one_agent_leaves_the_rest_of_the_team(session: Session) -> None:
     faulty = run_task(session, MATH, TASK, "sim", seed=2, faults=[FAULT])
-    swap = SwapModel(step=FAULT.step, model="sim:0", agent="Solver")
+    swap = SwapModel(step=FAULT.step, model="sim:0.01", agent="Solver")
     (fork,) = fork_run(session, faulty.run_id, swap, repeats=1)
     assert fork.model == "sim"  # the run's model is unchanged; only the Solver's turns swapped
     session.flush()
@@ -54,8 +54,8 @@ def test_swap_model_for_one_agent_leaves_the_rest_of_the_team(session: Session) 
         "SELECT step, agent, model FROM llm_calls WHERE run_id = ? ORDER BY step", [fork.run_id]
     )
     after = [(c["agent"], c["model"]) for c in calls if c["step"] >= FAULT.step]
-    assert ("Solver", "sim:0") in after
-    assert all(model == ("sim:0" if agent == "Solver" else "sim") for agent, model in after)
+    assert ("Solver", "sim:0.01") in after
+    assert all(model == ("sim:0.01" if agent == "Solver" else "sim") for agent, model in after)
 
 
 def test_runtime_trace_needs_a_model_turn(session: Session) -> None:
