@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from telemetry.spans import emit_run
+
 from branchpoint.importers import import_path, read_path
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.export import export_otlp_file
 from branchpoint.telemetry.store import DuckDBTraceStore
 from branchpoint.telemetry.tracing import setup_tracing
-from tests.telemetry.spans import emit_run
 
 STEP_SQL = "SELECT run_id, step, agent, kind, content FROM steps ORDER BY run_id, step"
 CALL_SQL = "SELECT run_id, step, agent, model, prompt, completion, input_tokens FROM llm_calls"
