@@ -19,7 +19,7 @@ from typing import Any
 from branchpoint.errors import BranchpointError
 from branchpoint.importers import Skipped, SkippedFile, unique_runs
 from branchpoint.importers.logs import ForeignLog
-from branchpoint.interventions.whowhen import agent_and_kind
+from branchpoint.interventions.whowhen import history_steps
 from branchpoint.model import AnnotatedFailure, Run, Step, StepKind, Task
 
 GROUND_TRUTH_GLOB = "*ground_truth*.json"
@@ -101,22 +101,6 @@ def failures_of(
     return tuple(found)
 
 
-def _magentic_steps(run_id: str, data: list[Any]) -> list[Step]:
-    steps = []
-    for index, entry in enumerate(data):
-        agent, kind = agent_and_kind(entry)
-        steps.append(
-            Step(
-                run_id=run_id,
-                index=index,
-                agent=agent or "unknown",
-                kind=kind,
-                content=str(entry.get("content") or ""),
-            )
-        )
-    return steps
-
-
 def _tau_content(entry: dict[str, Any]) -> str:
     calls = entry.get("tool_calls") or []
     text = str(entry.get("content") or "")
@@ -151,7 +135,7 @@ def read_trajectory(path: Path, truth: dict[str, Any] | None) -> ForeignLog:
         and data
         and all(isinstance(e, dict) and "content" in e for e in data)
     ):
-        steps = _magentic_steps(run_id, data)
+        steps = history_steps(run_id, data)
         question, answer, success = str(data[0].get("content") or ""), None, False
     elif isinstance(data, dict) and isinstance(data.get("traj"), list):
         steps = _tau_steps(run_id, data["traj"])

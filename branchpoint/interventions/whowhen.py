@@ -62,6 +62,23 @@ def agent_and_kind(entry: Mapping[str, Any]) -> tuple[str, StepKind]:
     return agent, "message"
 
 
+def history_steps(run_id: str, history: Sequence[Mapping[str, Any]]) -> list[Step]:
+    """The steps of a message history in the Who&When role grammar (also AgentRx's Magentic-One)."""
+    steps = []
+    for index, entry in enumerate(history):
+        agent, kind = agent_and_kind(entry)
+        steps.append(
+            Step(
+                run_id=run_id,
+                index=index,
+                agent=agent or "unknown",
+                kind=kind,
+                content=str(entry.get("content") or ""),
+            )
+        )
+    return steps
+
+
 def _fail(path: Path, problem: str) -> TaskFileError:
     return TaskFileError(
         f"{path}: {problem}; a Who&When log is a JSON object with question, ground_truth, "
@@ -107,18 +124,7 @@ def parse_whowhen(data: Any, path: Path) -> ForeignLog:
         answer=None if answer is None else str(answer),
         source="whowhen",
     )
-    steps = []
-    for index, entry in enumerate(history):
-        agent, step_kind = agent_and_kind(entry)
-        steps.append(
-            Step(
-                run_id=run_id,
-                index=index,
-                agent=agent or "unknown",
-                kind=step_kind,
-                content=str(entry.get("content") or ""),
-            )
-        )
+    steps = history_steps(run_id, history)
     mistake = AnnotatedFailure(
         agent=str(data["mistake_agent"]).strip(),
         step=mistake_step,
