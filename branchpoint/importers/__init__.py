@@ -9,6 +9,7 @@ files, Phoenix span exports).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,14 @@ class ImportFormatError(BranchpointError):
 
 class SkippedFile(Exception):
     """A file of another format met while walking a folder: reported and left out."""
+
+
+def load_json(path: Path) -> Any:
+    """The JSON in a file; SkippedFile when it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SkippedFile(f"not JSON ({str(exc)[:80]})") from None
 
 
 # A file reader turns one file into logs, or raises SkippedFile (another format).

@@ -12,12 +12,11 @@ vary in case (`Websurfer` for `WebSurfer`), and failure ids are numbers or strin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from branchpoint.errors import BranchpointError
-from branchpoint.importers import Skipped, SkippedFile, unique_runs
+from branchpoint.importers import Skipped, SkippedFile, load_json, unique_runs
 from branchpoint.importers.logs import ForeignLog
 from branchpoint.interventions.whowhen import history_steps
 from branchpoint.model import AnnotatedFailure, Run, Step, StepKind, Task
@@ -31,16 +30,9 @@ class AgentRxError(BranchpointError):
     """An AgentRx file that does not have the documented shape."""
 
 
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SkippedFile(f"not JSON ({str(exc)[:80]})") from None
-
-
 def load_ground_truth(path: Path) -> dict[str, dict[str, Any]]:
     """trajectory id (as text) -> its ground-truth entry, from one ground-truth file."""
-    data = _load(path)
+    data = load_json(path)
     if not isinstance(data, list) or not all(
         isinstance(e, dict) and "trajectory_id" in e for e in data
     ):
@@ -127,7 +119,7 @@ def _tau_steps(run_id: str, traj: list[Any]) -> list[Step]:
 
 def read_trajectory(path: Path, truth: dict[str, Any] | None) -> ForeignLog:
     """One trajectory file (Magentic-One array or τ-bench object) with its ground-truth entry."""
-    data = _load(path)
+    data = load_json(path)
     subset = subset_of(path)
     run_id = f"agentrx-{subset}-{path.stem}"
     if (

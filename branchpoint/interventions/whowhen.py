@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from branchpoint.errors import TaskFileError
+from branchpoint.importers import SkippedFile, load_json
 from branchpoint.importers.logs import ForeignLog
 from branchpoint.model import AnnotatedFailure, Hypothesis, Run, Step, StepKind, Task
 
@@ -147,12 +148,7 @@ def parse_whowhen(data: Any, path: Path) -> ForeignLog:
 
 def read_file(path: Path) -> list[ForeignLog]:
     """The Who&When log in one file; SkippedFile when the file is JSON of another shape."""
-    from branchpoint.importers import SkippedFile
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SkippedFile(f"not JSON ({str(exc)[:80]})") from None
+    data = load_json(path)
     if not looks_like_whowhen(data):
         raise SkippedFile("JSON, but not a Who&When log (needs " + ", ".join(REQUIRED) + ")")
     return [parse_whowhen(data, path)]
