@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -38,7 +38,7 @@ _GENAI_OPS = {"invoke_agent": AGENT, "create_agent": AGENT, "chat": LLM, "text_c
               "generate_content": LLM, "execute_tool": TOOL}  # fmt: skip
 _OI_KINDS = {"AGENT": AGENT, "LLM": LLM, "TOOL": TOOL}
 _OURS = {"step": AGENT, "chat": LLM, "tool": TOOL}
-_STEP_KINDS = ("plan", "instruction", "message", "tool_result", "final")
+_STEP_KINDS = get_args(StepKind)
 
 
 @dataclass
