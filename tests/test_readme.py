@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from interventions.test_sweep_cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -135,9 +136,26 @@ def run_block(block: Block, env: dict[str, str]) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.fixture
+def block_env(block: Block, readme_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The README environment; for a `cluster` block also a real two-node Ray cluster on this
+    machine, reached as the README says: `HEAD_ADDRESS`, `RAY_AUTH_MODE`, `RAY_AUTH_TOKEN`."""
+    if "cluster" not in block.markers:
+        yield readme_env
+        return
+    cluster = Cluster()
+    try:
+        cluster.start_head()
+        cluster.add_worker()
+        token = cluster.env["RAY_AUTH_TOKEN"]
+        yield {**readme_env, "HEAD_ADDRESS": cluster.address, "RAY_AUTH_TOKEN": token}
+    finally:
+        cluster.stop()
+
+
 @pytest.mark.parametrize("block", [_param(b) for b in RUNNABLE])
-def test_readme_block_runs_as_written(block: Block, readme_env: dict[str, str]) -> None:
-    done = run_block(block, readme_env)
+def test_readme_block_runs_as_written(block: Block, block_env: dict[str, str]) -> None:
+    done = run_block(block, block_env)
     assert done.returncode == 0, (
         f"README.md:{block.line} ({block.section}) exited {done.returncode}\n"
         f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
