@@ -88,22 +88,8 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
         "status_code": span.status.status_code.name,
         "status_message": span.status.description,
         "attributes": _attributes_json(attrs),
-        "events": _json(
-            [
-                {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
-                for e in span.events
-            ]
-        ),
-        "links": _json(
-            [
-                {
-                    "trace_id": _hex_trace(link.context.trace_id),
-                    "span_id": _hex_span(link.context.span_id),
-                    "attributes": dict(link.attributes or {}),
-                }
-                for link in span.links
-            ]
-        ),
+        "events": _events_json(span),
+        "links": _links_json(span),
         "resource": _json(dict(span.resource.attributes)),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
         **hot_values(attrs),
