@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from branchpoint.errors import BranchpointError, ReadOnlyQueryError
+from branchpoint.telemetry.store import LOCKED_CONFIG, first_line
 
 
 class InvalidQueryError(BranchpointError):
@@ -88,15 +89,7 @@ def _syntax_tree(query: str) -> dict[str, Any]:
     global _parser
     with _PARSER_LOCK:
         if _parser is None:
-            _parser = duckdb.connect(
-                ":memory:",
-                config={
-                    "enable_external_access": False,
-                    "autoinstall_known_extensions": False,
-                    "autoload_known_extensions": False,
-                    "lock_configuration": True,
-                },
-            )
+            _parser = duckdb.connect(":memory:", config=dict(LOCKED_CONFIG))
         found = _parser.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchall()
     tree: dict[str, Any] = json.loads(found[0][0])
     return tree
@@ -191,8 +184,9 @@ def _statements(sql: str) -> list[duckdb.Statement]:
     try:
         return duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidQueryError(f"could not parse the query ({message}); fix the SQL") from None
+        raise InvalidQueryError(
+            f"could not parse the query ({first_line(exc)}); fix the SQL"
+        ) from None
 
 
 def read_statements(sql: str) -> list[str]:
