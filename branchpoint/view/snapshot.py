@@ -31,16 +31,10 @@ import duckdb
 from branchpoint.errors import DatabaseBusyError
 from branchpoint.telemetry.query import MissingDatabaseError
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
+from branchpoint.telemetry.store import connect
 
 REFRESH_SECONDS = 1.0
 ATTEMPTS = 5
-# A query connection reads the copy and nothing else: no files, no network, no extensions.
-QUERY_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
 
 Stamp = tuple[int, int, int, int]
 
@@ -56,8 +50,10 @@ class Snapshot:
     readers: int = 0
 
     def open(self) -> None:
-        """The copy's read-only connection (the copy is checked by opening it)."""
-        self.connection = duckdb.connect(str(self.path), read_only=True, config=QUERY_CONFIG)
+        """The copy's read-only connection (the copy is checked by opening it), configured as
+        every trace database connection is (`store.LOCKED_CONFIG`: no files, no network, no
+        extensions)."""
+        self.connection = connect(self.path, read_only=True)
 
     def remove(self) -> None:
         if self.connection is not None:
