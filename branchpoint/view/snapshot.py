@@ -29,8 +29,8 @@ from typing import Any
 import duckdb
 
 from branchpoint.errors import DatabaseBusyError
-from branchpoint.telemetry.query import MissingDatabaseError
-from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
+from branchpoint.telemetry.query import MissingDatabaseError, query_error
+from branchpoint.telemetry.readonly import read_statements
 from branchpoint.telemetry.store import connect
 
 REFRESH_SECONDS = 1.0
@@ -164,7 +164,7 @@ class TraceReader:
             finally:
                 cursor.close()
         except duckdb.Error as exc:
-            raise InvalidQueryError(f"{exc}; fix the query") from exc
+            raise query_error(self.db_path, exc) from None
         finally:
             self.release(snapshot)
         return [dict(zip(columns, row, strict=True)) for row in rows]
