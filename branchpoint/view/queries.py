@@ -336,10 +336,9 @@ def compare_fork(reader: Reader, fork_id: str, page: int = 1, size: int = 100) -
     divergence = first_divergence(
         _step_keys(reader, parent_segments, k), _step_keys(reader, fork_segments, k), k
     )
-    last = max(k + (parent.get("total_steps") or 0), k + (fork.get("total_steps") or 0), k + 1)
     current = page_of(page, size, max(parent["total_steps"], fork["total_steps"]) - k)
     lo = k + current.offset
-    hi = min(lo + size, last)
+    hi = lo + size
     sides = []
     for segments in (parent_segments, fork_segments):
         where, params = _segment_where(segments)
