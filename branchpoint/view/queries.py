@@ -417,11 +417,14 @@ def debug_view(reader: Reader, run_id: str) -> DebugView:
 
 # --- sweeps ----------------------------------------------------------------------------------
 
+# A sweep's forks still running: steps recorded, no run record yet. Such a fork has no outcome
+# yet either (`outcomes.item_id` names the items of finished forks only) and its step spans
+# carry no sweep id, so its item is read from its run id, "<item_id>.<suffix>" (see
+# `pipeline.ForkBatch`).
 _RUNNING_SQL = """
-SELECT count(DISTINCT st.run_id) AS n FROM spans st
-WHERE st.kind = 'step'
-  AND split_part(st.run_id, '.', 1) IN (SELECT item_id FROM sweep_items WHERE sweep_id = ?)
-  AND st.run_id NOT IN (SELECT run_id FROM runs)
+SELECT count(DISTINCT run_id) AS n FROM steps
+WHERE split_part(run_id, '.', 1) IN (SELECT item_id FROM sweep_items WHERE sweep_id = ?)
+  AND run_id NOT IN (SELECT run_id FROM runs)
 """
 
 _BY_METHOD_SQL = """
