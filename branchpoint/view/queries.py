@@ -1,8 +1,8 @@
 """What each page of the viewer shows, read from the trace database through the read-only path.
 
 The server and the report read through `snapshot.TraceReader` (a private copy of the database,
-queried through `readonly_query`, the `branchpoint sql` path). The functions here take any
-`Reader`, anything that answers SQL with rows as dicts.
+each statement vetted by `read_statements`, as `branchpoint sql` vets it). The functions here
+take any `Reader`, anything that answers SQL with rows as dicts.
 """
 
 from __future__ import annotations

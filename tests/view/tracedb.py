@@ -171,8 +171,8 @@ def _pipeline_rows(store: DuckDBTraceStore) -> None:
 
 
 class ConnectionReader:
-    """A `queries.Reader` on one read-only connection, kept open: quicker than the per-query
-    connections of `TraceReader` for tests that only render (the server never holds the file)."""
+    """A `queries.Reader` on one read-only connection to the file itself, for tests that only
+    render: no snapshot copy as `TraceReader` takes (the server never holds the file)."""
 
     def __init__(self, path: Path) -> None:
         self.db_path = path
