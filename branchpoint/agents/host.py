@@ -417,17 +417,7 @@ class AgentRuntime:
         self, tool: str, text: str, req: StepRequest, attrs: Mapping[str, Any]
     ) -> ToolCall:
         with self.tracer.start_as_current_span(f"execute_tool {tool}") as span:
-            span.set_attributes(
-                {
-                    **attrs,
-                    A.KIND: "tool",
-                    A.OPERATION: "execute_tool",
-                    A.TOOL_NAME: tool,
-                    A.OI_KIND: "TOOL",
-                    A.TOOL_INPUT: A.cap(text),
-                    A.OI_INPUT: A.cap(text),
-                }
-            )
+            span.set_attributes(tool_input_attrs(attrs, tool, text))
             if tool == "read_file":
                 body = "\n\n".join(
                     f"== {name} ==\n{req.task.files[name]}" for name in sorted(req.task.files)
@@ -442,14 +432,26 @@ class AgentRuntime:
                     span.add_event(name, event_attrs)
             else:
                 call = run_python(text, files=dict(req.task.files))
-            span.set_attributes(
-                {
-                    A.TOOL_OUTPUT: A.cap(call.output),
-                    A.OI_OUTPUT: A.cap(call.output),
-                    A.TOOL_OK: call.ok,
-                }
-            )
+            span.set_attributes(tool_output_attrs(call.output, call.ok))
             return call
+
+
+def tool_input_attrs(attrs: Mapping[str, Any], tool: str, text: str) -> dict[str, Any]:
+    """An `execute_tool` span's attributes when it starts: the step's, the tool and its input."""
+    return {
+        **attrs,
+        A.KIND: "tool",
+        A.OPERATION: "execute_tool",
+        A.TOOL_NAME: tool,
+        A.OI_KIND: "TOOL",
+        A.TOOL_INPUT: A.cap(text),
+        A.OI_INPUT: A.cap(text),
+    }
+
+
+def tool_output_attrs(output: str, ok: bool) -> dict[str, Any]:
+    """An `execute_tool` span's attributes when the tool has answered."""
+    return {A.TOOL_OUTPUT: A.cap(output), A.OI_OUTPUT: A.cap(output), A.TOOL_OK: ok}
 
 
 def traced_tool(
@@ -462,22 +464,10 @@ def traced_tool(
         text = json.dumps(dict(args), sort_keys=True, default=str)
         started = time.perf_counter()
         with tracer.start_as_current_span(f"execute_tool {tool.name}") as span:
-            span.set_attributes(
-                {
-                    **attrs,
-                    A.KIND: "tool",
-                    A.OPERATION: "execute_tool",
-                    A.TOOL_NAME: tool.name,
-                    A.OI_KIND: "TOOL",
-                    A.TOOL_INPUT: A.cap(text),
-                    A.OI_INPUT: A.cap(text),
-                }
-            )
+            span.set_attributes(tool_input_attrs(attrs, tool.name, text))
 
             def record(output: str, ok: bool) -> None:
-                span.set_attributes(
-                    {A.TOOL_OUTPUT: A.cap(output), A.OI_OUTPUT: A.cap(output), A.TOOL_OK: ok}
-                )
+                span.set_attributes(tool_output_attrs(output, ok))
                 seconds = time.perf_counter() - started
                 calls.append(
                     ToolCall(tool=tool.name, input=text, output=output, ok=ok, seconds=seconds)
