@@ -33,7 +33,7 @@ from branchpoint.agents.recording import (
     RecordStore,
     TraceRecordStore,
 )
-from branchpoint.agents.sandbox import extract_code_blocks, run_python
+from branchpoint.agents.sandbox import extract_code_blocks, newest_code_block, run_python
 from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
 from branchpoint.agents.tool_turns import find_tool_turn
@@ -403,10 +403,7 @@ class AgentRuntime:
             return call.output
         if "python" not in req.tools:
             raise BranchpointError(f"agent {req.agent} calls no model and has no tool to run")
-        code = next(
-            (b for s in reversed(req.transcript) for b in reversed(extract_code_blocks(s.content))),
-            None,
-        )
+        code = newest_code_block(req.transcript)
         if code is None:
             return "No code block to run. Write one in a ```python fence first."
         call = self._run_tool("python", code, req, attrs)

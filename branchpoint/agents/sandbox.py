@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from branchpoint.agents.bubblewrap import (
@@ -33,7 +33,7 @@ from branchpoint.agents.bubblewrap import (
     give_to_sandbox,
 )
 from branchpoint.errors import SandboxUnavailableError, TaskFileError
-from branchpoint.model import ToolCall
+from branchpoint.model import Step, ToolCall
 from branchpoint.settings import Settings
 
 OUTPUT_CAP = 8192  # bytes of stdout+stderr kept: the head and the tail (tracebacks end there)
@@ -84,6 +84,13 @@ def extract_code_blocks(text: str) -> list[str]:
         else:
             body.append(line)
     return blocks
+
+
+def newest_code_block(steps: Sequence[Step]) -> str | None:
+    """The last code block of the newest step that has one."""
+    return next(
+        (b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None
+    )
 
 
 def render_output(head: bytes, tail: bytes, total: int) -> str:

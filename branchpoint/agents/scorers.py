@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval
+from branchpoint.agents.sandbox import newest_code_block, run_humaneval
 from branchpoint.model import Step, Task
 from branchpoint.tasks import is_correct
 
@@ -29,9 +29,7 @@ def humaneval(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
     """The newest code block of the run passes the task's HumanEval tests."""
     if not (task.test and task.entry_point):
         return False
-    code = next(
-        (b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None
-    )
+    code = newest_code_block(steps)
     return code is not None and run_humaneval(code, task.test, task.entry_point)
 
 
