@@ -17,8 +17,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from branchpoint.agents.scorers import Scorer
 from branchpoint.errors import BranchpointError
-from branchpoint.model import FunctionToolSpec, SelectorSpec, Step, StepKind, Task, TeamSource
+from branchpoint.model import FunctionToolSpec, SelectorSpec, StepKind, TeamSource
 from branchpoint.tasks import extract_final_answer
 
 CONTINUE = "CONTINUE"
@@ -62,9 +63,6 @@ class Advance:
     final_answer: str | None = None
     sets_plan: bool = False  # this message becomes the task ledger's plan
     stall: int = 0
-
-
-Scorer = Callable[[Task, str | None, list[Step]], bool]
 
 
 @dataclass(frozen=True)
