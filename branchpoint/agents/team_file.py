@@ -302,12 +302,7 @@ def _routed(
         return _ledger(team, spec, where)
     if spec.routing.startswith("advance:"):
         path = spec.routing.removeprefix("advance:")
-        try:
-            advance = import_object(path, code_path)
-        except ImportPathError as exc:
-            raise _fail(where, "routing", str(exc)) from None
-        if not callable(advance):
-            raise _fail(where, "routing", f"{path!r} is not a function (state, agent, content)")
+        advance = _function(path, code_path, where, "routing", "state, agent, content")
         return replace(team, advance=advance)
     raise _fail(
         where,
@@ -359,10 +354,15 @@ def _scorer(name: str, where: str, code_path: str | None) -> Any:
             "scorer",
             f"unknown scorer {name!r}; use {', '.join(SCORERS)} or pkg.module:function",
         )
+    return _function(name, code_path, where, "scorer", "task, final_answer, steps")
+
+
+def _function(path: str, code_path: str | None, where: str, field: str, takes: str) -> Any:
+    """The function an import path in `field` names (it must import and be callable)."""
     try:
-        scorer = import_object(name, code_path)
+        found = import_object(path, code_path)
     except ImportPathError as exc:
-        raise _fail(where, "scorer", str(exc)) from None
-    if not callable(scorer):
-        raise _fail(where, "scorer", f"{name!r} is not a function (task, final_answer, steps)")
-    return scorer
+        raise _fail(where, field, str(exc)) from None
+    if not callable(found):
+        raise _fail(where, field, f"{path!r} is not a function ({takes})")
+    return found
