@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from branchpoint.agents import routing
-from branchpoint.agents.teams import AgentSpec, TeamSpec
+from branchpoint.agents.teams import AgentSpec, TeamSpec, own_prompts
 from branchpoint.errors import BranchpointError
 from branchpoint.model import FunctionToolSpec, SelectorSpec, TeamSource
 
@@ -107,7 +107,7 @@ def team_from_component(data: dict[str, Any], name: str | None, where: str) -> T
         agents=agents,
         first=names[0],
         advance=routing.round_robin(names, termination),
-        prompt_for=_prompts(agents),
+        prompt_for=own_prompts(agents),
         max_steps=termination.max_turns,
         default_model=TEAM_MODEL,
         source=source,
@@ -131,11 +131,6 @@ def team_from_record(source: TeamSource) -> TeamSpec:
     """The team a run recorded (its component JSON)."""
     record = json.loads(source.text or "{}")
     return team_from_component(record["component"], name=record.get("name"), where=source.ref)
-
-
-def _prompts(agents: tuple[AgentSpec, ...]) -> Any:
-    prompts = {a.name: a.prompt for a in agents}
-    return lambda state, agent: prompts[agent]
 
 
 def _agent(component: dict[str, Any], where: str) -> AgentSpec:

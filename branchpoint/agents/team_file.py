@@ -22,7 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from branchpoint.agents import routing
 from branchpoint.agents.function_tools import ImportPathError, import_object, tool_spec
 from branchpoint.agents.scorers import SCORERS
-from branchpoint.agents.teams import AgentSpec, TeamSpec, is_planning, ledger_advance
+from branchpoint.agents.teams import (
+    AgentSpec,
+    TeamSpec,
+    is_planning,
+    ledger_advance,
+    own_prompts,
+)
 from branchpoint.errors import BranchpointError
 from branchpoint.model import FunctionToolSpec, SelectorSpec, TeamSource
 
@@ -259,13 +265,12 @@ def compile_team_file(
         max_turns=spec.termination.max_steps,
     )
     tool_only = {a.name for a in agents if not a.calls_model}
-    prompts = {a.name: a.prompt for a in agents}
     team = TeamSpec(
         name=spec.name,
         agents=agents,
         first=spec.first or names[0],
         advance=routing.round_robin(names, termination, tool_only),
-        prompt_for=lambda state, agent: prompts[agent],
+        prompt_for=own_prompts(agents),
         max_steps=spec.termination.max_steps,
         score=_scorer(spec.scorer, where, code_path),
         default_model="team" if all(a.model for a in agents if a.calls_model) else None,
@@ -329,12 +334,12 @@ def _ledger(team: TeamSpec, spec: TeamFile, where: str) -> TeamSpec:
         replace(a, orchestrates=True, prompt=plan) if a.name == orchestrator else a
         for a in team.agents
     )
-    own = {a.name: a.prompt for a in team.agents}
+    own = own_prompts(team.agents)
 
     def prompt_for(state: Any, agent: str) -> str | None:
         if agent == orchestrator:
             return plan if is_planning(state) else progress
-        return own[agent]
+        return own(state, agent)
 
     return replace(
         team,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -95,6 +95,12 @@ class TeamSpec:
     def agent_names(self) -> tuple[str, ...]:
         """Names of the team's agents, in definition order."""
         return tuple(a.name for a in self.agents)
+
+
+def own_prompts(agents: Sequence[AgentSpec]) -> Callable[[Mapping[str, Any], str], str | None]:
+    """A `prompt_for` that gives each agent its own prompt, whatever the state."""
+    prompts = {a.name: a.prompt for a in agents}
+    return lambda state, agent: prompts[agent]
 
 
 @cache
