@@ -96,9 +96,7 @@ def team_from_component(data: dict[str, Any], name: str | None, where: str) -> T
     termination = _termination(config.get("termination_condition"), where, names)
     if config.get("max_turns"):
         limit = min(termination.max_turns or config["max_turns"], config["max_turns"])
-        termination = routing.Termination(
-            termination.texts, termination.sources, limit, termination.stop_after
-        )
+        termination = replace(termination, max_turns=limit)
     source = TeamSource(
         kind="autogen", ref=where, text=json.dumps({"name": name, "component": data})
     )
