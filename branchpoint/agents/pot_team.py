@@ -68,9 +68,8 @@ def _pot_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance:
 
 
 def _pot_prompt(state: Mapping[str, Any], agent: str) -> str | None:
-    return {"Solver": "pot_solver", "Verifier": "pot_verifier"}.get(agent) and prompt_text(
-        f"pot_{agent.lower()}"
-    )
+    name = {"Solver": "pot_solver", "Verifier": "pot_verifier"}.get(agent)
+    return prompt_text(name) if name else None
 
 
 POT = TeamSpec(
