@@ -82,7 +82,6 @@ CODER_15B = EmbeddedModel(
 EMBEDDED_MODELS = {m.name: m for m in (CODER_05B, CODER_15B)}
 DEFAULT_GGUF_NAME = CODER_05B.gguf_name
 DEFAULT_GGUF_SHA256 = CODER_05B.sha256
-N_PARTS = CODER_05B.n_parts
 _INSTALL_FIX = CODER_05B.install_fix
 
 
