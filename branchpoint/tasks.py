@@ -253,9 +253,10 @@ def visible_examples(task: Task) -> list[Example]:
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith(">>>"):
-            call = _call_prefix(stripped[3:].strip(), task.entry_point)
+            prompt = stripped[3:].strip()
+            call = _call_prefix(prompt, task.entry_point)
             nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            rest = stripped[3:].strip()[len(call) :] if call else ""
+            rest = prompt[len(call) :] if call else ""
             expected = _literal(nxt) if call and not rest.strip() and nxt else None
         else:
             call = _call_prefix(stripped, task.entry_point)
