@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from branchpoint.errors import BranchpointError
+from branchpoint.importers.logs import annotation_hypothesis
 from branchpoint.interventions.judge import (
     Judge,
     ask_json,
@@ -344,19 +345,18 @@ def value_curve_hypothesis(
 def sim_ground_truth(run: Run) -> list[Hypothesis]:
     """The faults injected into a `sim` run, and the annotated root causes of an imported log,
     as hypotheses of method "ground_truth"."""
-    faults = [(f.agent, f.step, f"injected fault: {f.kind}") for f in run.faults]
-    annotated = [(a.agent, a.step, a.reason) for a in run.annotations if a.root_cause]
-    return [
+    faults = [
         Hypothesis(
             run_id=run.run_id,
-            agent=agent,
-            step=step,
-            reason=reason,
+            agent=f.agent,
+            step=f.step,
+            reason=f"injected fault: {f.kind}",
             method="ground_truth",
             confidence=1.0,
         )
-        for agent, step, reason in faults + annotated
+        for f in run.faults
     ]
+    return faults + [annotation_hypothesis(run.run_id, a) for a in run.annotations if a.root_cause]
 
 
 def _logged(run: Run, method: str, result: AttributionResult) -> AttributionResult:
