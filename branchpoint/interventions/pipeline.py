@@ -31,6 +31,7 @@ from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled
 from branchpoint.model import (
     Hypothesis,
     Intervention,
+    InterventionRecord,
     Outcome,
     Resample,
     Run,
@@ -349,27 +350,21 @@ def debug_run(
 
 def store_report(store: TraceStore, report: RunDebug, sweep_id: str | None) -> None:
     """Write trials, hypotheses, interventions and verdicts of one debugged run."""
-    store.write_rows("trials", [t.model_dump() for t in report.trials])
-    store.write_rows(
-        "hypotheses",
-        [{**h.model_dump(), "hypothesis_id": h.hypothesis_id} for h in report.hypotheses],
-    )
+    store.write_rows("trials", report.trials)
+    store.write_rows("hypotheses", report.hypotheses)
     store.write_rows(
         "interventions",
         [
-            {
-                "intervention_id": t.intervention.intervention_id,
-                "run_id": report.run.run_id,
-                "hypothesis_id": t.hypothesis.hypothesis_id,
-                "kind": t.intervention.kind,
-                "step": t.intervention.step,
-                "payload": json.dumps(t.intervention.model_dump(mode="json")),
-                "sweep_id": sweep_id,
-            }
+            InterventionRecord(
+                intervention_id=t.intervention.intervention_id,
+                run_id=report.run.run_id,
+                hypothesis_id=t.hypothesis.hypothesis_id,
+                kind=t.intervention.kind,
+                step=t.intervention.step,
+                payload=t.intervention,
+                sweep_id=sweep_id,
+            )
             for t in report.tests
         ],
     )
-    store.write_rows(
-        "verdicts",
-        [{**t.verdict.model_dump(), "control_rate": t.verdict.control_rate} for t in report.tests],
-    )
+    store.write_rows("verdicts", [t.verdict for t in report.tests])

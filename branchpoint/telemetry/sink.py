@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import ray
+from pydantic import BaseModel
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -88,7 +90,7 @@ class TraceSink:
         """Store span rows idempotently."""
         return self._store.write_spans(rows)
 
-    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any] | BaseModel]) -> int:
         """Upsert pipeline rows."""
         return self._store.write_rows(table, rows)
 
@@ -184,7 +186,7 @@ class SinkClient:
         each row)."""
         return int(_get(self.handle.write_spans.remote(rows)))
 
-    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any] | BaseModel]) -> int:
         """Upsert pipeline rows in the sink."""
         return int(_get(self.handle.write_rows.remote(table, rows)))
 

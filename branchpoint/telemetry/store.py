@@ -175,8 +175,8 @@ class TraceStore(Protocol):
         already stored is skipped."""
         ...
 
-    def write_rows(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Upsert rows into a pipeline table by its primary key."""
+    def write_rows(self, table: str, rows: Sequence[Mapping[str, Any] | BaseModel]) -> int:
+        """Upsert rows (row models or column mappings) into a pipeline table by its primary key."""
         ...
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
