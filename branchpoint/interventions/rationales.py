@@ -27,7 +27,7 @@ EXPORTED_LABELS = ("validated", "partially validated")
 
 _TESTED_SQL = """
 SELECT v.hypothesis_id, v.intervention_id, v.run_id, v.label, v.n, v.successes, v.fulfilled,
-       v.mean_progress, v.control_n, v.control_successes,
+       v.mean_progress, v.control_n, v.control_rate,
        h.agent, h.step, h.reason, h.method, h.confidence, i.payload
 FROM verdicts v
 JOIN hypotheses h USING (hypothesis_id)
@@ -162,7 +162,7 @@ def rationale_for(store: Any, row: dict[str, Any]) -> Rationale | None:
         milestones_achieved=int(best["milestones_achieved"] or 0),
         milestones_total=int(best["milestones_total"] or 0),
         control_forks=row["control_n"],
-        control_rate=row["control_successes"] / row["control_n"] if row["control_n"] else 0.0,
+        control_rate=row["control_rate"],
         execution_trace=_trace(store, run.run_id, "failed", lambda step: True)
         + _trace(store, fork.run_id, "fork", lambda step: step >= k),
     )
