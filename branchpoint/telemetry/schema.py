@@ -308,13 +308,14 @@ def migrations(stored: int | None, existing: dict[str, set[str]]) -> list[str]:
     what was stored, then the current DDL (views included)."""
     if stored is not None:
         check_schema_version(stored, "the trace database")
+    current = all_columns()
     added = {
         table: [c for c in columns if c not in existing[table]]
-        for table, columns in all_columns().items()
+        for table, columns in current.items()
         if table in existing
     }
     alters = [
-        f"ALTER TABLE {table} ADD COLUMN {_q(column)} {all_columns()[table][column]}"
+        f"ALTER TABLE {table} ADD COLUMN {_q(column)} {current[table][column]}"
         for table, columns in added.items()
         for column in columns
     ]
