@@ -84,6 +84,20 @@ def settings_from(
     )
 
 
+class TraceReader:
+    """Read-only queries as dicts on the trace database at `db_path` (`bp.sql`); a live run's
+    sink answers them while it holds the file."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a vetted read-only query."""
+        from branchpoint.api import sql as read_only_sql
+
+        return read_only_sql(sql, params, db=self.db_path)
+
+
 def progress_bar() -> Progress:
     """The progress bar every long command shows."""
     return Progress(

@@ -18,6 +18,7 @@ from branchpoint.cli.common import (
     JudgeOpt,
     MethodsOpt,
     RepeatsOpt,
+    TraceReader,
     app,
     console,
     fork_label,
@@ -220,18 +221,5 @@ def sweep_list(db: DbOpt = None) -> None:
     _sweep_table(sweep_rows(_reader(db)))
 
 
-class _Reader:
-    """Read-only queries returning dicts; works while a sweep is writing (via its sink)."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        from branchpoint.telemetry.query import readonly_query
-
-        columns, rows = readonly_query(self.db_path, sql, params)
-        return [dict(zip(columns, row, strict=True)) for row in rows]
-
-
-def _reader(db: Path | None) -> _Reader:
-    return _Reader(settings_from(db).db_path)
+def _reader(db: Path | None) -> TraceReader:
+    return TraceReader(settings_from(db).db_path)

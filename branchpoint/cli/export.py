@@ -5,25 +5,12 @@ holds the database."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from branchpoint.cli.common import DbOpt, app, console, settings_from, user_errors
+from branchpoint.cli.common import DbOpt, TraceReader, app, console, settings_from, user_errors
 from branchpoint.errors import BranchpointError
-
-
-class _Reader:
-    """Read-only queries as dicts (a live run's sink answers them while it holds the file)."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        from branchpoint.telemetry.query import readonly_query
-
-        columns, rows = readonly_query(self.db_path, sql, params)
-        return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 @app.command("export")
@@ -72,5 +59,5 @@ def export(
     if rationales is not None:
         from branchpoint.interventions.rationales import export_rationales
 
-        count = export_rationales(_Reader(db_path), rationales, where)
+        count = export_rationales(TraceReader(db_path), rationales, where)
         console.print(f"wrote {count} rationale(s) to {rationales}")
