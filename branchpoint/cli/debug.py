@@ -179,25 +179,15 @@ def sweep(
         debug_with_progress(session, spec, concurrency, sweep_id=resume, announce=True)
 
 
+SWEEP_COLUMNS = ("sweep_id", "status", "created_at", "planned", "done", "succeeded", "tokens")
+
+
 def _sweep_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="sweeps")
-    for col in ("sweep_id", "status", "created_at", "planned", "done", "succeeded", "tokens"):
+    for col in SWEEP_COLUMNS:
         table.add_column(col)
     for r in rows:
-        table.add_row(
-            *(
-                str(r[c])
-                for c in (
-                    "sweep_id",
-                    "status",
-                    "created_at",
-                    "planned",
-                    "done",
-                    "succeeded",
-                    "tokens",
-                )
-            )
-        )
+        table.add_row(*(str(r[c]) for c in SWEEP_COLUMNS))
     console.print(table)
 
 
