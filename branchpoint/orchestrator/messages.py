@@ -57,6 +57,9 @@ class MessageStore(Protocol):
     def link(self, message_id: str) -> MessageLink:
         """One stored message with its predecessor's id."""
 
+    def close(self) -> None:
+        """Release the storage."""
+
 
 def links_since(store: MessageStore, head: str | None, known: Container[str]) -> list[MessageLink]:
     """The messages of `head`'s chain after the newest one in `known`, oldest first."""
@@ -121,6 +124,9 @@ class InMemoryMessageStore:
         """One stored message with its predecessor's id."""
         return self._rows[message_id]
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 class SqliteMessageStore:
     """Messages in a SQLite file (WAL), shared by the threads of the driver process; the messages
@@ -148,11 +154,7 @@ class SqliteMessageStore:
 
     def chain(self, head: str | None) -> list[Step]:
         """Every step from the first message up to `head`, in order (from memory when cached,
-        else one recursive query that also fills the cache)."""
-        if head is None:
-            return []
-        if self._cache.get(head) is None:
-            self._load_chain(head)
+        else one recursive query that also fills the cache: see `link`)."""
         return [link.step for link in links_since(self, head, ())]
 
     def get(self, message_id: str) -> Step:

@@ -301,9 +301,7 @@ class Session:
                 close_sink(self._sink)
         else:
             self.store.close()
-        close_messages = getattr(self.messages, "close", None)
-        if close_messages is not None:
-            close_messages()
+        self.messages.close()
         self._stack.close()
 
     def __enter__(self) -> Self:
