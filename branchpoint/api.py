@@ -532,15 +532,12 @@ def _run_id(run: RunRef) -> str:
 
 
 def _intervention(value: Intervention | Mapping[str, Any] | str) -> Intervention:
-    if isinstance(value, str):
-        from branchpoint.orchestrator.fork import parse_intervention
+    """The intervention itself, or parsed from its JSON text or dict (the CLI's checks)."""
+    if not isinstance(value, str | Mapping):
+        return value
+    from branchpoint.orchestrator.fork import parse_intervention
 
-        return parse_intervention(value)
-    if isinstance(value, Mapping):
-        from branchpoint.orchestrator.fork import parse_intervention
-
-        return parse_intervention(json.dumps(dict(value)))
-    return value
+    return parse_intervention(value if isinstance(value, str) else json.dumps(dict(value)))
 
 
 def _methods(methods: Sequence[str]) -> tuple[str, ...]:
