@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -155,20 +156,28 @@ def fail_if_all_errored(runs: list[Run]) -> None:
         raise typer.Exit(1)
 
 
+@contextmanager
+def run_progress(team: str, model: str, total: int) -> Iterator[Callable[[Run], None]]:
+    """A progress bar that counts succeeded / failed / errored runs; yields the `on_done` that
+    moves it."""
+    counts = {"succeeded": 0, "failed": 0, "errored": 0}
+    with progress_bar() as bar:
+        job = bar.add_task(f"{team} × {model}", total=total, status="")
+
+        def done(r: Run) -> None:
+            counts[r.status] = counts.get(r.status, 0) + 1
+            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
+
+        yield done
+
+
 def run_with_progress(
     session: Any, team: Any, tasks: list[Any], model: str, **options: Any
 ) -> list[Run]:
     """`run_tasks` behind a progress bar that counts succeeded / failed / errored runs."""
     from branchpoint.orchestrator.runner import run_tasks
 
-    counts = {"succeeded": 0, "failed": 0, "errored": 0}
-    with progress_bar() as bar:
-        job = bar.add_task(f"{team.name} × {model}", total=len(tasks), status="")
-
-        def done(r: Run) -> None:
-            counts[r.status] = counts.get(r.status, 0) + 1
-            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
-
+    with run_progress(team.name, model, len(tasks)) as done:
         return run_tasks(session, team, tasks, model, on_done=done, **options)
 
 

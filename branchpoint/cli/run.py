@@ -14,7 +14,7 @@ from branchpoint.cli.common import (
     app,
     console,
     fail_if_all_errored,
-    progress_bar,
+    run_progress,
     run_summary,
     settings_from,
     user_errors,
@@ -88,14 +88,7 @@ def run(
 
 def runs_with_progress(session: Session, plan: RunPlan, concurrency: int) -> list[Run]:
     """Run a plan behind a progress bar that counts succeeded / failed / errored runs."""
-    counts = {"succeeded": 0, "failed": 0, "errored": 0}
-    with progress_bar() as bar:
-        job = bar.add_task(f"{plan.team.name} × {plan.model}", total=len(plan.tasks), status="")
-
-        def done(r: Run) -> None:
-            counts[r.status] = counts.get(r.status, 0) + 1
-            bar.update(job, advance=1, status=" ".join(f"{k}={v}" for k, v in counts.items()))
-
+    with run_progress(plan.team.name, plan.model, len(plan.tasks)) as done:
         return session.run_plan(plan, concurrency=concurrency, on_done=done)
 
 
