@@ -84,9 +84,7 @@ def demo(
         reports = debug_with_progress(session, failed, config, debug_run)
     verdict_table(reports)
     print_validated(reports)
-    console.print(
-        f'traces: {settings_from(db).db_path}  —  try: branchpoint sql "SELECT * FROM verdicts"'
-    )
+    console.print(f'traces: {settings.db_path}  —  try: branchpoint sql "SELECT * FROM verdicts"')
 
 
 def debug_with_progress(session: Any, run_ids: list[str], config: Any, debug_run: Any) -> list:
