@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -53,9 +53,9 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Filled:
 
     db = tmp_path_factory.mktemp("browser") / "traces.duckdb"
     with bp.session(db, model="sim") as s:
-        plan = bp.RunPlan("math", "sim", 1, (TASK,), {})
+        plan = bp.plan_runs(TASK, team="math", model="sim", seed=1, fault_rate=0.0)
         [clean] = s.run_plan(plan)
-        [faulty] = s.run_plan(bp.RunPlan("math", "sim", 1, (TASK,), {TASK.task_id: (FAULT,)}))
+        [faulty] = s.run_plan(replace(plan, faults={TASK.task_id: (FAULT,)}))
         correct = s.steps(clean)[FAULT.step].content
         [fix] = s.fork(faulty, bp.replace_message(FAULT.step, correct))
         [control] = s.fork(faulty, bp.resample(FAULT.step))
