@@ -12,17 +12,16 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from branchpoint.agents import scorers
 from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact_model
 from branchpoint.agents.local_model import resolve_gguf
-from branchpoint.agents.sandbox import extract_code_blocks, run_humaneval
 from branchpoint.agents.sim import DEFAULT_RECURRENCE, random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
-from branchpoint.model import Fault, Run, Step, Task
+from branchpoint.model import Fault, Run, Task
 from branchpoint.orchestrator.graph import TEAM_MODEL, RunContext, TeamState, start_state
 from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.settings import Settings
-from branchpoint.tasks import is_correct
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry.store import TraceStorageError, TraceStore, first_line
 
@@ -55,16 +54,6 @@ def preflight_model(model: str, team: TeamSpec, session_settings: Settings) -> N
         resolve_gguf(spec.path, session_settings.model_cache, embedded=spec.name)
     elif spec.backend == "openai":
         check_endpoint(spec)
-
-
-def score(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
-    """Whether a run solved its task: HumanEval tests pass, or the numeric answer matches."""
-    if task.test and task.entry_point:
-        code = next(
-            (b for s in reversed(steps) for b in reversed(extract_code_blocks(s.content))), None
-        )
-        return code is not None and run_humaneval(code, task.test, task.entry_point)
-    return is_correct(final_answer, task)
 
 
 def user_error(exc: BaseException) -> str:
@@ -116,7 +105,7 @@ def execute_run(
             graph_input, config = prepare()
             final = graph.invoke(graph_input, config, context=ctx, durability="sync")
             final_answer = final.get("final_answer")
-            scorer = ctx.team.score or score
+            scorer = ctx.team.score or scorers.default
             success = scorer(run.task, final_answer, session.messages.chain(final.get("head")))
             status = "succeeded" if success else "failed"
         except sqlite3.Error as exc:  # checkpoints or messages: the command cannot go on
