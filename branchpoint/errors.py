@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error message (DuckDB adds the query and a caret below it;
+    parsers add context lines): what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class BranchpointError(Exception):
     """Base of every user-facing error; `exit_code` is what the CLI returns."""
 

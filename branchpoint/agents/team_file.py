@@ -29,7 +29,7 @@ from branchpoint.agents.teams import (
     ledger_advance,
     own_prompts,
 )
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.model import FunctionToolSpec, SelectorSpec, TeamSource
 
 BUILTIN_TOOLS = ("python", "read_file")
@@ -137,7 +137,7 @@ def parse_team_file(text: str, where: str, suffix: str) -> TeamFile:
         else:
             data = yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise TeamFileError(
             f"team file {where} is not valid {suffix[1:].upper()}: {first}"
         ) from None

@@ -25,7 +25,7 @@ from branchpoint.cli.common import (
     settings_from,
     user_errors,
 )
-from branchpoint.errors import BranchpointError, DatabaseBusyError
+from branchpoint.errors import BranchpointError, DatabaseBusyError, first_line
 from branchpoint.telemetry.attributes import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _open_store(db_path: Path) -> Any:
         return DuckDBTraceStore(db_path)
     except duckdb.IOException as exc:
         raise DatabaseBusyError(
-            f"{db_path} is held by a running process ({str(exc).splitlines()[0]}); "
+            f"{db_path} is held by a running process ({first_line(exc)}); "
             "import after it finishes, or into another --db"
         ) from None
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.model import INTERVENTION_ADAPTER, Frozen, Intervention, Step, Task
 from branchpoint.orchestrator.runs import load_run, load_steps
 from branchpoint.telemetry.readonly import read_statements
@@ -177,7 +177,7 @@ def rationales(store: Any, where: str | None = None) -> Iterator[Rationale]:
     try:
         rows = store.query(_TESTED_SQL.format(where=clause))
     except Exception as exc:  # noqa: BLE001 - DuckDB's own message names the bad column
-        raise BranchpointError(f"bad --where filter: {str(exc).splitlines()[0]}") from None
+        raise BranchpointError(f"bad --where filter: {first_line(exc)}") from None
     for row in rows:
         found = rationale_for(store, row)
         if found is not None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from branchpoint.errors import BranchpointError, NotReplayableError, UnknownSweepError
+from branchpoint.errors import BranchpointError, NotReplayableError, UnknownSweepError, first_line
 from branchpoint.ids import Clock, IdSource, RandomIds, SystemClock
 from branchpoint.model import SweepSpec
 from branchpoint.telemetry.readonly import read_statements
@@ -41,7 +41,7 @@ def select_runs(store: Queryable, spec: SweepSpec) -> list[str]:
     try:
         return [r["run_id"] for r in store.query(sql)]
     except Exception as exc:  # noqa: BLE001 - DuckDB's own message (through Ray) names the bad column
-        raise BranchpointError(f"bad --where filter: {str(exc).splitlines()[0]}") from None
+        raise BranchpointError(f"bad --where filter: {first_line(exc)}") from None
 
 
 def create_sweep(

@@ -17,13 +17,13 @@ from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact
 from branchpoint.agents.local_model import resolve_gguf
 from branchpoint.agents.sim import DEFAULT_RECURRENCE, random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.model import Fault, Run, Task
 from branchpoint.orchestrator.graph import TEAM_MODEL, RunContext, TeamState, start_state
 from branchpoint.orchestrator.session import Session, is_sim
 from branchpoint.settings import Settings
 from branchpoint.telemetry import attributes as A
-from branchpoint.telemetry.store import TraceStorageError, TraceStore, first_line
+from branchpoint.telemetry.store import TraceStorageError, TraceStore
 
 
 @contextmanager

@@ -23,10 +23,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.telemetry import schema
 from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
-from branchpoint.telemetry.store import first_line, open_store_for
+from branchpoint.telemetry.store import open_store_for
 
 EXPORT_TABLES = ("spans", *schema.TABLES)
 OTLP_BATCH = 512

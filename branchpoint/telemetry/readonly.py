@@ -17,8 +17,8 @@ from typing import Any
 
 import duckdb
 
-from branchpoint.errors import BranchpointError, ReadOnlyQueryError
-from branchpoint.telemetry.store import LOCKED_CONFIG, first_line
+from branchpoint.errors import BranchpointError, ReadOnlyQueryError, first_line
+from branchpoint.telemetry.store import LOCKED_CONFIG
 
 
 class InvalidQueryError(BranchpointError):

@@ -25,10 +25,10 @@ from pydantic import BaseModel
 from ray.actor import ActorHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.telemetry.query import query_error
 from branchpoint.telemetry.readonly import read_statements
-from branchpoint.telemetry.store import DuckDBTraceStore, TraceStorageError, first_line
+from branchpoint.telemetry.store import DuckDBTraceStore, TraceStorageError
 
 NAMESPACE = "branchpoint"
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.model import SCHEMA_VERSION, LLMRecord, check_schema_version
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry import schema
@@ -67,12 +67,6 @@ class TraceStorageError(BranchpointError):
 
 class TraceDatabaseError(BranchpointError):
     """A `--db` path that is not (and cannot become) a DuckDB trace database."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error message (DuckDB adds the query and a caret below it)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_lock_error(exc: BaseException) -> bool:
