@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,9 +20,14 @@ for _group in ("run", "teams", "debug", "demo", "imports", "query", "export", "v
 
 __all__ = ["app", "main"]
 
-# Typer vendors click; reach its error classes through a public one rather than a private module.
-_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+# Typer vendors click (older typer used click itself): reach its error classes through a public
+# one at run time; the type checker reads the vendored module they are.
+if TYPE_CHECKING:
+    from typer._click.exceptions import ClickException as _CLICK_ERROR
+    from typer._click.exceptions import UsageError as _USAGE_ERROR
+else:
+    _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from pydantic import ValidationError
 
@@ -278,7 +278,7 @@ def _tool_call(span: OtlpSpan) -> ToolCall:
 def _step_kind(span: OtlpSpan) -> StepKind:
     kind = span.attributes.get(A.STEP_KIND)
     if kind in _STEP_KINDS:
-        return kind  # type: ignore[no-any-return]
+        return cast(StepKind, kind)
     return "tool_result" if span.role == TOOL else "message"
 
 

@@ -199,7 +199,7 @@ class HostMessages:
 
     def ref(self, host: object, head: str | None, plan_id: str | None) -> TranscriptRef:
         """The transcript (up to `head`) and plan by reference, for one host."""
-        sent = self._sent.get(host, {})  # membership reads only: no lock needed
+        sent: dict[str, None] = self._sent.get(host, {})  # membership reads only: no lock
         links = links_since(self.store, head, sent)
         if plan_id is not None:  # the plan is in the chain, or a ledger message of its own
             known = ChainMap(sent, dict.fromkeys(x.message_id for x in links))
