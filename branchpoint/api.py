@@ -93,6 +93,7 @@ class RunPlan:
     faults: Mapping[str, tuple[Fault, ...]]
     left_out: int = 0
     already_run: int = 0
+    model_checked: bool = False  # plan_runs checked the model; running it does not ask again
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class Session:
             concurrency=concurrency,
             faults=plan.faults,
             on_done=on_done,
+            preflight=not plan.model_checked,
         )
 
     def run(
@@ -425,7 +427,7 @@ def plan_runs(
         task_list, left_out = sim_tasks(task_list)
         task_list = task_list[:limit]
         faults = plan_faults(task_list, fault_rate, seed)
-    return RunPlan(team_spec, model, seed, tuple(task_list), faults, left_out)
+    return RunPlan(team_spec, model, seed, tuple(task_list), faults, left_out, model_checked=True)
 
 
 def session(

@@ -102,3 +102,23 @@ def test_seeded_ids_and_a_tick_clock_make_ids_and_durations_reproducible() -> No
     assert first == second
     assert first[0] != other[0] and first[1] != other[1]
     assert first[2] == [1.0, 1.0]  # one tick between a run's start and end, not wall time
+
+
+def test_a_run_checks_its_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan_runs` checks the model before anything starts; running its plan does not ask again
+    (for an `openai:` model every check is a request to the endpoint). A plan made by hand is
+    checked when it runs."""
+    from branchpoint.orchestrator import runner
+
+    checked: list[str] = []
+    check = runner.preflight_model
+    monkeypatch.setattr(
+        runner, "preflight_model", lambda model, *a: (checked.append(model), check(model, *a))
+    )
+    with bp.session(":memory:", model="sim") as s:
+        s.run(FAULTY, fault_rate=0.0)
+        assert checked == ["sim"]
+        plan = bp.plan_runs(FAULTY, model="sim", fault_rate=0.0)
+        by_hand = bp.RunPlan(plan.team, plan.model, plan.seed, plan.tasks, plan.faults)
+        s.run_plan(by_hand)
+        assert checked == ["sim", "sim", "sim"]  # plan_runs once, the hand-made plan once

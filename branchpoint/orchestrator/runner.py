@@ -252,9 +252,12 @@ def run_tasks(
     concurrency: int = 2,
     faults: Mapping[str, tuple[Fault, ...]] | None = None,
     on_done: Callable[[Run], None] | None = None,
+    preflight: bool = True,
 ) -> list[Run]:
-    """Run a team on many tasks, `concurrency` at a time; results in task order."""
-    preflight_model(model, team, session.settings)
+    """Run a team on many tasks, `concurrency` at a time; results in task order. `preflight`
+    False: the caller has checked the model already (`api.plan_runs`)."""
+    if preflight:
+        preflight_model(model, team, session.settings)
     results: dict[int, Run] = {}
     with worker_pool(concurrency) as pool:
         futures = {
