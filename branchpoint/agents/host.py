@@ -97,27 +97,15 @@ class TracedClient(RecordingClient):
             f"{getattr(m, 'source', m.type)}: {getattr(m, 'content', '')}" for m in messages
         )
         with self.tracer.start_as_current_span(f"chat {self.model}") as span:
-            span.set_attributes(
-                {
-                    **self.span_attrs,
-                    A.KIND: "chat",
-                    A.OPERATION: "chat",
-                    A.REQUEST_MODEL: self.model,
-                    A.OI_KIND: "LLM",
-                    A.OI_MODEL: self.model,
-                    A.PROMPT: A.cap(prompt),
-                    A.OI_INPUT: A.cap(prompt),
-                }
-            )
+            span.set_attributes({**self.span_attrs, **A.chat_request(self.model, prompt)})
             kwargs["extra_create_args"] = {**self.sampling, **kwargs.get("extra_create_args", {})}
             result = await super().create(messages, **kwargs)
             text = str(result.content)
             span.set_attributes(
                 {
-                    A.COMPLETION: A.cap(text),
-                    A.OI_OUTPUT: A.cap(text),
-                    A.INPUT_TOKENS: result.usage.prompt_tokens,
-                    A.OUTPUT_TOKENS: result.usage.completion_tokens,
+                    **A.chat_reply(
+                        text, result.usage.prompt_tokens, result.usage.completion_tokens
+                    ),
                     A.REQUEST_HASH: self.last_hash or "",
                     A.CACHED: self.last_cached,
                 }

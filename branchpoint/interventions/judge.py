@@ -150,14 +150,8 @@ class ChatClientJudge:
             prompt = f"system: {system}\nuser: {user}"
             span.set_attributes(
                 {
-                    A.KIND: "chat",
-                    A.OPERATION: "chat",
+                    **A.chat_request(self.model, prompt),
                     A.AGENT_NAME: JUDGE_AGENT,
-                    A.REQUEST_MODEL: self.model,
-                    A.OI_KIND: "LLM",
-                    A.OI_MODEL: self.model,
-                    A.PROMPT: A.cap(prompt),
-                    A.OI_INPUT: A.cap(prompt),
                     **({A.RUN_ID: run_id} if run_id else {}),
                 }
             )
@@ -165,10 +159,9 @@ class ChatClientJudge:
             text = _text(result.content)
             span.set_attributes(
                 {
-                    A.COMPLETION: A.cap(text),
-                    A.OI_OUTPUT: A.cap(text),
-                    A.INPUT_TOKENS: result.usage.prompt_tokens,
-                    A.OUTPUT_TOKENS: result.usage.completion_tokens,
+                    **A.chat_reply(
+                        text, result.usage.prompt_tokens, result.usage.completion_tokens
+                    ),
                     A.CACHED: bool(result.cached),
                 }
             )

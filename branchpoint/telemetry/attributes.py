@@ -91,3 +91,26 @@ def run_identity(run: Run) -> dict[str, Any]:
         OI_KIND: "CHAIN",
         OI_INPUT: cap(run.task.question),
     }
+
+
+def chat_request(model: str, prompt: str) -> dict[str, Any]:
+    """A `chat` span's attributes when the request is sent (GenAI and OpenInference)."""
+    return {
+        KIND: "chat",
+        OPERATION: "chat",
+        REQUEST_MODEL: model,
+        OI_KIND: "LLM",
+        OI_MODEL: model,
+        PROMPT: cap(prompt),
+        OI_INPUT: cap(prompt),
+    }
+
+
+def chat_reply(text: str, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A `chat` span's attributes when the reply is back."""
+    return {
+        COMPLETION: cap(text),
+        OI_OUTPUT: cap(text),
+        INPUT_TOKENS: input_tokens,
+        OUTPUT_TOKENS: output_tokens,
+    }
