@@ -11,6 +11,7 @@ makes later calls cheap.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import importlib.util
 import json
@@ -207,6 +208,16 @@ def resolve_gguf(path: Path | str | None, cache_dir: Path, embedded: str | None 
 
 _LLAMAS: dict[Path, Llama] = {}
 _LLAMAS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_llamas() -> None:
+    """Free the models before interpreter shutdown: `Llama.__del__` run during module teardown
+    finds llama.cpp's bindings already gone and prints a TypeError traceback."""
+    with _LLAMAS_LOCK:
+        for llm in _LLAMAS.values():
+            llm.close()
+        _LLAMAS.clear()
 
 
 def _llama_without_repacking(path: Path, n_threads: int) -> Llama:
