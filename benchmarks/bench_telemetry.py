@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python -m benchmarks.bench_telemetry [--spans N] [--steps N] [--no-ray] [--quick]
 Goals: >= 250,000 spans/s end to end (the exporter's conversion of finished spans to Arrow and
-the writer's inserts, one after the other in one process); traced steps <= 1.10x untraced.
+the writer's inserts, one after the other in one process); tracing <= 5% of a sim math-team step
+(the team run in-process, and on Ray unless --no-ray, with `Settings.tracing` on and off).
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ def ray_turn_fn() -> Callable[[int], str]:
     return lambda i: str(ray.get(host.turn.remote(i)))
 
 
-def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path) -> float:
-    """Seconds per step of the real sim math team (graph, checkpoints, Ray hosts), traced or not."""
+def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path, use_ray: bool) -> float:
+    """Seconds per step of the real sim math team (graph, durable checkpoints, agent hosts on Ray
+    or in-process), traced or not (`Settings.tracing`)."""
     from branchpoint.agents.teams import MATH
     from branchpoint.orchestrator.runner import run_tasks, sim_tasks
     from branchpoint.orchestrator.session import Session
@@ -224,7 +226,7 @@ def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path) -> floa
 
     tasks, _ = sim_tasks(load_tasks(DATA / "gsm8k_test_first200.jsonl"))
     db = workdir / f"team-{'traced' if traced else 'plain'}-{time.monotonic_ns()}.duckdb"
-    with Session(Settings(db_path=db, tracing=traced)) as session:
+    with Session(Settings(db_path=db, tracing=traced), ray=use_ray) as session:
         run_tasks(session, MATH, tasks[:2], "sim", concurrency=1)  # warm up hosts and graph
         started = time.perf_counter()
         runs = run_tasks(session, MATH, tasks[:n_tasks], "sim", concurrency=1)
@@ -232,14 +234,24 @@ def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path) -> floa
     return elapsed / sum(r.n_steps for r in runs)
 
 
-def sim_team_overhead(n_tasks: int, repeats: int = 3) -> tuple[float, float]:
+def sim_team_overhead(n_tasks: int, use_ray: bool, repeats: int = 3) -> tuple[float, float]:
     """Median seconds per sim-team step (untraced, traced), arms alternated to share noise."""
     plain, traced = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            plain.append(sim_team_seconds_per_step(False, n_tasks, Path(tmp)))
-            traced.append(sim_team_seconds_per_step(True, n_tasks, Path(tmp)))
+            plain.append(sim_team_seconds_per_step(False, n_tasks, Path(tmp), use_ray))
+            traced.append(sim_team_seconds_per_step(True, n_tasks, Path(tmp), use_ray))
     return statistics.median(plain), statistics.median(traced)
+
+
+def team_figures(label: str, plain: float, traced: float) -> list[Figure]:
+    """A sim team's step untraced and traced, and the share of a traced step that is tracing."""
+    share = (traced - plain) / traced * 100
+    return [
+        Figure(f"{label}, untraced (ms/step)", plain * 1e3),
+        Figure(f"{label}, traced (ms/step)", traced * 1e3),
+        Figure(f"{label}, tracing share of a step (%)", share, "≤ 5", share <= 5),
+    ]
 
 
 def main() -> None:
@@ -250,7 +262,7 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray-actor step variants")
     parser.add_argument("--team-tasks", type=int, default=20, help="sim tasks per arm, end to end")
     parser.add_argument(
-        "--quick", action="store_true", help="50,000 spans, 300 steps, no Ray variants"
+        "--quick", action="store_true", help="50,000 spans, 300 steps, in-process team only"
     )
     args = parser.parse_args()
     if args.quick:
@@ -276,16 +288,15 @@ def main() -> None:
         figures += [
             Figure(f"{label}, untraced (us/step)", plain * 1e6),
             Figure(f"{label}, traced (us/step)", traced * 1e6),
-            Figure(f"{label}, traced / untraced", traced / plain, "≤ 1.10", traced / plain <= 1.1),
+            # A bare stand-in turn of a few microseconds: the cost of its three spans, no goal
+            # (the goal is on a whole team step, below).
+            Figure(f"{label}, tracing cost (us/step)", (traced - plain) * 1e6),
         ]
+    figures += team_figures(
+        "sim math team in-process", *sim_team_overhead(args.team_tasks, use_ray=False)
+    )
     if not args.no_ray:
-        plain, traced = sim_team_overhead(args.team_tasks)
-        label = "sim math team end to end"
-        figures += [
-            Figure(f"{label}, untraced (ms/step)", plain * 1e3),
-            Figure(f"{label}, traced (ms/step)", traced * 1e3),
-            Figure(f"{label}, traced / untraced", traced / plain, "≤ 1.10", traced / plain <= 1.1),
-        ]
+        figures += team_figures("sim math team on Ray", *sim_team_overhead(args.team_tasks, True))
     for f in figures:
         print(f"{f.name:<50}{f.value:>14,.1f}  {f.goal}")
     report_figures("bench_telemetry", figures)
