@@ -28,3 +28,11 @@ def test_usage_error_is_one_line_and_exit_2(args: tuple[str, ...], names: str) -
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and names in lines[0], result.stderr
     assert "--help" in lines[0]
+
+
+def test_methods_help_lists_every_registered_method() -> None:
+    import branchpoint.interventions.pipeline  # noqa: F401  (registers `ldb`)
+    from branchpoint.cli.common import METHOD_NAMES
+    from branchpoint.interventions.attribution import METHODS
+
+    assert METHOD_NAMES.split(", ") == list(METHODS)
