@@ -85,6 +85,18 @@ def settings_from(
     )
 
 
+def existing_db_settings(
+    db: Path | None = None, address: str | None = None, checkpointer: str | None = None
+) -> Settings:
+    """`settings_from` for a command that works on recorded runs: a trace database that does not
+    exist is refused before Ray starts or a new empty file is made."""
+    from branchpoint.telemetry.query import require_db
+
+    settings = settings_from(db, address, checkpointer)
+    require_db(settings.db_path)
+    return settings
+
+
 class TraceReader:
     """Read-only queries as dicts on the trace database at `db_path` (`bp.sql`); a live run's
     sink answers them while it holds the file."""

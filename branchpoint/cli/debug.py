@@ -21,6 +21,7 @@ from branchpoint.cli.common import (
     TraceReader,
     app,
     console,
+    existing_db_settings,
     fork_label,
     parse_methods,
     progress_bar,
@@ -123,7 +124,7 @@ def debug(
         curve_repeats=curve_repeats,
         judge_model=judge,
     )
-    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
         if run_id:
             require_replayable(session.get_run(run_id))
         result = debug_with_progress(session, spec, concurrency)
@@ -165,7 +166,7 @@ def sweep(
     from branchpoint.model import SweepSpec
 
     judge = judge_model(judge)
-    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
         if resume:
             spec = load_spec(session.core.store, resume)
         else:

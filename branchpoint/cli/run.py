@@ -13,6 +13,7 @@ from branchpoint.cli.common import (
     DbOpt,
     app,
     console,
+    existing_db_settings,
     fail_if_all_errored,
     run_progress,
     run_summary,
@@ -125,7 +126,7 @@ def fork(
         iv = parse_intervention(text, step)
     else:
         iv = ReplaceMessage(step=step, content=edit) if edit else Resample(step=step)
-    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
         runs = session.fork(run_id, iv, repeats=repeats)
     console.print(f"fork of {run_id} at step {step}: {iv.kind} ({iv.intervention_id})")
     run_summary(runs, title="forks")
@@ -143,7 +144,7 @@ def replay(
     """Re-execute a run against the LLM record store alone (no model call) and compare its steps."""
     from branchpoint.api import Session
 
-    with Session(settings=settings_from(db, address, checkpointer), ray=True) as session:
+    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
         report = session.replay(run_id)
     console.print(report.render())
     if not report.identical:

@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from branchpoint.errors import BranchpointError, first_line
 from branchpoint.telemetry import schema
-from branchpoint.telemetry.query import MissingDatabaseError, readonly_query
+from branchpoint.telemetry.query import readonly_query, require_db
 from branchpoint.telemetry.store import open_store_for
 
 EXPORT_TABLES = ("spans", *schema.TABLES)
@@ -48,8 +48,7 @@ def copy_statements(out_dir: Path) -> list[tuple[str, Path]]:
 def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write `spans` and every pipeline table as `<out_dir>/<table>.parquet`."""
     path, out = Path(db_path), Path(out_dir)
-    if not path.exists():
-        raise MissingDatabaseError(f"no trace database at {path}; pass --db with the right path")
+    require_db(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

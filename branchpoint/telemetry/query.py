@@ -49,6 +49,14 @@ def query_error(path: str | Path, exc: duckdb.Error) -> BranchpointError:
     return InvalidQueryError(f"{message}; fix the query (see the tables with SHOW TABLES)")
 
 
+def require_db(path: str | Path) -> None:
+    """Raise MissingDatabaseError when there is no trace database file at `path`."""
+    if not Path(path).exists():
+        raise MissingDatabaseError(
+            f"no trace database at {path}; run a team first or pass --db with the right path"
+        )
+
+
 def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = None) -> Table:
     """Run read-only `sql` on the trace database at `db_path`, live or not.
 
@@ -58,10 +66,7 @@ def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = Non
     """
     statements = read_statements(sql)
     path = Path(db_path)
-    if not path.exists():
-        raise MissingDatabaseError(
-            f"no trace database at {path}; run a team first or pass --db with the right path"
-        )
+    require_db(path)
     store = open_store_for(path)
     if store is not None:
         return _run(path, lambda: store.read_only_query(statements, params))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,27 @@ def test_methods_help_lists_every_registered_method() -> None:
     from branchpoint.interventions.attribution import METHODS
 
     assert METHOD_NAMES.split(", ") == list(METHODS)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("debug", "--failed"), ("debug", "run-x"), ("fork", "run-x", "--step", "1"),
+     ("replay", "run-x"), ("sweep",)],
+)  # fmt: skip
+def test_commands_on_recorded_runs_refuse_a_missing_database(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    db = tmp_path / "typo.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "branchpoint", *args, "--db", str(db)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        == f"error: no trace database at {db}; run a team first or pass --db with the right path"
+    )
+    assert list(tmp_path.iterdir()) == []  # no empty database, no checkpoint file
