@@ -135,7 +135,8 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
                 r.task.task_id,
                 r.status,
                 str(r.final_answer or r.error or ""),
-                str(r.task.answer or "")[:12],
+                # A code task's answer is its reference solution: not shown, it is not the score.
+                "hidden tests" if r.task.entry_point else str(r.task.answer or "")[:12],
                 str(r.n_steps),
                 str(r.input_tokens + r.output_tokens),
                 f"{r.seconds:.1f}",
