@@ -21,6 +21,7 @@ from importlib import resources
 from string import Template
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+import pydantic_core
 from pydantic import ValidationError
 
 from branchpoint.errors import BranchpointError
@@ -239,12 +240,25 @@ def extract_json_object(text: str) -> dict[str, Any]:
         try:
             value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
+            cut = _truncated_object(text[start:])
+            if cut is not None:
+                return cut
             start = text.find("{", start + 1)
             continue
         if isinstance(value, dict):
             return value
         start = text.find("{", start + 1)
     raise ValueError("no JSON object found in the reply")
+
+
+def _truncated_object(text: str) -> dict[str, Any] | None:
+    """The complete members of a JSON object cut off by the reply's token limit (a judge that
+    writes its answer first and then runs out of tokens still answered), else None."""
+    try:
+        value = pydantic_core.from_json(text.rstrip().removesuffix("```"), allow_partial=True)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value else None
 
 
 def parse_step_index(value: object) -> int | None:

@@ -33,6 +33,11 @@ from branchpoint.telemetry.tracing import setup_tracing
             {"step": 2, "reason": "x {y}"},
         ),
         ('[{"step": 1}] then {"step": 4}', {"step": 1}),
+        # cut off by the token limit after the answer: the complete members, not an inner object
+        (
+            '```json\n{"first_wrong_block": 4, "reason": "loops", "blocks": [{"block": 0, "cor',
+            {"first_wrong_block": 4, "reason": "loops", "blocks": [{"block": 0}]},
+        ),
     ],
 )
 def test_first_json_object_is_extracted(reply: str, expected: dict[str, object]) -> None:
