@@ -25,6 +25,8 @@ from rich.table import Table
 
 from benchmarks.common import DATA, Figure, chain_task, console, median, report_figures
 from branchpoint.agents.teams import MATH
+from branchpoint.interventions.sweep import create_sweep
+from branchpoint.model import SweepSpec
 from branchpoint.orchestrator.runner import run_task
 from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
@@ -33,14 +35,17 @@ HEAVY = ("ray", "langgraph", "autogen_agentchat")
 GOAL_S = 1.0
 
 
-def small_db(path: Path) -> str:
-    """A trace database with 3 finished sim runs; returns one run id."""
+def small_db(path: Path) -> tuple[str, str]:
+    """A trace database with 3 finished sim runs and a recorded sweep over them; returns a run
+    id and the sweep id."""
     with Session(Settings(db_path=path), ray=False) as session:
         runs = [run_task(session, MATH, chain_task(n), "sim") for n in (3, 4, 5)]
-    return runs[0].run_id
+        spec = SweepSpec(run_ids=tuple(r.run_id for r in runs), methods=("value_curve",))
+        sweep_id = create_sweep(session.store, spec)
+    return runs[0].run_id, sweep_id
 
 
-def commands(db: Path, run_id: str, out: Path) -> dict[str, list[str]]:
+def commands(db: Path, run_id: str, sweep_id: str, out: Path) -> dict[str, list[str]]:
     """The commands measured, by name (an `import` command is measured when the CLI has one)."""
     found = {
         "--help": ["--help"],
@@ -48,7 +53,7 @@ def commands(db: Path, run_id: str, out: Path) -> dict[str, list[str]]:
         "export --parquet": ["export", "--db", str(db), "--parquet", str(out / "parquet")],
         "report": ["report", run_id, "--db", str(db), "-o", str(out / "report.html")],
         "sweep list": ["sweep", "list", "--db", str(db)],
-        "sweep status": ["sweep", "status", "sweep-none", "--db", str(db)],
+        "sweep status": ["sweep", "status", sweep_id, "--db", str(db)],
     }
     whowhen = DATA / "whowhen_samples"
     if has_command("import"):
@@ -115,8 +120,8 @@ def main() -> None:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp_name:
         tmp = Path(tmp_name)
-        run_id = small_db(tmp / "small.duckdb")
-        for name, argv in commands(tmp / "small.duckdb", run_id, tmp).items():
+        run_id, sweep_id = small_db(tmp / "small.duckdb")
+        for name, argv in commands(tmp / "small.duckdb", run_id, sweep_id, tmp).items():
             walls, cpus = [], []
             for _ in range(repeats):
                 wall, cpu, code, _ = run_once(argv)
@@ -129,11 +134,13 @@ def main() -> None:
                 name, f"{wall:.2f}", f"{cpu:.2f}", str(code), ",".join(heavy) or "-", slowest
             )
             note = f"imports {','.join(heavy)}" if heavy else ""
+            note += f" exit code {code}: the command failed" if code else ""
+            ok = not heavy and code == 0  # an error is not an answer
             figures += [
                 Figure(f"`branchpoint {name}`: wall s to answer", wall, f"< {GOAL_S:.0f}",
-                       wall < GOAL_S and not heavy, note),
+                       ok and wall < GOAL_S, note),
                 Figure(f"`branchpoint {name}`: CPU s (load-independent)", cpu,
-                       f"< {GOAL_S:.0f}, no Ray", cpu < GOAL_S and not heavy, note),
+                       f"< {GOAL_S:.0f}, no Ray", ok and cpu < GOAL_S, note),
             ]  # fmt: skip
     console.print(table)
     report_figures("cli_startup", figures)
