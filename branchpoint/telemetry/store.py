@@ -14,12 +14,11 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
 from branchpoint.errors import BranchpointError, first_line
@@ -27,15 +26,25 @@ from branchpoint.model import SCHEMA_VERSION, LLMRecord, check_schema_version
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry import schema
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "VARCHAR": pa.string(),
-    "JSON": pa.string(),
-    "INTEGER": pa.int64(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "BOOLEAN": pa.bool_(),
-    "TIMESTAMP": pa.timestamp("us"),
-}
+if TYPE_CHECKING:  # Arrow loads on first use: commands that only read (sql, report) skip it
+    import pyarrow as pa
+
+
+@cache
+def _arrow_types() -> dict[str, pa.DataType]:
+    """The Arrow type of each DDL type of the schema."""
+    import pyarrow as pa
+
+    return {
+        "VARCHAR": pa.string(),
+        "JSON": pa.string(),
+        "INTEGER": pa.int64(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "TIMESTAMP": pa.timestamp("us"),
+    }
+
 
 CHECKPOINT_THRESHOLD = "256MB"
 
@@ -191,7 +200,10 @@ class TraceStore(Protocol):
 
 
 def _schema_of(columns: dict[str, str]) -> pa.Schema:
-    return pa.schema([(name, _ARROW_TYPES[ddl.split()[0]]) for name, ddl in columns.items()])
+    import pyarrow as pa
+
+    types = _arrow_types()
+    return pa.schema([(name, types[ddl.split()[0]]) for name, ddl in columns.items()])
 
 
 def _json_columns(columns: dict[str, str]) -> list[str]:
@@ -207,6 +219,8 @@ def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set
 
     Dict/list values of JSON columns are serialised; strings pass through as JSON text.
     """
+    import pyarrow as pa
+
     arrays = []
     for field in arrow_schema:
         values = [row.get(field.name) for row in rows]
@@ -216,7 +230,6 @@ def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
 
-_SPAN_SCHEMA = _schema_of(schema.SPAN_COLUMNS)
 _HOT_COLUMNS = (*schema.HOT_ATTRIBUTES, *schema.TASK_COLUMNS)
 _SPAN_JSON = set(_json_columns(schema.SPAN_COLUMNS))
 
@@ -284,25 +297,34 @@ def spans_table(rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
     Exporters convert on their side, so the single writer only inserts: conversion then runs in
     every traced process in parallel instead of in the sink.
     """
+    import pyarrow as pa
+
     if not isinstance(rows, pa.Table):
-        return to_arrow([_with_hot_columns(r) for r in rows], _SPAN_SCHEMA, _SPAN_JSON)
-    if not rows.schema.equals(_SPAN_SCHEMA):
+        return to_arrow([_with_hot_columns(r) for r in rows], span_schema(), _SPAN_JSON)
+    if not rows.schema.equals(span_schema()):
         raise ValueError(f"span table schema differs from the spans table's:\n{rows.schema}")
     return rows
 
 
 def _uncounted_runs(table: pa.Table) -> bool:
     """Whether a span batch holds a run span without its step count."""
+    import pyarrow.compute as pc
+
     runs = pc.equal(table["kind"], "run")
     return bool(pc.any(pc.and_kleene(runs, pc.is_null(table["n_steps"]))).as_py())
 
 
+@cache
 def span_schema() -> pa.Schema:
     """The Arrow schema of a `spans` batch."""
-    return _SPAN_SCHEMA
+    return _schema_of(schema.SPAN_COLUMNS)
 
 
-_TABLE_SCHEMAS = {t: _schema_of(cols) for t, (cols, _) in schema.TABLES.items()}
+@cache
+def _table_schema(table: str) -> pa.Schema:
+    return _schema_of(schema.TABLES[table][0])
+
+
 _TABLE_JSON = {t: set(_json_columns(cols)) for t, (cols, _) in schema.TABLES.items()}
 
 
@@ -449,7 +471,7 @@ class DuckDBTraceStore:
     def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """INSERT OR REPLACE validated `rows` by the table's key (the caller holds the lock)."""
         columns, key = schema.TABLES[table]
-        arrow = to_arrow(rows, _TABLE_SCHEMAS[table], _TABLE_JSON[table])
+        arrow = to_arrow(rows, _table_schema(table), _TABLE_JSON[table])
         names = ", ".join(schema.quote(c) for c in columns)
         dedup = ", ".join(schema.quote(c) for c in key)
         try:
