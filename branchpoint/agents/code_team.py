@@ -10,7 +10,7 @@ tracer, and its block visits are recorded as events of the Tester's tool span.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from branchpoint.agents.ldb import BlockTrace, trace_blocks
@@ -76,6 +76,18 @@ def _verdict_text(examples: list[Example], output: str, ok: bool) -> tuple[str, 
             output[-1500:]
         ), ex
     return f"{PASSED}: all {len(examples)} visible examples give the expected values.", None
+
+
+def examples_passed(task: Task, steps: Sequence[Step]) -> int:
+    """How many of the task's visible examples the run's last program passes (run in the
+    sandbox): a code run's milestone count."""
+    programs = [p for s in steps if s.agent == "Coder" and (p := latest_program(s.content))]
+    examples = visible_examples(task)
+    if not programs or not examples:
+        return 0
+    result = run_python(examples_program(programs[-1], examples))
+    rows = [json.loads(x[len(_MARK) :]) for x in result.output.splitlines() if x.startswith(_MARK)]
+    return sum(1 for _, passed, _ in rows if passed)
 
 
 def trace_events(trace: BlockTrace) -> list[SpanEvent]:

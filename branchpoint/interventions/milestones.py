@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from branchpoint.interventions.judge import Judge, ask_json, render_log, render_prompt
 from branchpoint.model import Frozen, Step, Task
+from branchpoint.tasks import visible_examples
 
 log = logging.getLogger(__name__)
 MAX_JUDGED_MILESTONES = 5
@@ -66,12 +67,18 @@ def number_tokens(text: str) -> set[str]:
 
 
 def predicate_milestones(task: Task) -> list[Milestone]:
-    """Intermediate values of the task's worked solution, in order, as milestones.
+    """Intermediate values of the task's worked solution, in order, as milestones (a code task's
+    are its visible examples).
 
     GSM8K solutions carry `<<a*b=c>>` annotations; GSM-Plus solutions without them give one value
     per line from `... = N`. Values already stated in the question are skipped (restating the
     question is no progress), and each value counts once.
     """
+    if task.entry_point:  # a code task: its visible examples, counted by running the program
+        return [
+            Milestone(title=f"example {i}", action=e.call, result=e.expected)
+            for i, e in enumerate(visible_examples(task), 1)
+        ]
     if not task.solution:
         return []
     pairs = [(m.group(1).strip(), m.group(2)) for m in _GSM8K_ANNOTATION.finditer(task.solution)]
@@ -95,8 +102,15 @@ def predicate_milestones(task: Task) -> list[Milestone]:
     return milestones
 
 
-def achieved(milestones: Sequence[Milestone], steps: Sequence[Step]) -> int:
-    """How many milestones' result values appear as number tokens in any step's content."""
+def achieved(
+    milestones: Sequence[Milestone], steps: Sequence[Step], task: Task | None = None
+) -> int:
+    """How many milestones' result values appear as number tokens in any step's content; for a
+    code task, how many of its visible examples the run's last program passes."""
+    if task is not None and task.entry_point and milestones:
+        from branchpoint.agents.code_team import examples_passed
+
+        return examples_passed(task, steps)
     seen: set[str] = set()
     for step in steps:
         seen |= number_tokens(step.content)

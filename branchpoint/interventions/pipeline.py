@@ -128,7 +128,7 @@ class ForkBatch:
     ) -> None:
         self.session, self.run, self.steps, self.config = session, run, steps, config
         self.milestones = milestones
-        self.original_achieved = achieved(milestones, steps)
+        self.original_achieved = achieved(milestones, steps, run.task)
         self.on_fork = on_fork
         self.done = stored_outcomes(session.store, config.sweep_id, run.run_id)
         self._pending: list[dict[str, Any]] = []
@@ -220,7 +220,7 @@ class ForkBatch:
     ) -> Outcome:
         """An Outcome for one replay: success, milestone progress, fulfilment, cost."""
         k = len(self.milestones)
-        got = achieved(self.milestones, replay.steps)
+        got = achieved(self.milestones, replay.steps, self.run.task)
         original = self.steps[iv.step] if iv.step < len(self.steps) else None
         forked = replay.steps[iv.step] if iv.step < len(replay.steps) else None
         run = replay.run
@@ -287,7 +287,8 @@ def judge_for(session: Session, model: str | None) -> Judge | None:
 
 
 def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
-    """Deterministic milestones from a worked solution, else LLM-extracted ones (with a judge)."""
+    """Deterministic milestones (a worked solution's values, a code task's visible examples),
+    else LLM-extracted ones (with a judge)."""
     found = predicate_milestones(run.task)
     return found if found or judge is None else judge_milestones(run.task, judge)
 

@@ -121,3 +121,22 @@ def test_a_fresh_host_process_finds_the_builtin_tool_turns() -> None:
         "assert find_tool_turn(('python',)) is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_code_runs_milestones_are_its_visible_examples_passed_by_its_last_program() -> None:
+    from branchpoint.interventions.milestones import achieved, predicate_milestones
+
+    milestones = predicate_milestones(TASK)
+    assert [(m.title, m.action, m.result) for m in milestones] == [
+        ("example 1", "add_odd([1, 2, 3])", "4"),
+        ("example 2", "add_odd([])", "0"),
+        ("example 3", "add_odd([5])", "5"),
+    ]
+
+    def run(*replies: str) -> list[Step]:
+        return [Step(run_id="r", index=i, agent="Coder", kind="message", content=c) for i, c in enumerate(replies)]
+
+    assert achieved(milestones, run(WRONG), TASK) == 1  # only add_odd([]) == 0 holds
+    assert achieved(milestones, run(WRONG, RIGHT), TASK) == 3  # the last program counts
+    assert achieved(milestones, run(RIGHT, WRONG), TASK) == 1
+    assert achieved(milestones, run("no code here"), TASK) == 0
