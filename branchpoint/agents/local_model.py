@@ -208,6 +208,10 @@ def resolve_gguf(path: Path | str | None, cache_dir: Path, embedded: str | None 
 
 _LLAMAS: dict[Path, Llama] = {}
 _LLAMAS_LOCK = threading.Lock()
+# One generation at a time in a process: a Llama context cannot serve two calls at once (and the
+# judge's client and an agent's client on the same model share one), and each call's threads
+# already use the cores this process was given, so two models generating at once only spin.
+_GENERATION_LOCK = threading.Lock()
 
 
 @atexit.register
@@ -292,7 +296,6 @@ class LlamaCppClient(TextChatClient):
         self._path = Path(model_path)
         self._name = model_name or self._path.stem
         self._llm = load_llama(self._path, n_threads)
-        self._lock = threading.Lock()  # one Llama context cannot serve two calls at once
         super().__init__()
 
     @property
@@ -301,7 +304,7 @@ class LlamaCppClient(TextChatClient):
         return self._name
 
     def _complete(self, messages: list[dict[str, str]], args: Mapping[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        with _GENERATION_LOCK:
             response = self._llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 seed=int(args.get("seed", 0)),

@@ -57,13 +57,17 @@ def demo(
     # In-process by default: one copy of each model, shared by every turn (a laptop's cores are
     # better spent on one model than on each Ray host's own copy).
     settings = settings_from(db) if ray else settings_from(db, n_hosts=1)
+    # In-process, one generation runs at a time anyway (local_model._GENERATION_LOCK): one run or
+    # fork at a time loses nothing and fixes the order of the model's calls, so the default seed
+    # gives the same verdicts every time (llama.cpp reuses its cache of the previous prompt).
+    concurrency = 2 if ray else 1
     with Session(settings, ray=ray) as session:
         preflight_model(strong, team_spec, session.settings)
         console.rule(f"1. the {team} team on {len(tasks)} built-in tasks ({model})")
         # The sim team fails only where a fault is injected: half the runs get one (seeded).
         faults = plan_faults(tasks, 0.5, seed) if is_sim(model) else {}
         runs = run_with_progress(
-            session, team_spec, tasks, model, seed=seed, concurrency=2, faults=faults
+            session, team_spec, tasks, model, seed=seed, concurrency=concurrency, faults=faults
         )
         run_summary(runs)
         failed = [r.run_id for r in runs if r.status == "failed"]
@@ -77,7 +81,7 @@ def demo(
             methods=chosen,
             repeats=repeats,
             curve_repeats=1,
-            concurrency=2,
+            concurrency=concurrency,
             judge=make_judge(session, strong) if needs_judge else None,
             swap_model=strong,
         )

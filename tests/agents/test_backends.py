@@ -253,3 +253,34 @@ def test_embedded_model_threads_share_the_cores_among_hosts(
     assert Settings(n_hosts=16, llama_threads=0).model_threads == 1
     monkeypatch.setenv("BRANCHPOINT_LLAMA_THREADS", "3")
     assert Settings(n_hosts=2).model_threads == 3
+
+
+class _OneCallAtATime:
+    """A stand-in Llama that records how many calls ran at once."""
+
+    def __init__(self) -> None:
+        self.active = self.most = 0
+
+    def create_chat_completion(self, **_: object) -> dict[str, object]:
+        self.active += 1
+        self.most = max(self.most, self.active)
+        time.sleep(0.05)
+        self.active -= 1
+        reply = {"message": {"content": "ok"}, "finish_reason": "stop"}
+        return {"choices": [reply], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+
+def test_clients_of_embedded_models_never_generate_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judge's client and an agent's client on one model share a Llama context; clients of
+    two models would spin each other's threads: one generation at a time per process."""
+    llama = _OneCallAtATime()
+    monkeypatch.setattr(local_model, "load_llama", lambda path, n_threads: llama)
+    clients = [LlamaCppClient(tmp_path / f"m{i % 2}.gguf", n_threads=1) for i in range(4)]
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(asyncio.to_thread(_ask, c, "hi") for c in clients))
+
+    asyncio.run(all_at_once())
+    assert llama.most == 1
