@@ -140,8 +140,8 @@ def table(
         (
             f"Run {started:%Y-%m-%d %H:%M} UTC with `.venv/bin/python -m benchmarks.run_all` on "
             f"this 2-core machine, load average {min(loads):.1f}–{max(loads):.1f} during the run "
-            "(other engineers' tests and benchmarks share the cores: absolute times are "
-            "pessimistic and noisy; each ratio is measured side by side within one script)."
+            "(quick sizes: a few seconds per arm, so figures move by tens of percent between "
+            "runs; each ratio is measured side by side within one script)."
         ),
         "",
         "| benchmark | figure | value | goal | met |",
