@@ -17,8 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from branchpoint.errors import BranchpointError
 from branchpoint.settings import Settings
@@ -111,13 +120,20 @@ class TraceReader:
         return read_only_sql(sql, params, db=self.db_path)
 
 
+class _StatusColumn(ProgressColumn):
+    """A task's `status` field; empty for a task added without one."""
+
+    def render(self, task: Task) -> Text:
+        return Text.from_markup(str(task.fields.get("status", "")))
+
+
 def progress_bar() -> Progress:
     """The progress bar every long command shows."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        _StatusColumn(),
         TimeElapsedColumn(),
         console=console,
     )

@@ -61,3 +61,14 @@ def test_commands_on_recorded_runs_refuse_a_missing_database(
         == f"error: no trace database at {db}; run a team first or pass --db with the right path"
     )
     assert list(tmp_path.iterdir()) == []  # no empty database, no checkpoint file
+
+
+def test_a_progress_task_without_a_status_renders() -> None:
+    """Benchmarks and commands add tasks with or without a `status` field (bench_real died here)."""
+    from branchpoint.cli.common import console, progress_bar
+
+    with console.capture() as captured, progress_bar() as bar:
+        plain = bar.add_task("plain", total=2)
+        bar.add_task("with status", total=None, status="running 1")
+        bar.update(plain, advance=1)
+    assert "plain" in captured.get() and "running 1" in captured.get()
