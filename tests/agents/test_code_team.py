@@ -134,7 +134,10 @@ def test_a_code_runs_milestones_are_its_visible_examples_passed_by_its_last_prog
     ]
 
     def run(*replies: str) -> list[Step]:
-        return [Step(run_id="r", index=i, agent="Coder", kind="message", content=c) for i, c in enumerate(replies)]
+        return [
+            Step(run_id="r", index=i, agent="Coder", kind="message", content=c)
+            for i, c in enumerate(replies)
+        ]
 
     assert achieved(milestones, run(WRONG), TASK) == 1  # only add_odd([]) == 0 holds
     assert achieved(milestones, run(WRONG, RIGHT), TASK) == 3  # the last program counts
