@@ -56,9 +56,20 @@ def examples_program(code: str, examples: list[Example]) -> str:
     return code + _CHECKER.format(examples=pairs, mark=_MARK)
 
 
+def _example_rows(output: str) -> list[list[Any]]:
+    """The [index, passed, shown] rows the examples program printed."""
+    return [json.loads(x[len(_MARK) :]) for x in output.splitlines() if x.startswith(_MARK)]
+
+
+def _last_program(steps: Sequence[Step]) -> str | None:
+    """The newest program the Coder wrote in the run, if any."""
+    programs = [p for s in steps if s.agent == "Coder" and (p := latest_program(s.content))]
+    return programs[-1] if programs else None
+
+
 def _verdict_text(examples: list[Example], output: str, ok: bool) -> tuple[str, Example | None]:
     """The Tester's message and the first failing example (None when all pass)."""
-    rows = [json.loads(x[len(_MARK) :]) for x in output.splitlines() if x.startswith(_MARK)]
+    rows = _example_rows(output)
     if not examples:
         if ok:
             return f"{PASSED}: the code runs (the task shows no examples to check).", None
@@ -81,12 +92,10 @@ def _verdict_text(examples: list[Example], output: str, ok: bool) -> tuple[str, 
 def examples_passed(task: Task, steps: Sequence[Step]) -> int:
     """How many of the task's visible examples the run's last program passes (run in the
     sandbox): a code run's milestone count."""
-    programs = [p for s in steps if s.agent == "Coder" and (p := latest_program(s.content))]
-    examples = visible_examples(task)
-    if not programs or not examples:
+    program, examples = _last_program(steps), visible_examples(task)
+    if program is None or not examples:
         return 0
-    result = run_python(examples_program(programs[-1], examples))
-    rows = [json.loads(x[len(_MARK) :]) for x in result.output.splitlines() if x.startswith(_MARK)]
+    rows = _example_rows(run_python(examples_program(program, examples)).output)
     return sum(1 for _, passed, _ in rows if passed)
 
 
@@ -155,10 +164,10 @@ def _code_advance(state: Mapping[str, Any], agent: str, content: str) -> Advance
 
 def score_code(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
     """A code run succeeds when its last program passes the task's hidden tests."""
-    programs = [p for s in steps if s.agent == "Coder" and (p := latest_program(s.content))]
-    if not programs or not task.test or not task.entry_point:
+    program = _last_program(steps)
+    if program is None or not task.test or not task.entry_point:
         return False
-    return run_humaneval(programs[-1], task.test, task.entry_point)
+    return run_humaneval(program, task.test, task.entry_point)
 
 
 def _code_prompt(state: Mapping[str, Any], agent: str) -> str | None:
