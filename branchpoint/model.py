@@ -487,6 +487,7 @@ class StepRequest(Frozen):
     selector: SelectorSpec | None = None  # after the turn, pick the next speaker with a model
     select_only: bool = False  # no turn: only pick the next speaker (after an edited step)
     messages: TranscriptRef | None = None
+    stop: tuple[str, ...] = ()  # stop sequences of the agent's model calls
 
 
 class StepResult(Frozen):

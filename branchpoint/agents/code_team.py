@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from branchpoint.agents.ldb import BlockTrace, trace_blocks
-from branchpoint.agents.sandbox import run_humaneval, run_python
+from branchpoint.agents.sandbox import CLOSING_FENCE, run_humaneval, run_python
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec, prompt_text, register_team
 from branchpoint.agents.tool_turns import SpanEvent, ToolTurn, latest_program, register_tool_turn
 from branchpoint.model import Step, Task, ToolCall
@@ -176,7 +176,10 @@ def _code_prompt(state: Mapping[str, Any], agent: str) -> str | None:
 
 CODE = TeamSpec(
     name="code",
-    agents=(AgentSpec("Coder", "code_coder"), AgentSpec("Tester", None, tools=(VISIBLE_EXAMPLES,))),
+    agents=(
+        AgentSpec("Coder", "code_coder", stop=(CLOSING_FENCE,)),
+        AgentSpec("Tester", None, tools=(VISIBLE_EXAMPLES,)),
+    ),
     first="Coder",
     advance=_code_advance,
     prompt_for=_code_prompt,

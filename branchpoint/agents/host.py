@@ -33,7 +33,12 @@ from branchpoint.agents.recording import (
     RecordStore,
     TraceRecordStore,
 )
-from branchpoint.agents.sandbox import extract_code_blocks, newest_code_block, run_python
+from branchpoint.agents.sandbox import (
+    close_open_fence,
+    extract_code_blocks,
+    newest_code_block,
+    run_python,
+)
 from branchpoint.agents.selector import select_next_speaker
 from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
 from branchpoint.agents.tool_turns import find_tool_turn
@@ -303,6 +308,7 @@ class AgentRuntime:
             "seed": sampling_seed(req.seed, req.sample),
             "temperature": 0.7,
             "max_tokens": 384,
+            **({"stop": list(req.stop)} if req.stop else {}),  # absent: old hashes still match
         }
         return TracedClient(
             inner,
@@ -332,6 +338,8 @@ class AgentRuntime:
         for _ in range(MAX_TOOL_ROUNDS):
             response = await self._ask(agent, messages, req)
             reply = str(getattr(response.chat_message, "content", ""))
+            if req.stop:  # a stop sequence at the closing fence removed it from the reply
+                reply = close_open_fence(reply)
             parts.append(reply)
             blocks = extract_code_blocks(reply) if "python" in req.tools else []
             if not blocks:

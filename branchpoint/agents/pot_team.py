@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from branchpoint.agents.sandbox import run_python
+from branchpoint.agents.sandbox import CLOSING_FENCE, run_python
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec, prompt_text, register_team
 from branchpoint.agents.tool_turns import ToolTurn, latest_program, register_tool_turn
 from branchpoint.model import Task, ToolCall
@@ -75,7 +75,7 @@ def _pot_prompt(state: Mapping[str, Any], agent: str) -> str | None:
 POT = TeamSpec(
     name="math-pot",
     agents=(
-        AgentSpec("Solver", "pot_solver"),
+        AgentSpec("Solver", "pot_solver", stop=(CLOSING_FENCE,)),
         AgentSpec("Runner", None, tools=(RUN_PROGRAM,)),
         AgentSpec("Verifier", "pot_verifier"),
     ),

@@ -46,6 +46,7 @@ class AgentSpec:
     reflect_on_tool_use: bool = False
     model: str | None = None  # its own model spec, used when the run's model is `team`
     model_client: dict[str, Any] | None = None  # its own autogen client component (no backend)
+    stop: tuple[str, ...] = ()  # stop sequences of its model calls (e.g. after a closing fence)
 
     @property
     def calls_model(self) -> bool:

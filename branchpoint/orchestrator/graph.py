@@ -227,6 +227,7 @@ def step_request(
         function_tools=spec.function_tools,
         reflect_on_tool_use=spec.reflect_on_tool_use,
         model_client=spec.model_client if own_model else None,
+        stop=spec.stop,
         selector=selector_for(ctx.team, model) if select_only else None,
         select_only=select_only,
     )

@@ -89,6 +89,18 @@ def test_the_hidden_tests_score_the_last_program() -> None:
     assert not score_code(TASK, None, steps[:2])
 
 
+def test_the_coders_model_stops_at_its_closing_fence_and_the_fence_is_put_back() -> None:
+    from branchpoint.agents.sandbox import CLOSING_FENCE, close_open_fence
+
+    assert CODE.agent("Coder").stop == (CLOSING_FENCE,) and CODE.agent("Tester").stop == ()
+    assert POT.agent("Solver").stop == (CLOSING_FENCE,)
+    # What llama.cpp returns when the stop sequence matched: the text before it.
+    cut = "Here it is:\n```python\ndef add_odd(xs):\n    return sum(x for x in xs if x % 2)"
+    assert close_open_fence(cut) == cut + "\n```"
+    assert run_visible_examples(close_open_fence(cut), TASK).call.ok
+    assert close_open_fence(RIGHT) == RIGHT and close_open_fence("no code") == "no code"
+
+
 def test_the_coder_retries_up_to_the_limit() -> None:
     advance = CODE.advance
     assert advance({}, "Coder", "```python\n...```").next == "Tester"

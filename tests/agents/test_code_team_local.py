@@ -46,5 +46,7 @@ def test_the_code_team_solves_an_easy_task_and_fails_an_unknowable_one(
         )
     assert easy.status == "succeeded", easy.error
     assert [s.agent for s in easy_steps][:2] == ["Coder", "Tester"]
+    # The Coder's reply ends at its code block (the stop sequence), the fence put back.
+    assert easy_steps[0].content.rstrip().endswith("```"), easy_steps[0].content
     assert tools and tools[-1]["tool"] == "visible_examples" and tools[-1]["ok"]
     assert hard.status == "failed"
