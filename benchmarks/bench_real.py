@@ -50,6 +50,14 @@ FAMILIES: dict[str, tuple[TeamSpec, str]] = {
     "math": (POT, "gsmplus_testmini_dev.jsonl"),
 }
 METHODS = ("value_curve", "dover", "ldb")
+ARMS = (
+    "recommended",
+    "runtime_trace",
+    "swap_model",
+    "resample",
+    "upgrade",
+    "upgrade_control",
+)
 
 
 def make_runs(session: Session, family: str, n: int, args: argparse.Namespace) -> float:
@@ -81,20 +89,28 @@ def root_runs(session: Session, family: str, n: int, args: argparse.Namespace) -
 
 
 def hypotheses(
-    run: Run, steps: list[Step], curve: dict[int, float], judge: Any, repeats: int
+    run: Run,
+    steps: list[Step],
+    curve: dict[int, float],
+    judge: Any,
+    repeats: int,
+    methods: Sequence[str] = METHODS,
 ) -> tuple[list[Hypothesis], list[str]]:
-    """The three methods' hypotheses on one failed run, and why a method gave none."""
+    """The chosen methods' hypotheses on one failed run, and why a method gave none."""
     found: list[Hypothesis] = []
     failures: list[str] = []
-    hyp = attribution.value_curve_hypothesis(run, steps, curve, repeats)
-    found += [hyp] if hyp else []
-    failures += [] if hyp else ["value_curve: flat"]
-    dover = attribution.dover_propose(run, steps, segment_by_kinds(steps), judge)
-    found += dover.hypotheses
-    failures += [f"dover: {f}" for f in dover.failures]
-    ldb = ldb_hypothesis(run, steps, judge)
-    found += ldb.hypotheses
-    failures += [f"ldb: {f}" for f in ldb.failures]
+    if "value_curve" in methods:
+        hyp = attribution.value_curve_hypothesis(run, steps, curve, repeats)
+        found += [hyp] if hyp else []
+        failures += [] if hyp else ["value_curve: flat"]
+    if "dover" in methods:
+        dover = attribution.dover_propose(run, steps, segment_by_kinds(steps), judge)
+        found += dover.hypotheses
+        failures += [f"dover: {f}" for f in dover.failures]
+    if "ldb" in methods:
+        ldb = ldb_hypothesis(run, steps, judge)
+        found += ldb.hypotheses
+        failures += [f"ldb: {f}" for f in ldb.failures]
     return found, failures
 
 
@@ -136,10 +152,12 @@ def debug_failure(
     config = DebugConfig(repeats=args.repeats, concurrency=args.concurrency, sweep_id=sweep_id)
     batch = ForkBatch(session, run, steps, milestones_for(run, None), config)
     model_steps = [s.index for s in steps if team.agent(s.agent).calls_model]
-    curve_runs = batch.outcomes([(Resample(step=k), None) for k in model_steps], args.repeats)
-    curve = {k: sum(o.success for o in g) / len(g) for k, g in zip(model_steps, curve_runs)}
-    hyps, failures = hypotheses(run, steps, curve, judge, args.repeats)
-    arms = arms_for(run, steps, team, hyps, args.strong)
+    curve: dict[int, float] = {}
+    if "value_curve" in args.methods:  # resample forks at every model step
+        curve_runs = batch.outcomes([(Resample(step=k), None) for k in model_steps], args.repeats)
+        curve = {k: sum(o.success for o in g) / len(g) for k, g in zip(model_steps, curve_runs)}
+    hyps, failures = hypotheses(run, steps, curve, judge, args.repeats, args.methods)
+    arms = [a for a in arms_for(run, steps, team, hyps, args.strong) if a[0] in args.arms]
     unique = list({iv.intervention_id: iv for _, _, iv in arms}.values())
     results = dict(
         zip(
@@ -193,7 +211,7 @@ def debug_family(
     failed = [r["run_id"] for r in root_runs(session, family, n, args) if not r["success"]]
     chosen = failed[: args.failures]
     if family not in state["sweeps"]:
-        spec = SweepSpec(run_ids=tuple(chosen), methods=METHODS, repeats=args.repeats)
+        spec = SweepSpec(run_ids=tuple(chosen), methods=tuple(args.methods), repeats=args.repeats)
         state["sweeps"][family] = create_sweep(session.store, spec)
         save_state(path, state)
     todo = [r for r in chosen if r not in state["debug"]]
@@ -222,9 +240,22 @@ def main() -> None:
     parser.add_argument("--strong", default="local:coder-1.5b", help="swap_model target")
     parser.add_argument("--judge", default="local:coder-1.5b", help="judge of dover and ldb")
     parser.add_argument("--families", default="code,math")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="hypothesis methods, comma-separated; empty: only the judge-free upgrade arms",
+    )
+    parser.add_argument(
+        "--arms", default=",".join(ARMS), help="arm roles to replay, comma-separated"
+    )
     parser.add_argument("--runs-only", action="store_true", help="make the runs, debug nothing")
     parser.add_argument("--report", action="store_true", help="print the tables only")
     args = parser.parse_args()
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.arms = {a for a in args.arms.split(",") if a}
+    for name, chosen, known in (("method", args.methods, METHODS), ("arm", args.arms, ARMS)):
+        if unknown := set(chosen) - set(known):
+            parser.error(f"unknown {name} {sorted(unknown)}; choose from {', '.join(known)}")
     args.family_of = {team.name: family for family, (team, _) in FAMILIES.items()}
     families = [f for f in args.families.split(",") if f]
     path = args.db.with_suffix(".state.json")
@@ -238,7 +269,8 @@ def main() -> None:
                 state["minutes"][family] = state["minutes"].get(family, 0.0) + minutes
                 save_state(path, state)
         if not (args.report or args.runs_only):
-            judge = make_judge(session, args.judge)
+            needs_judge = {"dover", "ldb"} & set(args.methods)
+            judge = make_judge(session, args.judge) if needs_judge else None
             for family in families:
                 debug_family(session, family, judge, state, path, args)
         runs = {
