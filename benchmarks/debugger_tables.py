@@ -266,11 +266,15 @@ def blamed_vs_other_steps(records: list[dict[str, Any]]) -> list[list[str]]:
                 sum(o["success"] for o in a["outcomes"]) / max(len(a["outcomes"]), 1) for a in at
             )
             others = [v for k, v in curve.items() if k != hyp["step"]]
-            baseline = sum(others) / len(others) if others else 0.0
             t = tally.setdefault(hyp["method"], [0, 0])
-            t[0] += best > baseline
+            if not others:  # no value curve (or one model step): nothing to compare with
+                continue
+            t[0] += best > sum(others) / len(others)
             t[1] += 1
-    return [[m, f"{w}/{n} = {w / max(n, 1):.0%}"] for m, (w, n) in sorted(tally.items())]
+    return [
+        [m, f"{w}/{n} = {w / n:.0%}" if n else "not measured (no value curve at other steps)"]
+        for m, (w, n) in sorted(tally.items())
+    ]
 
 
 def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], args: Any) -> None:

@@ -1,0 +1,85 @@
+"""The tables `benchmarks/bench_real.py` prints (RESULTS.md quotes them) and its argument checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.debugger_tables import arm_rows, blamed_vs_other_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _outcomes(successes: int, n: int = 3) -> list[dict[str, Any]]:
+    return [
+        {
+            "success": i < successes,
+            "progress_delta": 0.0,
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "seconds": 60.0,
+        }
+        for i in range(n)
+    ]
+
+
+def _record(run_id: str, arm: int, control: int, curve: dict[str, float]) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "curve": curve,
+        "hypotheses": [{"method": "ldb", "agent": "Coder", "step": 0, "reason": ""}],
+        "arms": [
+            {
+                "role": "swap_model",
+                "method": "ldb",
+                "kind": "swap_model",
+                "step": 0,
+                "intervention_id": f"{run_id}-swap",
+                "outcomes": _outcomes(arm),
+            },
+            {
+                "role": "resample",
+                "method": "ldb",
+                "kind": "resample",
+                "step": 0,
+                "intervention_id": f"{run_id}-resample",
+                "outcomes": _outcomes(control),
+            },
+        ],
+    }
+
+
+def test_an_arm_is_compared_with_the_controls_at_its_own_steps() -> None:
+    records = [_record(f"run-{i}", arm=3, control=0, curve={}) for i in range(4)]
+    rows = {row[0]: row for row in arm_rows(records)}
+    swap, resample = rows["swap_model"], rows["resample"]
+    assert swap[3].startswith("12/12 = 100%") and swap[5] == "0/12" and swap[6] == "+100%"
+    assert float(swap[7]) < 0.001  # Fisher's exact test, one-sided
+    assert resample[5] == "—" and resample[7] == "—"  # a control is not tested against itself
+    equal = {row[0]: row for row in arm_rows([_record("run-0", arm=2, control=2, curve={})])}
+    assert equal["swap_model"][6] == "+0%" and float(equal["swap_model"][7]) > 0.5
+
+
+def test_blamed_versus_other_steps_needs_a_value_curve() -> None:
+    # Without resample forks at other steps there is nothing to compare with: never a "win".
+    assert blamed_vs_other_steps([_record("run-0", 3, 0, curve={})]) == [
+        ["ldb", "not measured (no value curve at other steps)"]
+    ]
+    measured = [_record("run-0", 3, 0, {"0": 0.0, "2": 0.33}), _record("run-1", 0, 0, {"2": 0.5})]
+    assert blamed_vs_other_steps(measured) == [["ldb", "1/2 = 50%"]]
+
+
+def test_bench_real_refuses_an_unknown_method_or_arm_in_one_line() -> None:
+    for flag, value in (("--methods", "ldb,guess"), ("--arms", "swap_model,magic")):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_real", flag, value, "--report"],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "unknown" in done.stderr and "Traceback" not in done.stderr
