@@ -14,7 +14,7 @@ import json
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,6 +75,9 @@ class AgentEntry(_Entry):
     reflect_on_tool_use: bool = False
     model: str | None = None  # its own model spec, used when the run's --model is `team`
     sees_plan: bool = True
+    # Stop sequences of its model calls (at most 4, as OpenAI-compatible servers accept), e.g.
+    # "\n```\n" to end a reply at its code block's closing fence.
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=4)
 
 
 class SelectorEntry(_Entry):
@@ -240,6 +243,7 @@ def _agent(agent: AgentEntry, i: int, where: str, code_path: str | None) -> Agen
         function_tools=functions,
         reflect_on_tool_use=agent.reflect_on_tool_use,
         model=agent.model,
+        stop=tuple(agent.stop),
     )
 
 

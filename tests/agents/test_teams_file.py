@@ -52,6 +52,13 @@ def test_a_team_file_compiles_prompts_tools_routing_termination_and_scorer(
     assert again.agent("Adder").function_tools == adder.function_tools
 
 
+def test_an_agents_stop_sequences_reach_its_model_calls(tmp_path: Path) -> None:
+    body = AGENTS.replace('tools = ["python"]', 'tools = ["python"]\nstop = ["\\n```\\n"]')
+    team = load_team_file(write(tmp_path, f'version = 1\nname = "x"\n{body}'))
+    assert team.agent("Solver").stop == ("\n```\n",) and team.agent("Checker").stop == ()
+    assert team_from_record(team.source).agent("Solver").stop == ("\n```\n",)
+
+
 def test_yaml_selector_and_ledger_routing(tmp_path: Path) -> None:
     selector = write(
         tmp_path,
@@ -116,11 +123,17 @@ def test_an_advance_function_and_a_scorer_by_import_path(tmp_path: Path) -> None
             "agents[0].prompt",
             "file not found",
         ),
+        (AGENTS.replace('tools = ["python"]', 'stop = [""]'), "agents[0].stop[0]", "at least 1"),
+        (
+            AGENTS.replace('tools = ["python"]', 'stop = ["a", "b", "c", "d", "e"]'),
+            "agents[0].stop",
+            "at most 4",
+        ),
     ],
     ids=[
         "no_version", "no_agents", "missing_first", "missing_source", "missing_orchestrator",
         "unknown_tool", "unimportable_tool", "bad_routing", "bad_scorer", "extra_field",
-        "missing_prompt",
+        "missing_prompt", "empty_stop", "five_stops",
     ],
 )  # fmt: skip
 def test_bad_team_files_name_the_field_and_the_fix(
