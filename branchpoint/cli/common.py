@@ -232,10 +232,9 @@ def make_judge(session: Any, judge: str | None) -> Any:
 
 def parse_methods(methods: str) -> tuple[str, ...]:
     """Validated method names from a comma-separated flag."""
-    import branchpoint.interventions.pipeline  # noqa: F401  (registers every method, `ldb` too)
-    from branchpoint.interventions.attribution import METHODS
+    from branchpoint.interventions.attribution import registered_methods
 
-    choices = tuple(METHODS)
+    choices = tuple(registered_methods())
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in names if m not in choices]
     if unknown or not names:

@@ -66,13 +66,13 @@ def _open_store(db_path: Path) -> Any:
 def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path | None) -> None:
     """Validate, read, store and (with methods) attribute; prints the summary and the scores."""
     from branchpoint.importers import ImportFormatError, read_path, store_logs
-    from branchpoint.interventions.attribution import METHODS
+    from branchpoint.interventions.attribution import method_named
     from branchpoint.interventions.judge import judge_model, open_judge
     from branchpoint.telemetry.tracing import setup_tracing
 
     names = parse_methods(methods) if methods.strip() else ()
     model = judge_model(judge)
-    needs_judge = [m for m in names if METHODS[m].needs_judge]
+    needs_judge = [m for m in names if method_named(m).needs_judge]
     if needs_judge and model is None:
         raise BranchpointError(
             f"{', '.join(needs_judge)} need(s) a judge; give --judge local (or openai:NAME@URL), "

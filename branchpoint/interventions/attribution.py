@@ -11,6 +11,7 @@ Methods are found by name in the registry `METHODS` (see `register` and `attribu
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +65,15 @@ class AttributionMethod:
 
 
 METHODS: dict[str, AttributionMethod] = {}
+# Modules whose methods register themselves and import this one (so it cannot import them).
+BUILTIN_METHOD_MODULES = ("branchpoint.interventions.ldb",)
+
+
+def registered_methods() -> dict[str, AttributionMethod]:
+    """Every method by name, the built-in ones of other modules included."""
+    for module in BUILTIN_METHOD_MODULES:
+        importlib.import_module(module)
+    return METHODS
 
 
 def register(
@@ -82,11 +92,12 @@ def register(
 
 def method_named(name: str) -> AttributionMethod:
     """The registered method `name`, or an error listing the known ones."""
+    methods = registered_methods()
     try:
-        return METHODS[name]
+        return methods[name]
     except KeyError:
         raise BranchpointError(
-            f"unknown method {name!r}; choose from {', '.join(METHODS)}"
+            f"unknown method {name!r}; choose from {', '.join(methods)}"
         ) from None
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import branchpoint.interventions.ldb  # noqa: F401  (registers the `ldb` method)
 from branchpoint.agents.team_registry import team_for_run
 from branchpoint.errors import BranchpointError
 from branchpoint.interventions import attribution
@@ -51,7 +50,7 @@ from branchpoint.telemetry.store import TraceStore
 ForkEvents = Callable[[Outcome | None], None]
 FLUSH_ROWS = 32
 FLUSH_SECONDS = 2.0
-JUDGE_METHODS = tuple(m.name for m in attribution.METHODS.values() if m.needs_judge)
+JUDGE_METHODS = tuple(m.name for m in attribution.registered_methods().values() if m.needs_judge)
 METHODS = ("value_curve", *JUDGE_METHODS)
 
 # Why the pipeline has no verdict for something: a method found no hypothesis (flat value

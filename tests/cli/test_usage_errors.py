@@ -32,11 +32,18 @@ def test_usage_error_is_one_line_and_exit_2(args: tuple[str, ...], names: str) -
 
 
 def test_methods_help_lists_every_registered_method() -> None:
-    import branchpoint.interventions.pipeline  # noqa: F401  (registers `ldb`)
     from branchpoint.cli.common import METHOD_NAMES
-    from branchpoint.interventions.attribution import METHODS
+    from branchpoint.interventions.attribution import registered_methods
 
-    assert METHOD_NAMES.split(", ") == list(METHODS)
+    assert METHOD_NAMES.split(", ") == list(registered_methods())
+    # A fresh process that never imports the pipeline still knows `ldb` (it registers itself
+    # in another module).
+    code = (
+        "from branchpoint.cli.common import parse_methods\n"
+        "assert parse_methods('ldb,dover') == ('ldb', 'dover')\n"
+        "import sys; assert 'branchpoint.interventions.pipeline' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.mark.parametrize(
