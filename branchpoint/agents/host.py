@@ -34,6 +34,7 @@ from branchpoint.agents.recording import (
     TraceRecordStore,
 )
 from branchpoint.agents.sandbox import (
+    CLOSING_FENCE,
     close_open_fence,
     extract_code_blocks,
     newest_code_block,
@@ -338,7 +339,7 @@ class AgentRuntime:
         for _ in range(MAX_TOOL_ROUNDS):
             response = await self._ask(agent, messages, req)
             reply = str(getattr(response.chat_message, "content", ""))
-            if req.stop:  # a stop sequence at the closing fence removed it from the reply
+            if CLOSING_FENCE in req.stop:  # the stop sequence removed the closing fence
                 reply = close_open_fence(reply)
             parts.append(reply)
             blocks = extract_code_blocks(reply) if "python" in req.tools else []
