@@ -120,11 +120,12 @@ def arms_for(
     """(role, method, intervention) for every arm to replay; shared arms are listed once each."""
     arms: list[tuple[str, str, Intervention]] = []
     for hyp in hyps:
-        at = hyp.step
+        recommended = recommend(hyp, run, steps)
+        at = recommended.step  # a blamed tool result is fixed at the turn that called the tool
         if not team.agent(steps[at].agent).calls_model:
             continue
         candidates: list[tuple[str, Intervention | None]] = [
-            ("recommended", recommend(hyp, run, steps)),
+            ("recommended", recommended),
             ("runtime_trace", runtime_trace_at(run, steps, at, hyp.reason)),
             ("swap_model", SwapModel(step=at, model=strong, agent=steps[at].agent)),
             ("resample", Resample(step=at)),

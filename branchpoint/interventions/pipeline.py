@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from branchpoint.agents.team_registry import team_for_run
+from branchpoint.agents.teams import TeamSpec
 from branchpoint.errors import BranchpointError
 from branchpoint.interventions import attribution
 from branchpoint.interventions.judge import Judge
@@ -292,6 +293,18 @@ def milestones_for(run: Run, judge: Judge | None) -> list[Milestone]:
     return found if found or judge is None else judge_milestones(run.task, judge)
 
 
+def fix_arms(
+    recommended: Intervention, steps: Sequence[Step], team: TeamSpec, swap_model: str | None
+) -> list[Intervention]:
+    """A hypothesis' arms: its recommended fix and, given a stronger model, `swap_model` for the
+    agent at the same step (the fix's step: a blamed tool result is fixed at the turn that
+    called the tool, whose agent calls a model; a tool turn has no model to swap)."""
+    target = steps[recommended.step]
+    if swap_model is None or not team.agent(target.agent).calls_model:
+        return [recommended]
+    return [recommended, SwapModel(step=target.index, model=swap_model, agent=target.agent)]
+
+
 def debug_run(
     session: Session, run_id: str, config: DebugConfig, on_fork: ForkEvents | None = None
 ) -> RunDebug:
@@ -330,9 +343,7 @@ def debug_run(
                 PipelineFailure(hyp.method, "leaked", "recommendation leaked the answer; dropped")
             )
             continue
-        tested.append((hyp, iv))
-        if config.swap_model and team.agent(steps[hyp.step].agent).calls_model:
-            tested.append((hyp, SwapModel(step=hyp.step, model=config.swap_model, agent=hyp.agent)))
+        tested += [(hyp, arm) for arm in fix_arms(iv, steps, team, config.swap_model)]
     control_steps = sorted({iv.step for _, iv in tested})
     arms = [(iv, hyp.hypothesis_id) for hyp, iv in tested] + [
         (Resample(step=k), None) for k in control_steps

@@ -117,3 +117,24 @@ def test_unknown_step_is_a_user_error() -> None:
     run, steps = math_run()
     with pytest.raises(StepOutOfRangeError):
         recommend(_hyp(42), run, steps)
+
+
+def test_a_blamed_tool_result_is_tested_with_swap_model_at_the_program_writers_turn() -> None:
+    from branchpoint.agents.pot_team import POT
+    from branchpoint.interventions.pipeline import fix_arms
+
+    run, _ = math_run()
+    steps = [
+        Step(
+            run_id="m", index=0, agent="Solver", kind="message", content="```python\nprint(1)\n```"
+        ),
+        Step(run_id="m", index=1, agent="Runner", kind="tool_result", content="printed 1"),
+        Step(run_id="m", index=2, agent="Verifier", kind="message", content="ACCEPT"),
+    ]
+    fix = recommend(_hyp(1, "printed the wrong total"), run, steps)  # DoVer blamed the Runner
+    assert isinstance(fix, Instruct) and fix.step == 0
+    assert fix_arms(fix, steps, POT, "local:coder-1.5b") == [
+        fix,
+        SwapModel(step=0, model="local:coder-1.5b", agent="Solver"),
+    ]
+    assert fix_arms(fix, steps, POT, None) == [fix]
