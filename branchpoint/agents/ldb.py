@@ -60,12 +60,15 @@ class BlockTrace:
     result: str | None = None
     error: str | None = None
     counts: dict[int, int] = field(default_factory=dict)
+    module_error: str | None = None  # the program's own top-level code raised (before the call)
 
     def render(self, notes: dict[int, str] | None = None, show_code: bool = True) -> str:
         """The trace as text for a judge or an agent: each kept visit, with its block's code
         (once) unless `show_code` is off, and a note per block (e.g. a judge's verdict)."""
         notes = notes or {}
         out = [f"Traced call: {self.call}"]
+        if self.module_error is not None:
+            out.append(f"Before the call, the program's top-level code raised {self.module_error}")
         shown: set[int] = set()
         for v in self.visits:
             block = self.blocks[v.block]
@@ -209,7 +212,11 @@ def _global(frame, event, arg):
     return _local
 
 _g = {{"__name__": "__candidate__"}}
-exec(compile(_SRC, "<candidate>", "exec"), _g)
+_module_error = None
+try:  # the program's own top-level code (e.g. an example call it left in) may raise
+    exec(compile(_SRC, "<candidate>", "exec"), _g)
+except Exception as _exc:
+    _module_error = "%s: %s" % (type(_exc).__name__, _exc)
 _result, _error = None, None
 _sys.settrace(_global)
 try:
@@ -227,7 +234,7 @@ if len(_kept) > {max_visits}:
 for _v in _kept:
     print({marker!r} + _json.dumps({{"visit": _v}}))
 print({marker!r} + _json.dumps({{"result": _result, "error": _error, "counts": _counts,
-                                 "recorded": len(_visits)}}))
+                                 "recorded": len(_visits), "module_error": _module_error}}))
 """
 
 
@@ -274,4 +281,5 @@ def trace_blocks(code: str, call: str, timeout_s: float = 10.0) -> BlockTrace:
         end["result"],
         end["error"],
         counts,
+        end.get("module_error"),
     )

@@ -102,3 +102,27 @@ def test_an_endless_loop_is_stopped_and_still_traced() -> None:
 def test_a_syntax_error_is_reported_without_running() -> None:
     trace = trace_blocks("def f(:\n  pass\n", "f()")
     assert trace.blocks == () and trace.error is not None and "SyntaxError" in trace.error
+
+
+def test_a_program_whose_own_example_call_raises_is_still_traced() -> None:
+    # HumanEval/17 from the 0.5B Coder: an example call left at the end raised at load time,
+    # which lost the whole trace ("the traced run did not finish").
+    code = (
+        "def beats(s):\n"
+        "    out = []\n"
+        "    for note in s.split():\n"
+        "        if note == 'o':\n"
+        "            out.append(4)\n"
+        "        else:\n"
+        "            raise ValueError('Invalid note: ' + note)\n"
+        "    return out\n"
+        "\n"
+        "print(beats('o .|'))\n"
+    )
+    trace = trace_blocks(code, "beats('o .|')")
+    assert trace.module_error == "ValueError: Invalid note: .|"
+    assert trace.error == "ValueError: Invalid note: .|" and trace.visits
+    assert "top-level code raised ValueError" in trace.render()
+    assert (
+        trace_blocks(code.replace("print(beats('o .|'))\n", ""), "beats('o')").module_error is None
+    )
