@@ -301,7 +301,8 @@ def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], ar
         _md(
             ["family", "team model", "tasks", "solved (Wilson 95%)", "tokens", "run minutes (sum)"],
             run_rows,
-        )
+        ),
+        soft_wrap=True,  # Markdown rows stay one line each, to paste into RESULTS.md
     )
     header = [
         "arm",
@@ -320,7 +321,8 @@ def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], ar
         records = [r for r in state["debug"].values() if r.get("family") == family]
         minutes = sum(r.get("minutes", 0.0) for r in records)
         console.print(f"\n{family}: {len(records)} failures debugged ({minutes:.0f} min wall)")
-        console.print(_md(header, arm_rows(records)))
+        console.print(_md(header, arm_rows(records)), soft_wrap=True)
         console.print(
-            _md(["method", "blamed step beats other steps"], blamed_vs_other_steps(records))
+            _md(["method", "blamed step beats other steps"], blamed_vs_other_steps(records)),
+            soft_wrap=True,
         )
