@@ -13,6 +13,8 @@
    test, milestones, tokens, minutes; per method whether the blamed step beats other steps).
 
 Usage: .venv/bin/python -m benchmarks.bench_real [--humaneval 164] [--gsmplus 60] [--failures 30]
+       .venv/bin/python -m benchmarks.bench_real --methods "" --arms upgrade,upgrade_control
+                                                # the judge-free model-upgrade arms only
        .venv/bin/python -m benchmarks.bench_real --report      # tables of what is finished
 """
 

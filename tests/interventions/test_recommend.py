@@ -14,6 +14,7 @@ from branchpoint.model import (
     ReplacePlan,
     Run,
     Step,
+    StepKind,
     SwapModel,
 )
 
@@ -44,6 +45,14 @@ def test_answer_in_question_is_not_a_leak_and_plan_fields_are_checked() -> None:
     assert leaks_answer(edit, "18")
     assert not leaks_answer(edit, "18", question="There are 18 eggs.")
     assert not leaks_answer(SwapModel(step=0, model="qwen-18b"), "18")
+
+
+def _turns(*turns: tuple[str, StepKind, str]) -> list[Step]:
+    """Steps of run "m" from (agent, kind, content), indexed in order."""
+    return [
+        Step(run_id="m", index=i, agent=agent, kind=kind, content=content)
+        for i, (agent, kind, content) in enumerate(turns)
+    ]
 
 
 def _hyp(step: int, reason: str = "the subtraction is wrong") -> Hypothesis:
@@ -78,13 +87,11 @@ def test_agent_step_gets_an_instruction_naming_the_step() -> None:
 
 def test_orchestrator_instruction_is_corrected_and_tool_result_goes_to_the_caller() -> None:
     run, _ = math_run()
-    steps = [
-        Step(
-            run_id="m", index=0, agent="Orchestrator", kind="instruction", content="Coder: sum it"
-        ),
-        Step(run_id="m", index=1, agent="Coder", kind="message", content="print(1+2)"),
-        Step(run_id="m", index=2, agent="ComputerTerminal", kind="tool_result", content="3"),
-    ]
+    steps = _turns(
+        ("Orchestrator", "instruction", "Coder: sum it"),
+        ("Coder", "message", "print(1+2)"),
+        ("ComputerTerminal", "tool_result", "3"),
+    )
     first = recommend(_hyp(0, "asks for the wrong sum"), run, steps)
     assert isinstance(first, Instruct) and first.instruction.startswith("Coder: sum it")
     tool = recommend(_hyp(2), run, steps)
@@ -124,13 +131,11 @@ def test_a_blamed_tool_result_is_tested_with_swap_model_at_the_program_writers_t
     from branchpoint.interventions.pipeline import fix_arms
 
     run, _ = math_run()
-    steps = [
-        Step(
-            run_id="m", index=0, agent="Solver", kind="message", content="```python\nprint(1)\n```"
-        ),
-        Step(run_id="m", index=1, agent="Runner", kind="tool_result", content="printed 1"),
-        Step(run_id="m", index=2, agent="Verifier", kind="message", content="ACCEPT"),
-    ]
+    steps = _turns(
+        ("Solver", "message", "```python\nprint(1)\n```"),
+        ("Runner", "tool_result", "printed 1"),
+        ("Verifier", "message", "ACCEPT"),
+    )
     fix = recommend(_hyp(1, "printed the wrong total"), run, steps)  # DoVer blamed the Runner
     assert isinstance(fix, Instruct) and fix.step == 0
     assert fix_arms(fix, steps, POT, "local:coder-1.5b") == [
