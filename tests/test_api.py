@@ -122,3 +122,32 @@ def test_a_run_checks_its_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
         by_hand = bp.RunPlan(plan.team, plan.model, plan.seed, plan.tasks, plan.faults)
         s.run_plan(by_hand)
         assert checked == ["sim", "sim", "sim"]  # plan_runs once, the hand-made plan once
+
+
+def test_in_process_agents_and_driver_share_one_span_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, the agents' spans join the driver's batches: one store write per flush (each
+    write costs a DuckDB commit), and each side still names its own service."""
+    from branchpoint.telemetry.store import DuckDBTraceStore
+
+    writes: list[int] = []
+    original = DuckDBTraceStore.write_spans
+
+    def counted(self: DuckDBTraceStore, rows: object) -> int:
+        writes.append(1)
+        return original(self, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DuckDBTraceStore, "write_spans", counted)
+    with bp.session(db=tmp_path / "t.duckdb", model="sim") as s:
+        for _ in range(3):
+            bp.run([FAULTY])
+        assert len(writes) == 3
+        rows = s.sql(
+            "SELECT DISTINCT kind, resource->>'$.\"service.name\"' AS service FROM spans "
+            "WHERE kind IN ('run', 'chat') ORDER BY kind"
+        )
+    assert [(r["kind"], r["service"]) for r in rows] == [
+        ("chat", "branchpoint-agent-host"),
+        ("run", "branchpoint-driver"),
+    ]

@@ -38,7 +38,7 @@ from branchpoint.orchestrator.messages import (
 from branchpoint.settings import Settings
 from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
 from branchpoint.telemetry.store import DuckDBTraceStore, TraceStore, check_trace_db
-from branchpoint.telemetry.tracing import flush, setup_tracing
+from branchpoint.telemetry.tracing import flush, setup_tracing, share_tracing
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -154,12 +154,14 @@ class InProcessExecutor:
         settings: Settings,
         store: TraceStore,
         messages: MessageStore,
+        driver: TracerProvider,
         ids: IdSource | None = None,
     ) -> None:
         from branchpoint.agents.host import AgentRuntime
 
+        # The agents' spans share the driver's batches: one store write per flush, not two.
         self.provider = (
-            setup_tracing(store, "branchpoint-agent-host", OtelIds(ids) if ids else None)
+            share_tracing(driver, "branchpoint-agent-host", OtelIds(ids) if ids else None)
             if settings.tracing
             else None
         )
@@ -248,7 +250,7 @@ class Session:
         self.hosts: Executor = (
             RayExecutor(settings, self._sink, self.messages)
             if ray
-            else InProcessExecutor(settings, self.store, self.messages, ids)
+            else InProcessExecutor(settings, self.store, self.messages, self.provider, ids)
         )
         self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
 
