@@ -68,7 +68,6 @@ def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path 
     from branchpoint.importers import ImportFormatError, read_path, store_logs
     from branchpoint.interventions.attribution import method_named
     from branchpoint.interventions.judge import judge_model, open_judge
-    from branchpoint.telemetry.tracing import setup_tracing
 
     names = parse_methods(methods) if methods.strip() else ()
     model = judge_model(judge)
@@ -84,9 +83,11 @@ def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path 
         raise ImportFormatError(f"{path}: no {fmt} log found ({shown})")
     settings = settings_from(db)
     store = _open_store(settings.db_path)
-    provider = setup_tracing(store, "branchpoint-import")
+    # Only a judge's calls are traced; without one the OpenTelemetry SDK is not even imported.
+    provider = _judge_tracing(store) if model is not None else None
     try:
-        judge_client = open_judge(model, store, settings, provider.get_tracer("branchpoint.judge"))
+        tracer = provider.get_tracer("branchpoint.judge") if provider is not None else None
+        judge_client = open_judge(model, store, settings, tracer)
         report = store_logs(store, fmt, logs, skipped)
         console.print(report.summary(), highlight=False, soft_wrap=True)
         if report.truncated_steps:
@@ -97,8 +98,15 @@ def import_logs(fmt: str, path: Path, methods: str, judge: str | None, db: Path 
         if names:
             _attribute(store, logs, names, judge_client)
     finally:
-        provider.shutdown()
+        if provider is not None:
+            provider.shutdown()
         store.close()
+
+
+def _judge_tracing(store: Any) -> Any:
+    from branchpoint.telemetry.tracing import setup_tracing
+
+    return setup_tracing(store, "branchpoint-import")
 
 
 def _attribute(store: Any, logs: list[ForeignLog], names: tuple[str, ...], judge: Any) -> None:
