@@ -35,7 +35,7 @@ from branchpoint.agents.teams import TeamSpec
 from branchpoint.cli.common import make_judge, progress_bar, run_with_progress
 from branchpoint.interventions import attribution
 from branchpoint.interventions.ldb import ldb_hypothesis, runtime_trace_at
-from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, milestones_for
+from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, fix_arms, milestones_for
 from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
@@ -122,14 +122,16 @@ def arms_for(
     """(role, method, intervention) for every arm to replay; shared arms are listed once each."""
     arms: list[tuple[str, str, Intervention]] = []
     for hyp in hyps:
-        recommended = recommend(hyp, run, steps)
-        at = recommended.step  # a blamed tool result is fixed at the turn that called the tool
-        if not team.agent(steps[at].agent).calls_model:
+        # A blamed tool result is fixed at the turn that called the tool (`fix_arms`).
+        fixes = fix_arms(recommend(hyp, run, steps), steps, team, strong)
+        if len(fixes) < 2:  # the fix's turn calls no model: no swap_model arm to compare
             continue
+        recommended, swap = fixes
+        at = recommended.step
         candidates: list[tuple[str, Intervention | None]] = [
             ("recommended", recommended),
             ("runtime_trace", runtime_trace_at(run, steps, at, hyp.reason)),
-            ("swap_model", SwapModel(step=at, model=strong, agent=steps[at].agent)),
+            ("swap_model", swap),
             ("resample", Resample(step=at)),
         ]
         for role, iv in candidates:

@@ -83,3 +83,47 @@ def test_bench_real_refuses_an_unknown_method_or_arm_in_one_line() -> None:
         )
         assert done.returncode == 2, done.stderr
         assert "unknown" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_arms_test_a_blamed_tool_result_at_the_program_writers_turn() -> None:
+    """`arms_for` (what bench_real replays): a hypothesis that blames the math-pot Runner (a tool
+    turn) is tested at the Solver's turn that wrote the program, with the recommended fix,
+    `swap_model`, and `resample` controls there; the upgrade arms cover each model agent."""
+    from benchmarks.bench_real import arms_for
+    from branchpoint.agents.pot_team import POT
+    from branchpoint.model import Hypothesis, Instruct, Resample, Step, SwapModel
+    from tests.interventions.dover_samples import math_run
+
+    run, _ = math_run()
+    steps = [
+        Step(
+            run_id=run.run_id,
+            index=i,
+            agent=agent,
+            kind=kind,
+            content=content,
+            checkpoint_id=f"c{i}",
+        )
+        for i, (agent, kind, content) in enumerate(
+            [
+                ("Solver", "message", "```python\nprint(1)\n```"),
+                ("Runner", "tool_result", "printed 1"),
+                ("Verifier", "message", "ACCEPT"),
+            ]
+        )
+    ]
+    blamed = Hypothesis(
+        run_id=run.run_id, agent="Runner", step=1, reason="printed the wrong total", method="dover"
+    )
+    arms = arms_for(run, steps, POT, [blamed], "local:coder-1.5b")
+    by_role = {(role, who): iv for role, who, iv in arms}
+    assert isinstance(by_role["recommended", "dover"], Instruct)
+    assert by_role["recommended", "dover"].step == 0
+    assert by_role["swap_model", "dover"] == SwapModel(
+        step=0, model="local:coder-1.5b", agent="Solver"
+    )
+    assert by_role["resample", "dover"] == Resample(step=0)
+    assert by_role["upgrade", "Verifier"] == SwapModel(
+        step=2, model="local:coder-1.5b", agent="Verifier"
+    )
+    assert by_role["upgrade_control", "Solver"] == Resample(step=0)
