@@ -91,14 +91,21 @@ class TraceRecordStore:
     The store's calls block (a DuckDB statement or a round trip to the sink actor), so they run
     in a worker thread and the event loop keeps serving other agent turns meanwhile. With
     `write_behind` (an agent host talking to the sink), a turn does not wait for its record to
-    be stored: the write runs in the background, this store answers for it until it is
-    confirmed, and `drain` (the host's flush) waits for every write and raises a failed one.
+    be stored: records are sent in batches (up to WRITE_BATCH records, or whatever is pending
+    WRITE_DELAY seconds after the first), one round trip per batch instead of one per turn; this
+    store answers for a record until it is confirmed, and `drain` (the host's flush) sends what
+    is pending, waits for every write and raises a failed one.
     """
+
+    WRITE_BATCH = 64
+    WRITE_DELAY = 0.2
 
     def __init__(self, trace_store: Any, write_behind: bool = False) -> None:
         self.trace_store = trace_store
         self.write_behind = write_behind
         self._unconfirmed: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, dict[str, Any]] = {}  # not sent yet
+        self._timer: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
 
@@ -119,21 +126,37 @@ class TraceRecordStore:
         if not self.write_behind:
             await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, kept)
             return
-        self._unconfirmed[request_hash] = kept
-        task = asyncio.get_running_loop().create_task(self._write(request_hash, kept))
+        self._unconfirmed[request_hash] = self._pending[request_hash] = kept
+        if len(self._pending) >= self.WRITE_BATCH:
+            self._send()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.WRITE_DELAY, self._send)
+
+    def _send(self) -> None:
+        """Start writing the pending records as one batch."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        task = asyncio.get_running_loop().create_task(self._write(batch))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, request_hash: str, record: dict[str, Any]) -> None:
+    async def _write(self, batch: dict[str, dict[str, Any]]) -> None:
         try:
-            await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, record)
+            await asyncio.to_thread(self.trace_store.put_llm_records, batch)
         except Exception as exc:  # noqa: BLE001 - kept for `drain`: the next flush raises it
             self._failure = self._failure or exc
         else:
-            self._unconfirmed.pop(request_hash, None)
+            for request_hash in batch:
+                self._unconfirmed.pop(request_hash, None)
 
     async def drain(self) -> None:
-        """Wait until every record written in the background is stored; raise a failed write."""
+        """Send what is pending, wait until every record written in the background is stored;
+        raise a failed write."""
+        self._send()
         while self._writes:
             await asyncio.gather(*list(self._writes))
         failure, self._failure = self._failure, None

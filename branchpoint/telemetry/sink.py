@@ -112,6 +112,10 @@ class TraceSink:
         """Record an LLM call."""
         self._store.put_llm_record(request_hash, record)
 
+    def put_llm_records(self, records: Mapping[str, dict[str, Any]]) -> None:
+        """Record several LLM calls."""
+        self._store.put_llm_records(records)
+
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """A recorded LLM call, or None."""
         return self._store.get_llm_record(request_hash)
@@ -198,6 +202,10 @@ class SinkClient:
     def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
         """Record an LLM call in the sink."""
         _get(self.handle.put_llm_record.remote(request_hash, record))
+
+    def put_llm_records(self, records: Mapping[str, dict[str, Any]]) -> None:
+        """Record several LLM calls in the sink: one round trip."""
+        _get(self.handle.put_llm_records.remote(dict(records)))
 
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """A recorded LLM call from the sink, or None."""

@@ -190,6 +190,10 @@ class TraceStore(Protocol):
         """Record one LLM request/response under its request hash."""
         ...
 
+    def put_llm_records(self, records: Mapping[str, dict[str, Any]]) -> None:
+        """Record several LLM calls at once (request hash -> record)."""
+        ...
+
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """The recorded LLM call for a request hash, or None."""
         ...
@@ -544,15 +548,27 @@ class DuckDBTraceStore:
 
         Buffered and written in batches (see RECORD_BATCH); `get_llm_record` sees it at once.
         """
-        row = LLMRecord(
-            request_hash=request_hash,
-            model=record.get("model"),
-            request=record.get("request"),
-            response=record.get("response"),
-            created_at=datetime.now(UTC).replace(tzinfo=None),
+        self.put_llm_records({request_hash: record})
+
+    def put_llm_records(self, records: Mapping[str, dict[str, Any]]) -> None:
+        """Record several LLM calls (request hash -> record), buffered like `put_llm_record`."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = validated_rows(
+            "llm_records",
+            [
+                LLMRecord(
+                    request_hash=request_hash,
+                    model=record.get("model"),
+                    request=record.get("request"),
+                    response=record.get("response"),
+                    created_at=now,
+                )
+                for request_hash, record in records.items()
+            ],
         )
         with self._lock:
-            self._pending_records[request_hash] = validated_rows("llm_records", [row])[0]
+            for row in rows:
+                self._pending_records[row["request_hash"]] = row
             stale = time.monotonic() - self._records_flushed > RECORD_FLUSH_SECONDS
             if stale or len(self._pending_records) >= RECORD_BATCH:
                 self._flush_records()

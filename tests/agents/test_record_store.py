@@ -1,4 +1,5 @@
-"""The trace record store's write-behind: a turn does not wait for its record, a flush does."""
+"""The trace record store's write-behind: a turn does not wait for its record, a flush does;
+records travel to the store in batches, one round trip each."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ class SlowStore:
         self.rows: dict[str, dict[str, Any]] = {}
         self.release = threading.Event()
         self.fail = fail
+        self.round_trips = 0
 
     def put_llm_record(self, request_hash: str, record: dict[str, Any]) -> None:
+        self.put_llm_records({request_hash: record})
+
+    def put_llm_records(self, records: dict[str, dict[str, Any]]) -> None:
+        self.round_trips += 1
         self.release.wait(10)
         if self.fail:
             raise RuntimeError("the sink is gone")
-        self.rows[request_hash] = record
+        self.rows.update(records)
 
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         return self.rows.get(request_hash)
@@ -67,5 +73,24 @@ def test_without_write_behind_put_waits_for_the_store() -> None:
         store = TraceRecordStore(slow)
         await store.put("h", RECORD)
         assert "h" in slow.rows
+
+    asyncio.run(scenario())
+
+
+def test_records_travel_in_batches_sent_when_full_or_after_a_delay() -> None:
+    async def scenario() -> None:
+        slow = SlowStore()
+        slow.release.set()
+        store = TraceRecordStore(slow, write_behind=True)
+        for i in range(TraceRecordStore.WRITE_BATCH + 3):
+            await store.put(f"h{i}", RECORD)
+        await asyncio.sleep(0)  # the full batch is on its way; the last 3 wait for the delay
+        await asyncio.sleep(0.05)
+        assert (slow.round_trips, len(slow.rows)) == (1, TraceRecordStore.WRITE_BATCH)
+        await asyncio.sleep(TraceRecordStore.WRITE_DELAY + 0.2)
+        assert (slow.round_trips, len(slow.rows)) == (2, TraceRecordStore.WRITE_BATCH + 3)
+        await store.put("late", RECORD)
+        await store.drain()  # a flush sends what is pending without waiting for the delay
+        assert slow.round_trips == 3 and "late" in slow.rows
 
     asyncio.run(scenario())

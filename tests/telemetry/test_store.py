@@ -114,10 +114,13 @@ def test_buffered_llm_records_are_seen_by_reads_sql_and_a_reopened_file(tmp_path
     assert got is not None and got["response"] == {"n": 2} and got["created_at"] is not None
     assert store.query("SELECT count(*) AS n FROM llm_records") == [{"n": 3}]
     store.put_llm_record("h3", {"model": "m", "request": [3], "response": {"n": 3}})
+    store.put_llm_records(  # a host's batch: one call
+        {f"h{i}": {"model": "m", "request": [i], "response": {"n": i}} for i in (4, 5)}
+    )
     store.close()
     reopened = DuckDBTraceStore(db)
     rows = reopened.query("SELECT request_hash FROM llm_records ORDER BY 1")
-    assert [r["request_hash"] for r in rows] == ["h0", "h1", "h2", "h3"]
+    assert [r["request_hash"] for r in rows] == ["h0", "h1", "h2", "h3", "h4", "h5"]
     again = reopened.get_llm_record("h3")
     assert again is not None and again["request"] == [3] and again["response"] == {"n": 3}
 
