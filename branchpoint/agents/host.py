@@ -483,11 +483,17 @@ def traced_tool(
 class AgentHost:
     """Ray actor hosting agent turns; spans and LLM records go to the trace sink actor."""
 
-    def __init__(self, settings: Settings, sink: Any | None) -> None:
-        from branchpoint.telemetry.sink import SinkClient
+    def __init__(self, settings: Settings, sink_actor: str | None) -> None:
+        """`sink_actor`: the sink's actor name, looked up here. A handle passed in would be an
+        object-store argument, which Ray cannot restore when it restarts the host (ray#53727)."""
+        from branchpoint.telemetry.sink import NAMESPACE, SinkClient
         from branchpoint.telemetry.tracing import setup_tracing
 
-        store = SinkClient(sink) if sink is not None else None
+        store = (
+            SinkClient(ray.get_actor(sink_actor, namespace=NAMESPACE))
+            if sink_actor is not None
+            else None
+        )
         provider = None
         if store is not None and settings.tracing:
             provider = setup_tracing(store, "branchpoint-agent-host")

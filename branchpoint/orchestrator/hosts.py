@@ -42,16 +42,19 @@ HOST_LOST = (RayActorError, WorkerCrashedError, NodeDiedError)
 
 
 def start_hosts(
-    settings: Settings, sink: Any, placements: Sequence[Any], messages: MessageStore | None = None
+    settings: Settings,
+    sink_actor: str,
+    placements: Sequence[Any],
+    messages: MessageStore | None = None,
 ) -> HostPool:
-    """One restartable AgentHost actor per placement (sent transcripts by reference from
-    `messages`, the driver's message store)."""
+    """One restartable AgentHost actor per placement, writing to the sink actor named
+    `sink_actor` (sent transcripts by reference from `messages`, the driver's message store)."""
     from branchpoint.agents.host import AgentHost
 
     actors = [
         AgentHost.options(  # type: ignore[attr-defined]
             scheduling_strategy=placement, max_restarts=HOST_MAX_RESTARTS, max_task_retries=0
-        ).remote(settings, sink)
+        ).remote(settings, sink_actor)
         for placement in placements
     ]
     return HostPool(actors, messages=messages)

@@ -123,10 +123,10 @@ class RayExecutor:
     """Agent turns in restartable `AgentHost` actors (orchestrator/hosts.py); their spans go to
     the sink actor."""
 
-    def __init__(self, settings: Settings, sink: Any, messages: MessageStore) -> None:
+    def __init__(self, settings: Settings, sink_actor: str, messages: MessageStore) -> None:
         from branchpoint.orchestrator.hosts import start_hosts
 
-        self._pool = start_hosts(settings, sink, host_placements(settings.n_hosts), messages)
+        self._pool = start_hosts(settings, sink_actor, host_placements(settings.n_hosts), messages)
 
     def call(self, request: StepRequest) -> StepResult:
         """Run one turn on the next live host."""
@@ -222,10 +222,12 @@ class Session:
         self.store: TraceStore
         check_trace_db(settings.db_path)  # a --db that cannot be a trace database: before anything
         if ray:
-            from branchpoint.telemetry.sink import SinkClient, get_or_create_sink
+            from branchpoint.telemetry.sink import SinkClient, get_or_create_sink, sink_name
 
             start_ray(settings.ray_address)
-            self._sink = get_or_create_sink(str(Path(settings.db_path).resolve()))
+            resolved = str(Path(settings.db_path).resolve())
+            self._sink = get_or_create_sink(resolved)
+            sink_actor = sink_name(resolved)
             self.store = SinkClient(self._sink)
         else:
             self._duck = DuckDBTraceStore(MEMORY if in_memory else settings.db_path)
@@ -248,7 +250,7 @@ class Session:
             else SqliteMessageStore(Path(settings.db_path).with_suffix(".messages.sqlite"))
         )
         self.hosts: Executor = (
-            RayExecutor(settings, self._sink, self.messages)
+            RayExecutor(settings, sink_actor, self.messages)
             if ray
             else InProcessExecutor(settings, self.store, self.messages, self.provider, ids)
         )
