@@ -6,6 +6,10 @@ Arms, each run once per round (rounds alternate their order; medians over the ro
    own `ReplayChatCompletionClient` (in-process, no durability, no tracing): ms per turn.
 2. **parts floor**: the sum of our parts without branchpoint: a LangGraph 3-node graph with
    `SqliteSaver` and `durability="sync"`, each node one call to a Ray actor: ms per step.
+   **In-process parts floor**: the same graph whose nodes each run one turn of an autogen
+   `AssistantAgent` on a replay client, on an event loop thread (as `Session(ray=False)` runs
+   its agents), no Ray: what the parts the issue asks for cost before branchpoint adds
+   anything, beside the autogen peer.
 3. **branchpoint on Ray**: `run_task(MATH, chain_task(n), "sim")` (tracing and durable SQLite
    checkpoints on, as shipped). A step's time is the gap between consecutive message-store
    appends (`AppendClock`); "early" is the median of steps 5–24, "late" of the last 20.
@@ -104,16 +108,13 @@ class FloorState(TypedDict):
     last: str
 
 
-def floor_graph(actor: Any, saver: SqliteSaver, steps: int) -> Any:
-    """Planner → Solver → Verifier → Planner … for `steps` steps, one actor call per node."""
+def floor_graph(turn: Callable[[str, int], str], saver: SqliteSaver, steps: int) -> Any:
+    """Planner → Solver → Verifier → Planner … for `steps` steps, one `turn` per node."""
     builder = StateGraph(FloorState)
 
     def node(name: str) -> Callable[[FloorState], dict[str, Any]]:
         def run(state: FloorState) -> dict[str, Any]:
-            return {
-                "step": state["step"] + 1,
-                "last": ray.get(actor.run.remote(name, state["step"])),
-            }
+            return {"step": state["step"] + 1, "last": turn(name, state["step"])}
 
         return run
 
@@ -127,18 +128,65 @@ def floor_graph(actor: Any, saver: SqliteSaver, steps: int) -> Any:
     return builder.compile(checkpointer=saver)
 
 
-def floor_ms_per_step(actor: Any, steps: int, tmp: Path, tag: str) -> tuple[float, float]:
-    """(wall ms, CPU ms) per step of the parts floor (a fresh thread in a fresh SQLite file;
+def floor_ms_per_step(
+    turn: Callable[[str, int], str], steps: int, tmp: Path, tag: str
+) -> tuple[float, float]:
+    """(wall ms, CPU ms) per step of a parts floor (a fresh thread in a fresh SQLite file;
     the graph is compiled before the clock starts)."""
     conn = sqlite3.connect(str(tmp / f"floor-{tag}.sqlite"), check_same_thread=False)
     try:
-        graph = floor_graph(actor, SqliteSaver(conn), steps)
+        graph = floor_graph(turn, SqliteSaver(conn), steps)
         config = {"configurable": {"thread_id": tag}, "recursion_limit": steps + 10}
         t0, cpu = time.perf_counter(), cpu_seconds()
         graph.invoke({"step": 0, "last": ""}, config, durability="sync")
         return (time.perf_counter() - t0) * 1000 / steps, (cpu_seconds() - cpu) * 1000 / steps
     finally:
         conn.close()
+
+
+def ray_turn(actor: Any) -> Callable[[str, int], str]:
+    """The parts floor's turn: one call to a Ray actor."""
+    return lambda name, step: str(ray.get(actor.run.remote(name, step)))
+
+
+@contextmanager
+def autogen_turns(steps: int) -> Iterator[Callable[[str, int], str]]:
+    """The in-process floor's turn: one `AssistantAgent.on_messages` on a replay client, run on
+    an event loop thread as branchpoint's in-process executor runs its agents."""
+    import threading
+
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.messages import TextMessage
+    from autogen_core import CancellationToken
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    per_agent = steps // len(AGENTS) + 1
+    agents = {
+        name: AssistantAgent(
+            name,
+            model_client=ReplayChatCompletionClient(
+                [f"Item {i}: {i}+1 = {i + 1}" for i in range(per_agent)]
+            ),
+            system_message=f"You are the {name}.",
+        )
+        for name in AGENTS
+    }
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def turn(name: str, step: int) -> str:
+        message = TextMessage(content=f"Item {step}", source="user")
+        ask = agents[name].on_messages([message], CancellationToken())
+        response = asyncio.run_coroutine_threadsafe(ask, loop).result()
+        return response.chat_message.to_text()
+
+    try:
+        yield turn
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 class CpuMarks:
@@ -284,14 +332,20 @@ def main() -> None:
             keep("autogen CPU ms/turn", cpu)
 
         def floor(r: int) -> None:
-            wall, cpu = floor_ms_per_step(actor, args.turns, tmp, f"r{r}")
+            wall, cpu = floor_ms_per_step(ray_turn(actor), args.turns, tmp, f"r{r}")
             keep("floor ms/step", wall)
             keep("floor CPU ms/step", cpu)
+
+        def local_floor(r: int) -> None:
+            with autogen_turns(args.turns) as turn:
+                wall, cpu = floor_ms_per_step(turn, args.turns, tmp, f"local-r{r}")
+            keep("in-process floor ms/step", wall)
+            keep("in-process floor CPU ms/step", cpu)
 
         def on_ray(r: int) -> None:
             measure("ray", step_times(ray_session, ray_clock, ray_marks, args.steps))
 
-        arms["autogen"], arms["floor"] = autogen, floor
+        arms["autogen"], arms["floor"], arms["in-process floor"] = autogen, floor, local_floor
         arms["ray"] = on_ray
         if in_process_supported():
             local = stack.enter_context(bench_session(tmp, "local", False, args.steps + 100))
@@ -347,6 +401,11 @@ def print_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
                   m["in-process early ms/step"] / m["autogen ms/turn"], 2.0),
             ratio("in-process / autogen peer (CPU)",
                   m["in-process CPU ms/step"] / m["autogen CPU ms/turn"], 2.0),
+            Figure("in-process parts floor (ms/step)", m["in-process floor ms/step"]),
+            Figure("in-process parts floor / autogen peer (wall): the parts alone",
+                   m["in-process floor ms/step"] / m["autogen ms/turn"]),
+            Figure("in-process / in-process parts floor (wall): branchpoint's own share",
+                   m["in-process early ms/step"] / m["in-process floor ms/step"]),
         ]  # fmt: skip
     else:
         figures.append(
