@@ -493,9 +493,27 @@ class DuckDBTraceStore:
             raise _storage_error(self.path, exc) from exc
 
     def _flush_records(self) -> None:
-        """Write buffered LLM records (the caller holds the lock)."""
+        """Write buffered LLM records (the caller holds the lock).
+
+        A record is addressed by the hash of everything that determines its answer, so the first
+        one stored for a hash stays (what replays were given): INSERT OR IGNORE, which costs half
+        of an upsert's INSERT OR REPLACE with its de-duplicating window.
+        """
         if self._pending_records:
-            self._upsert("llm_records", list(self._pending_records.values()))
+            rows = list(self._pending_records.values())
+            arrow = to_arrow(rows, _table_schema("llm_records"), _TABLE_JSON["llm_records"])
+            names = ", ".join(schema.quote(c) for c in schema.TABLES["llm_records"][0])
+            try:
+                self._con.register("_incoming_records", arrow)
+                try:
+                    self._run(
+                        f"INSERT OR IGNORE INTO llm_records ({names}) "
+                        f"SELECT {names} FROM _incoming_records"
+                    )
+                finally:
+                    self._con.unregister("_incoming_records")
+            except duckdb.Error as exc:
+                raise _storage_error(self.path, exc) from exc
             self._pending_records.clear()
         self._records_flushed = time.monotonic()
 
@@ -567,8 +585,8 @@ class DuckDBTraceStore:
             ],
         )
         with self._lock:
-            for row in rows:
-                self._pending_records[row["request_hash"]] = row
+            for row in rows:  # the first record of a hash stays (see `_flush_records`)
+                self._pending_records.setdefault(row["request_hash"], row)
             stale = time.monotonic() - self._records_flushed > RECORD_FLUSH_SECONDS
             if stale or len(self._pending_records) >= RECORD_BATCH:
                 self._flush_records()
@@ -576,15 +594,15 @@ class DuckDBTraceStore:
     def get_llm_record(self, request_hash: str) -> dict[str, Any] | None:
         """The recorded call (`model`, `request`, `response`, `created_at`) or None."""
         with self._lock:
+            # The stored record first: a buffered one under the same hash will not replace it.
+            found = self._run(
+                "SELECT model, request, response, created_at FROM llm_records "
+                "WHERE request_hash = ?",
+                [request_hash],
+            )
             pending = self._pending_records.get(request_hash)
-            if pending is not None:
+            if not found and pending is not None:
                 found = [tuple(pending[k] for k in ("model", "request", "response", "created_at"))]
-            else:
-                found = self._run(
-                    "SELECT model, request, response, created_at FROM llm_records "
-                    "WHERE request_hash = ?",
-                    [request_hash],
-                )
         if not found:
             return None
         model, request, response, created_at = found[0]

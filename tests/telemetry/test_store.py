@@ -133,3 +133,20 @@ def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: Path) 
     store.close()
     with pytest.raises(SchemaVersionError, match="upgrade branchpoint"):
         DuckDBTraceStore(db)
+
+
+def test_the_first_record_of_a_request_hash_stays(tmp_path: Path) -> None:
+    """A record is what replays of its request were given: a later one under the same hash
+    (while buffered, or after the buffer was written) does not replace it."""
+    store = DuckDBTraceStore(tmp_path / "r.duckdb")
+    store.put_llm_record("h", {"model": "m", "request": [1], "response": {"n": 1}})
+    store.put_llm_record("h", {"model": "m", "request": [1], "response": {"n": 2}})
+    assert store.query("SELECT response->>'$.n' AS n FROM llm_records") == [{"n": "1"}]
+    store.put_llm_record("h", {"model": "m", "request": [1], "response": {"n": 3}})
+    got = store.get_llm_record("h")
+    assert got is not None and got["response"] == {"n": 1}
+    store.close()
+    reopened = DuckDBTraceStore(tmp_path / "r.duckdb")
+    assert reopened.query(
+        "SELECT count(*) AS c, any_value(response->>'$.n') AS n FROM llm_records"
+    ) == [{"c": 1, "n": "1"}]
