@@ -172,11 +172,11 @@ def message_to_json(message: LLMMessage) -> dict[str, Any]:
 
 def request_hash(model: str, messages: Sequence[LLMMessage], params: Mapping[str, Any]) -> str:
     """Hash of everything that determines a model's answer: model, messages, sampling params."""
-    payload = {
-        "model": model,
-        "messages": [message_to_json(m) for m in messages],
-        "params": dict(sorted(params.items())),
-    }
+    return _hash_request(model, [message_to_json(m) for m in messages], params)
+
+
+def _hash_request(model: str, request: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
+    payload = {"model": model, "messages": request, "params": dict(sorted(params.items()))}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -219,7 +219,8 @@ class RecordingClient(TextChatClient):
         params = {**self.hash_extra, **extra_create_args}
         if tools:  # only calls that offer tools hash them, so text calls keep their old hashes
             params["tools"] = [t.schema if isinstance(t, Tool) else t for t in tools]
-        key = request_hash(self.model, messages, params)
+        request = [message_to_json(m) for m in messages]
+        key = _hash_request(self.model, request, params)
         self.last_hash = key
         record = await self.store.get(key) if self.lookup or self.mode == "replay" else None
         if record is not None:
@@ -244,7 +245,7 @@ class RecordingClient(TextChatClient):
                 key,
                 {
                     "model": self.model,
-                    "request": [message_to_json(m) for m in messages],
+                    "request": request,
                     "params": params,
                     "response": result.model_dump(mode="json"),
                 },
