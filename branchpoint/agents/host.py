@@ -486,14 +486,10 @@ class AgentHost:
     def __init__(self, settings: Settings, sink_actor: str | None) -> None:
         """`sink_actor`: the sink's actor name, looked up here. A handle passed in would be an
         object-store argument, which Ray cannot restore when it restarts the host (ray#53727)."""
-        from branchpoint.telemetry.sink import NAMESPACE, SinkClient
+        from branchpoint.telemetry.sink import SinkClient
         from branchpoint.telemetry.tracing import setup_tracing
 
-        store = (
-            SinkClient(ray.get_actor(sink_actor, namespace=NAMESPACE))
-            if sink_actor is not None
-            else None
-        )
+        store = SinkClient(sink_actor) if sink_actor is not None else None
         provider = None
         if store is not None and settings.tracing:
             provider = setup_tracing(store, "branchpoint-agent-host")

@@ -94,11 +94,13 @@ class TraceRecordStore:
     be stored: records are sent in batches (up to WRITE_BATCH records, or whatever is pending
     WRITE_DELAY seconds after the first), one round trip per batch instead of one per turn; this
     store answers for a record until it is confirmed, and `drain` (the host's flush) sends what
-    is pending, waits for every write and raises a failed one.
+    is pending, waits for every write and raises a failed one. A host that dies loses the
+    records it had not sent (at most WRITE_DELAY's worth): a replay of those steps reports the
+    miss.
     """
 
     WRITE_BATCH = 64
-    WRITE_DELAY = 0.2
+    WRITE_DELAY = 0.05
 
     def __init__(self, trace_store: Any, write_behind: bool = False) -> None:
         self.trace_store = trace_store
@@ -126,6 +128,8 @@ class TraceRecordStore:
         if not self.write_behind:
             await asyncio.to_thread(self.trace_store.put_llm_record, request_hash, kept)
             return
+        if request_hash in self._unconfirmed:
+            return  # the first record of a hash stays (as in the trace database)
         self._unconfirmed[request_hash] = self._pending[request_hash] = kept
         if len(self._pending) >= self.WRITE_BATCH:
             self._send()
@@ -156,8 +160,8 @@ class TraceRecordStore:
     async def drain(self) -> None:
         """Send what is pending, wait until every record written in the background is stored;
         raise a failed write."""
-        self._send()
-        while self._writes:
+        while self._writes or self._pending:  # a turn may store a record while we wait
+            self._send()
             await asyncio.gather(*list(self._writes))
         failure, self._failure = self._failure, None
         if failure is not None:

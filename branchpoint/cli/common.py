@@ -23,6 +23,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -127,8 +128,59 @@ class _StatusColumn(ProgressColumn):
         return Text.from_markup(str(task.fields.get("status", "")))
 
 
+class LogProgress(Progress):
+    """Progress for output that is not a terminal (a CI log, `nohup`, a pipe), where a live bar
+    prints nothing until it ends: one plain line whenever a task has moved by a twentieth of its
+    total or LOG_EVERY_S has passed, and when it completes."""
+
+    LOG_EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        super().__init__(console=console, disable=True)
+        self._logged: dict[TaskID, tuple[float, float]] = {}  # completed, time at the last line
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        self._print(task_id)
+        return task_id
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def _log(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        done, now = task.completed, task.get_time()
+        last_done, last_time = self._logged.get(task_id, (0.0, task.start_time or now))
+        step = max(1.0, (task.total or 0) / 20)
+        finished = task.total is not None and done >= task.total
+        if finished and task_id in self._logged and last_done == done:
+            return  # its last line is out
+        if finished or done - last_done >= step or now - last_time >= self.LOG_EVERY_S:
+            self._print(task_id)
+
+    def _print(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        self._logged[task_id] = (task.completed, task.get_time())
+        total = f"/{task.total:g}" if task.total is not None else ""
+        status = Text.from_markup(str(task.fields.get("status", ""))).plain
+        elapsed = int(task.elapsed or 0)
+        console.print(
+            f"{task.description}: {task.completed:g}{total} {status} "
+            f"({elapsed // 60}:{elapsed % 60:02d})",
+            highlight=False,
+            markup=False,
+        )
+
+
 def progress_bar() -> Progress:
-    """The progress bar every long command shows."""
+    """The progress bar every long command shows (plain lines when output is not a terminal)."""
+    if not console.is_terminal:
+        return LogProgress()
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -147,7 +147,8 @@ class HostPool:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def flush(self) -> None:
-        """Export every live host's pending spans; a dead host has nothing left to send."""
+        """Export every live host's pending spans and records; what a dead host had not sent is
+        lost (its spans, and records a replay then reports as missing)."""
         pending = [h.flush.remote() for h in self.hosts]
         for ref in pending:
             with contextlib.suppress(*HOST_LOST, GetTimeoutError):

@@ -296,8 +296,8 @@ class Session:
         """Flush telemetry, stop the agents and the store (releasing the DuckDB file)."""
         with contextlib.suppress(Exception):
             self.flush()
+        self.hosts.close()  # first: in-process, the agents' spans go through the driver's batches
         self.provider.shutdown()
-        self.hosts.close()
         if self._sink is not None:
             from branchpoint.telemetry.sink import close_sink
 

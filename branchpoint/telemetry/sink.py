@@ -180,10 +180,26 @@ def _get(ref: Any) -> Any:
 
 
 class SinkClient:
-    """A `TraceStore` that forwards every call to a `TraceSink` actor."""
+    """A `TraceStore` that forwards every call to a `TraceSink` actor: given its handle, or its
+    actor name, looked up at the first call (an agent host restarted after the sink stopped then
+    reports the stopped sink, not a host that cannot start)."""
 
-    def __init__(self, handle: ActorHandle[Any]) -> None:
-        self.handle: Any = handle
+    def __init__(self, sink: ActorHandle[Any] | str) -> None:
+        self._name = sink if isinstance(sink, str) else ""
+        self._handle: Any = None if isinstance(sink, str) else sink
+
+    @property
+    def handle(self) -> Any:
+        """The sink actor's handle."""
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(self._name, namespace=NAMESPACE)
+            except ValueError:
+                raise TraceStorageError(
+                    "the trace sink stopped (no live sink for this database); "
+                    "run again with --resume"
+                ) from None
+        return self._handle
 
     def write_spans(self, rows: list[dict[str, Any]] | pa.Table) -> int:
         """Store span rows idempotently in the sink (an Arrow table travels without pickling

@@ -85,12 +85,43 @@ def test_records_travel_in_batches_sent_when_full_or_after_a_delay() -> None:
         for i in range(TraceRecordStore.WRITE_BATCH + 3):
             await store.put(f"h{i}", RECORD)
         await asyncio.sleep(0)  # the full batch is on its way; the last 3 wait for the delay
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(TraceRecordStore.WRITE_DELAY / 5)
         assert (slow.round_trips, len(slow.rows)) == (1, TraceRecordStore.WRITE_BATCH)
         await asyncio.sleep(TraceRecordStore.WRITE_DELAY + 0.2)
         assert (slow.round_trips, len(slow.rows)) == (2, TraceRecordStore.WRITE_BATCH + 3)
         await store.put("late", RECORD)
         await store.drain()  # a flush sends what is pending without waiting for the delay
         assert slow.round_trips == 3 and "late" in slow.rows
+
+    asyncio.run(scenario())
+
+
+def test_a_record_stored_while_drain_waits_is_sent_by_that_drain() -> None:
+    async def scenario() -> None:
+        slow = SlowStore()
+        store = TraceRecordStore(slow, write_behind=True)
+        await store.put("a", RECORD)
+        draining = asyncio.ensure_future(store.drain())
+        await asyncio.sleep(0.01)  # drain is waiting on the write of "a"
+        await store.put("b", RECORD)  # a turn that finished meanwhile
+        slow.release.set()
+        await draining
+        assert set(slow.rows) == {"a", "b"}
+
+    asyncio.run(scenario())
+
+
+def test_the_first_record_of_a_hash_is_the_one_sent_and_answered() -> None:
+    async def scenario() -> None:
+        slow = SlowStore()
+        slow.release.set()
+        store = TraceRecordStore(slow, write_behind=True)
+        first = {**RECORD, "response": {"content": "first"}}
+        await store.put("h", first)
+        await store.put("h", {**RECORD, "response": {"content": "second"}})
+        got = await store.get("h")
+        assert got is not None and got["response"] == {"content": "first"}
+        await store.drain()
+        assert slow.rows["h"]["response"] == {"content": "first"}
 
     asyncio.run(scenario())

@@ -79,3 +79,34 @@ def test_a_progress_task_without_a_status_renders() -> None:
         bar.add_task("with status", total=None, status="running 1")
         bar.update(plain, advance=1)
     assert "plain" in captured.get() and "running 1" in captured.get()
+
+
+def test_progress_in_a_log_is_plain_lines_at_twentieths_and_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Output that is not a terminal (a CI log, nohup) gets lines while the work runs, not one
+    bar when it ends: at the start, every twentieth of the total, after LOG_EVERY_S without one,
+    and once at the end."""
+    from branchpoint.cli import common
+
+    ticks = iter(range(100_000))
+    monkeypatch.setattr(common.console, "get_time", lambda: next(ticks) / 10)  # 0.1 s a reading
+    with common.console.capture() as captured, common.progress_bar() as bar:
+        assert isinstance(bar, common.LogProgress)
+        job = bar.add_task("forks", total=100, status="")
+        for i in range(100):
+            bar.update(job, advance=1, status=f"succeeded {i + 1}")
+        bar.update(job, status="done")  # finished: no second final line
+        slow = bar.add_task("debug", total=1000)
+        bar.LOG_EVERY_S = 0.05  # every update is "a while" later on this clock
+        bar.update(slow, advance=1)
+    lines = captured.get().splitlines()
+    forks = [line for line in lines if line.startswith("forks:")]
+    assert forks[0].startswith("forks: 0/100") and forks[-1].startswith(
+        "forks: 100/100 succeeded 100"
+    )
+    assert len(forks) == 21  # the start and each 5 of 100
+    assert [line.split(" (")[0] for line in lines if line.startswith("debug:")] == [
+        "debug: 0/1000 ",
+        "debug: 1/1000 ",
+    ]

@@ -93,3 +93,14 @@ def test_actor_chat_span_is_child_of_driver_step_span(ray_cluster: None, tmp_pat
         db,
         f"SELECT count(*) FROM spans WHERE kind = 'chat' AND attributes->>'$.\"{A.RUN_ID}\"' = 'r1'",
     )[1] == [(2,)]
+
+
+def test_a_client_of_a_sink_that_stopped_says_so(ray_cluster: None) -> None:
+    """An agent host restarted after its sink stopped looks the sink up by name: the first write
+    reports the stopped sink (what to do), not a host that failed to start."""
+    from branchpoint.telemetry.sink import sink_name
+    from branchpoint.telemetry.store import TraceStorageError
+
+    client = SinkClient(sink_name("/nowhere/gone.duckdb"))  # constructing it does not look it up
+    with pytest.raises(TraceStorageError, match="the trace sink stopped.*--resume"):
+        client.put_llm_records({"h": {"model": "m", "request": [], "response": {}}})
