@@ -474,19 +474,25 @@ class DuckDBTraceStore:
 
     def _upsert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """INSERT OR REPLACE validated `rows` by the table's key (the caller holds the lock)."""
-        columns, key = schema.TABLES[table]
+        dedup = ", ".join(schema.quote(c) for c in schema.TABLES[table][1])
+        # Last row wins when one batch holds the same key twice.
+        self._insert_rows(
+            table,
+            rows,
+            "INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
+            "SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
+            f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1",
+        )
+
+    def _insert_rows(self, table: str, rows: list[dict[str, Any]], statement: str) -> None:
+        """Run `statement` (with `{table}` and `{names}` filled in) over `rows` registered as
+        `_incoming_rows` (the caller holds the lock)."""
         arrow = to_arrow(rows, _table_schema(table), _TABLE_JSON[table])
-        names = ", ".join(schema.quote(c) for c in columns)
-        dedup = ", ".join(schema.quote(c) for c in key)
+        names = ", ".join(schema.quote(c) for c in schema.TABLES[table][0])
         try:
             self._con.register("_incoming_rows", arrow)
             try:
-                # Last row wins when one batch holds the same key twice.
-                self._run(
-                    f"INSERT OR REPLACE INTO {table} ({names}) SELECT {names} FROM ("
-                    f"SELECT *, row_number() OVER () AS _pos FROM _incoming_rows) "
-                    f"QUALIFY row_number() OVER (PARTITION BY {dedup} ORDER BY _pos DESC) = 1"
-                )
+                self._run(statement.format(table=table, names=names))
             finally:
                 self._con.unregister("_incoming_rows")
         except duckdb.Error as exc:
@@ -500,20 +506,11 @@ class DuckDBTraceStore:
         of an upsert's INSERT OR REPLACE with its de-duplicating window.
         """
         if self._pending_records:
-            rows = list(self._pending_records.values())
-            arrow = to_arrow(rows, _table_schema("llm_records"), _TABLE_JSON["llm_records"])
-            names = ", ".join(schema.quote(c) for c in schema.TABLES["llm_records"][0])
-            try:
-                self._con.register("_incoming_records", arrow)
-                try:
-                    self._run(
-                        f"INSERT OR IGNORE INTO llm_records ({names}) "
-                        f"SELECT {names} FROM _incoming_records"
-                    )
-                finally:
-                    self._con.unregister("_incoming_records")
-            except duckdb.Error as exc:
-                raise _storage_error(self.path, exc) from exc
+            self._insert_rows(
+                "llm_records",
+                list(self._pending_records.values()),
+                "INSERT OR IGNORE INTO {table} ({names}) SELECT {names} FROM _incoming_rows",
+            )
             self._pending_records.clear()
         self._records_flushed = time.monotonic()
 
