@@ -202,9 +202,21 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together (same order as given): an
+    adjusted p below 0.05 holds for the family of tests at that level."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     """One row per (role, method) arm: forks, flips with Wilson 95%, failures flipped, the resample
-    controls at the same (run, step), the difference with Fisher's one-sided p, progress, cost."""
+    controls at the same (run, step), the difference with Fisher's one-sided p and its Holm
+    adjustment over the arms tested (one family's table is one family of tests), progress, cost."""
     from branchpoint.interventions.verdicts import fisher_exact_greater, wilson_interval
 
     groups: dict[tuple[str, str], list[tuple[str, int, list[dict[str, Any]]]]] = {}
@@ -221,7 +233,8 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             groups.setdefault((arm["role"], arm["method"]), []).append(
                 (rec["run_id"], arm["step"], arm["outcomes"])
             )
-    rows = []
+    rows: list[list[str]] = []
+    tested: list[tuple[int, float]] = []  # (row, Fisher p)
     for (role, method), arms in sorted(groups.items()):
         outcomes = [o for _, _, outs in arms for o in outs]
         ctrl = [o for run, step, _ in arms for o in controls.get((run, step), [])]
@@ -232,6 +245,8 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         control_role = role in ("resample", "upgrade_control")
         p = fisher_exact_greater(flips, n, c_flips, c_n) if c_n and not control_role else None
         diff = flips / n - c_flips / c_n if n and c_n and not control_role else None
+        if p is not None:
+            tested.append((len(rows), p))
         rows.append(
             [
                 role,
@@ -242,11 +257,14 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
                 "—" if control_role else f"{c_flips}/{c_n}",
                 "—" if diff is None else f"{diff:+.0%}",
                 "—" if p is None else f"{p:.3f}",
+                "—",  # Holm's adjustment, filled in below
                 f"{progress:+.2f}",
                 str(tokens),
                 f"{minutes:.1f}",
             ]
         )
+    for (row, _), adjusted in zip(tested, holm([p for _, p in tested]), strict=True):
+        rows[row][8] = f"{adjusted:.3f}"
     return rows
 
 
@@ -313,6 +331,7 @@ def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], ar
         "controls",
         "Δ vs controls",
         "Fisher p",
+        "Holm p",
         "progress",
         "tokens",
         "fork minutes",

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.debugger_tables import arm_rows, blamed_vs_other_steps
+import pytest
+
+from benchmarks.debugger_tables import arm_rows, blamed_vs_other_steps, holm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +60,16 @@ def test_an_arm_is_compared_with_the_controls_at_its_own_steps() -> None:
     assert swap[3].startswith("12/12 = 100%") and swap[5] == "0/12" and swap[6] == "+100%"
     assert float(swap[7]) < 0.001  # Fisher's exact test, one-sided
     assert resample[5] == "—" and resample[7] == "—"  # a control is not tested against itself
+    assert swap[8] == swap[7]  # one arm tested: Holm's adjustment changes nothing
     equal = {row[0]: row for row in arm_rows([_record("run-0", arm=2, control=2, curve={})])}
     assert equal["swap_model"][6] == "+0%" and float(equal["swap_model"][7]) > 0.5
+
+
+def test_holm_adjusts_p_values_for_the_arms_tested_together() -> None:
+    # Step-down: the smallest p times 3, the next times 2 (never below the one before), then 1.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([]) == []
 
 
 def test_blamed_versus_other_steps_needs_a_value_curve() -> None:
