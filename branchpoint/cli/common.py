@@ -130,8 +130,8 @@ class _StatusColumn(ProgressColumn):
 
 class LogProgress(Progress):
     """Progress for output that is not a terminal (a CI log, `nohup`, a pipe), where a live bar
-    prints nothing until it ends: one plain line whenever a task has moved by a twentieth of its
-    total or LOG_EVERY_S has passed, and when it completes."""
+    prints nothing until it ends: one plain line when a task starts, whenever it has moved by a
+    twentieth of its total or LOG_EVERY_S has passed since its last line, and when it completes."""
 
     LOG_EVERY_S = 60.0
 
@@ -156,7 +156,8 @@ class LogProgress(Progress):
         task = self._tasks[task_id]
         done, now = task.completed, task.get_time()
         last_done, last_time = self._logged.get(task_id, (0.0, task.start_time or now))
-        step = max(1.0, (task.total or 0) / 20)
+        # A task without a total (forks as they come) logs by time only.
+        step = max(1.0, task.total / 20) if task.total is not None else float("inf")
         finished = task.total is not None and done >= task.total
         if finished and task_id in self._logged and last_done == done:
             return  # its last line is out

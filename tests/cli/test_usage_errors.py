@@ -97,6 +97,9 @@ def test_progress_in_a_log_is_plain_lines_at_twentieths_and_at_the_end(
         for i in range(100):
             bar.update(job, advance=1, status=f"succeeded {i + 1}")
         bar.update(job, status="done")  # finished: no second final line
+        counted = bar.add_task("counted", total=None)
+        for _ in range(50):
+            bar.update(counted, advance=1)  # no total, under a minute: no line but the first
         slow = bar.add_task("debug", total=1000)
         bar.LOG_EVERY_S = 0.05  # every update is "a while" later on this clock
         bar.update(slow, advance=1)
@@ -106,6 +109,7 @@ def test_progress_in_a_log_is_plain_lines_at_twentieths_and_at_the_end(
         "forks: 100/100 succeeded 100"
     )
     assert len(forks) == 21  # the start and each 5 of 100
+    assert [line for line in lines if line.startswith("counted:")] == ["counted: 0  (0:00)"]
     assert [line.split(" (")[0] for line in lines if line.startswith("debug:")] == [
         "debug: 0/1000 ",
         "debug: 1/1000 ",
