@@ -202,6 +202,10 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment of p-values tested together (same order as given): an
     adjusted p below 0.05 holds for the family of tests at that level."""
@@ -256,7 +260,7 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
                 str(flipped_runs),
                 "—" if control_role else f"{c_flips}/{c_n}",
                 "—" if diff is None else f"{diff:+.0%}",
-                "—" if p is None else f"{p:.3f}",
+                "—" if p is None else _p_value(p),
                 "—",  # Holm's adjustment, filled in below
                 f"{progress:+.2f}",
                 str(tokens),
@@ -264,7 +268,7 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             ]
         )
     for (row, _), adjusted in zip(tested, holm([p for _, p in tested]), strict=True):
-        rows[row][8] = f"{adjusted:.3f}"
+        rows[row][8] = _p_value(adjusted)
     return rows
 
 
