@@ -32,12 +32,10 @@ MAX_EXPORT_BATCH = 16_384
 MAX_QUEUE = 65_536
 SCHEDULE_DELAY_MS = 1000
 
-_EXPORTERS: weakref.WeakKeyDictionary[TracerProvider, StoreSpanExporter] = (
-    weakref.WeakKeyDictionary()
-)
-_PROCESSORS: weakref.WeakKeyDictionary[TracerProvider, BatchSpanProcessor] = (
-    weakref.WeakKeyDictionary()
-)
+# Each provider's exporter (for its storage error) and processor (for `share_tracing`).
+_PIPELINES: weakref.WeakKeyDictionary[
+    TracerProvider, tuple[StoreSpanExporter, BatchSpanProcessor]
+] = weakref.WeakKeyDictionary()
 
 
 def setup_tracing(
@@ -61,7 +59,7 @@ def share_tracing(
     """A provider for another service in the same process whose spans join `provider`'s batches:
     one queue, one export thread and one store write per batch instead of two (in-process mode,
     where the driver and the agents would otherwise each pay a write per flush)."""
-    return _provider(service_name, id_generator, _EXPORTERS[provider], _PROCESSORS[provider])
+    return _provider(service_name, id_generator, *_PIPELINES[provider])
 
 
 def _provider(
@@ -73,15 +71,15 @@ def _provider(
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}), id_generator=id_generator
     )
-    _EXPORTERS[provider], _PROCESSORS[provider] = exporter, processor
+    _PIPELINES[provider] = (exporter, processor)
     provider.add_span_processor(processor)
     return provider
 
 
 def storage_error(provider: TracerProvider) -> BranchpointError | None:
     """The first error of storing this provider's spans, if any batch failed to store."""
-    exporter = _EXPORTERS.get(provider)
-    return exporter.error if exporter is not None else None
+    pipeline = _PIPELINES.get(provider)
+    return pipeline[0].error if pipeline is not None else None
 
 
 def inject_context(span: trace.Span) -> dict[str, str]:
