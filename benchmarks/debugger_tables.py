@@ -187,6 +187,10 @@ def print_tables(state: dict[str, Any]) -> None:
         console.print(table)
 
 
+# The arms that are the controls: re-running the step unchanged (`resample`) beside an arm.
+CONTROL_ROLES = ("resample", "upgrade_control")
+
+
 def _fork_stats(outcomes: list[dict[str, Any]]) -> tuple[int, int, float, int, float]:
     """forks, flips, mean progress, tokens, minutes of a list of outcome dicts."""
     n = len(outcomes)
@@ -228,7 +232,7 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     for rec in records:
         seen: set[tuple[str, str, str]] = set()
         for arm in rec["arms"]:
-            if arm["role"] in ("resample", "upgrade_control"):
+            if arm["role"] in CONTROL_ROLES:
                 controls[(rec["run_id"], arm["step"])] = arm["outcomes"]
             key = (arm["role"], arm["method"], arm["intervention_id"])
             if key in seen:
@@ -246,7 +250,7 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         c_n, c_flips, *_ = _fork_stats(ctrl)
         low, high = wilson_interval(flips, n)
         flipped_runs = len({run for run, _, outs in arms if any(o["success"] for o in outs)})
-        control_role = role in ("resample", "upgrade_control")
+        control_role = role in CONTROL_ROLES
         p = fisher_exact_greater(flips, n, c_flips, c_n) if c_n and not control_role else None
         diff = flips / n - c_flips / c_n if n and c_n and not control_role else None
         if p is not None:
