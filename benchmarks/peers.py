@@ -62,17 +62,15 @@ AGENTS = ("Planner", "Solver", "Verifier")
 EARLY = slice(5, 25)
 
 
-def autogen_ms_per_turn(turns: int) -> tuple[float, float]:
-    """(wall ms, CPU ms) per turn of a 3-agent RoundRobinGroupChat answering from replay clients
-    (the team is built before the clock starts)."""
+def replay_agents(turns: int) -> dict[str, Any]:
+    """The 3 `AssistantAgent`s of the autogen arms, by name, each answering from its own replay
+    client with enough scripted replies for `turns` turns in all."""
     from autogen_agentchat.agents import AssistantAgent
-    from autogen_agentchat.conditions import MaxMessageTermination
-    from autogen_agentchat.teams import RoundRobinGroupChat
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
     per_agent = turns // len(AGENTS) + 1
-    agents = [
-        AssistantAgent(
+    return {
+        name: AssistantAgent(
             name,
             model_client=ReplayChatCompletionClient(
                 [f"Item {i}: {i}+1 = {i + 1}" for i in range(per_agent)]
@@ -80,7 +78,16 @@ def autogen_ms_per_turn(turns: int) -> tuple[float, float]:
             system_message=f"You are the {name}.",
         )
         for name in AGENTS
-    ]
+    }
+
+
+def autogen_ms_per_turn(turns: int) -> tuple[float, float]:
+    """(wall ms, CPU ms) per turn of a 3-agent RoundRobinGroupChat answering from replay clients
+    (the team is built before the clock starts)."""
+    from autogen_agentchat.conditions import MaxMessageTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    agents = list(replay_agents(turns).values())
     team = RoundRobinGroupChat(agents, termination_condition=MaxMessageTermination(turns + 1))
 
     async def go() -> int:
@@ -155,22 +162,10 @@ def autogen_turns(steps: int) -> Iterator[Callable[[str, int], str]]:
     an event loop thread as branchpoint's in-process executor runs its agents."""
     import threading
 
-    from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.messages import TextMessage
     from autogen_core import CancellationToken
-    from autogen_ext.models.replay import ReplayChatCompletionClient
 
-    per_agent = steps // len(AGENTS) + 1
-    agents = {
-        name: AssistantAgent(
-            name,
-            model_client=ReplayChatCompletionClient(
-                [f"Item {i}: {i}+1 = {i + 1}" for i in range(per_agent)]
-            ),
-            system_message=f"You are the {name}.",
-        )
-        for name in AGENTS
-    }
+    agents = replay_agents(steps)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
