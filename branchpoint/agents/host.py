@@ -41,7 +41,12 @@ from branchpoint.agents.sandbox import (
     run_python,
 )
 from branchpoint.agents.selector import select_next_speaker
-from branchpoint.agents.sim import SIM_VERSION, SimChatCompletionClient, SimContext
+from branchpoint.agents.sim import (
+    SIM_VERSION,
+    SimChatCompletionClient,
+    SimContext,
+    transcript_digest,
+)
 from branchpoint.agents.tool_turns import find_tool_turn
 from branchpoint.agents.transcripts import TranscriptCache
 from branchpoint.errors import BranchpointError
@@ -302,7 +307,7 @@ class AgentRuntime:
                     [f.model_dump() for f in req.faults],
                     req.plan,
                     req.directive,
-                    [s.content for s in req.transcript],
+                    transcript_digest(req.transcript),
                 ]
             }
         sampling = {

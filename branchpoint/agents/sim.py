@@ -13,6 +13,7 @@ import ast
 import asyncio
 import bisect
 import functools
+import hashlib
 import operator
 import random
 import re
@@ -27,13 +28,14 @@ from autogen_core.models import (
 )
 
 from branchpoint.agents.chat_client import TextChatClient
+from branchpoint.agents.transcripts import PrefixFold
 from branchpoint.model import Fault, Step, Task
 from branchpoint.tasks import chain_of, numbers_in, same_number, solution_chain
 
 CONTINUE = "CONTINUE"
 # Part of every sim request's record hash: bump it when the simulated agents change behaviour,
 # so recorded answers of the old simulation are not replayed as the new one's.
-SIM_VERSION = 2
+SIM_VERSION = 3
 _ITEM = re.compile(r"^Item (\d+): (.+?) = (-?[\d.]+)", re.MULTILINE)
 _PLAN_LINE = re.compile(r"^\s*(\d+)\.", re.MULTILINE)
 _REJECT = re.compile(r"Item (\d+) is wrong")
@@ -122,14 +124,62 @@ def _planned_items(plan: str) -> tuple[int, ...]:
     return tuple(int(n) for n in _PLAN_LINE.findall(plan))
 
 
-def done_items(transcript: Sequence[Step]) -> dict[int, tuple[str, float]]:
+@dataclass(frozen=True)
+class Ledger:
+    """What a transcript's Solver messages add up to: the latest (expression, value) of each item,
+    the items whose arithmetic is wrong, and the highest item number."""
+
+    done: Mapping[int, tuple[str, float]]
+    wrong: frozenset[int] = frozenset()
+    top: int | None = None
+
+    def add(self, step: Step) -> Ledger:
+        """The ledger after one more step (a copy when the step is a Solver's with items)."""
+        items = _solver_items(step.content) if step.agent == "Solver" else ()
+        if not items:
+            return self
+        done, wrong = dict(self.done), set(self.wrong)
+        for number, (expr, value) in items:
+            done[number] = (expr, value)
+            wrong.discard(number)
+            if not _right(expr, value):
+                wrong.add(number)
+        top = max(number for number, _ in items)
+        return Ledger(done, frozenset(wrong), top if self.top is None else max(self.top, top))
+
+
+def _right(expr: str, value: float) -> bool:
+    """Whether `expr` evaluates to `value` (an expression that is not arithmetic is wrong)."""
+    try:
+        return same_number(evaluate(expr), value)
+    except (ValueError, SyntaxError, ZeroDivisionError):
+        return False
+
+
+def _digest_step(digest: str, step: Step) -> str:
+    return hashlib.sha256(f"{digest}\x00{step.content}".encode()).hexdigest()
+
+
+# Folds over a transcript that reuse the value of its prefix: a turn costs its new steps, not the
+# run's length (the transcripts a host resolves share their Step objects from turn to turn).
+_LEDGERS: PrefixFold[Ledger] = PrefixFold(Ledger({}), Ledger.add)
+_DIGESTS: PrefixFold[str] = PrefixFold("", _digest_step)
+
+
+def ledger(transcript: Sequence[Step]) -> Ledger:
+    """The Solver's ledger of a transcript."""
+    return _LEDGERS(transcript)
+
+
+def done_items(transcript: Sequence[Step]) -> Mapping[int, tuple[str, float]]:
     """Latest (expression, value) the Solver wrote for each item."""
-    done: dict[int, tuple[str, float]] = {}
-    for step in transcript:
-        if step.agent == "Solver":
-            for number, item in _solver_items(step.content):
-                done[number] = item
-    return done
+    return _LEDGERS(transcript).done
+
+
+def transcript_digest(transcript: Sequence[Step]) -> str:
+    """A SHA-256 chain over the steps' contents: what a sim request's hash covers of the
+    transcript (the contents, in order) at the cost of the new steps only."""
+    return _DIGESTS(transcript)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -156,7 +206,7 @@ def _first_item_with_value(solution: str, value: float) -> int | None:
     return min(found) if found else None
 
 
-def _substitute(expr: str, index: int, solution: str, done: dict[int, tuple[str, float]]) -> str:
+def _substitute(expr: str, index: int, solution: str, done: Mapping[int, tuple[str, float]]) -> str:
     """Replace references to earlier results by the values this run actually computed.
 
     A number in `expr` that equals the ground-truth result of an earlier item j (the first such
@@ -227,16 +277,15 @@ def solver_turn(ctx: SimContext) -> str:
 
 def verifier_turn(ctx: SimContext) -> str:
     """Check each item's arithmetic; send a wrong one back, else state the final answer."""
-    done = done_items(ctx.transcript)
+    book = ledger(ctx.transcript)
     accept = fault_fires(ctx, "accept_wrong") is not None
-    for item, (expr, value) in sorted(done.items()):
-        if not accept and not same_number(evaluate(expr), value):
-            return (
-                f"Item {item} is wrong: {expr} is not {fmt(value)}. Please recompute item {item}."
-            )
-    if not done:
+    if book.wrong and not accept:
+        item = min(book.wrong)
+        expr, value = book.done[item]
+        return f"Item {item} is wrong: {expr} is not {fmt(value)}. Please recompute item {item}."
+    if book.top is None:
         return "No calculations were done. Please solve the plan."
-    return f"FINAL ANSWER: {fmt(done[max(done)][1])}"
+    return f"FINAL ANSWER: {fmt(book.done[book.top][1])}"
 
 
 TURNS = {"Planner": planner_turn, "Solver": solver_turn, "Verifier": verifier_turn}

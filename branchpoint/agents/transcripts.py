@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from branchpoint.model import MessageLink, Step, StepRequest, TranscriptRef
 
 # Messages a host keeps; a request whose messages were evicted is sent again in full.
 HOST_CACHE_MESSAGES = 100_000
+# Transcripts a `PrefixFold` remembers (about one per run a process is running at once).
+FOLD_MEMO = 512
+# How many steps shorter a remembered transcript may be (an agent's turns come a few steps apart).
+FOLD_LOOKBACK = 8
+
+T = TypeVar("T")
 
 
 class TranscriptMissError(Exception):
@@ -105,3 +112,40 @@ class TranscriptCache:
             return req
         transcript, plan = self.resolve(req.messages)
         return req.model_copy(update={"transcript": transcript, "plan": plan, "messages": None})
+
+
+class PrefixFold(Generic[T]):
+    """`value = add(...add(add(start, s0), s1)..., sn)` over a transcript's steps, reusing the
+    value of the longest start of it (up to `FOLD_LOOKBACK` steps shorter) folded before.
+
+    Consecutive turns of a run see transcripts that grow by a few steps, so each turn folds its
+    new steps only. A remembered prefix is used only when it equals the transcript's start
+    (compared element by element in C; identical Step objects compare at once), so any caller
+    gets the full fold's value. `add` must not change its arguments.
+    """
+
+    def __init__(self, start: T, add: Callable[[T, Step], T], size: int = FOLD_MEMO) -> None:
+        self._start = start
+        self._add = add
+        self._size = size
+        self._memo: OrderedDict[int, tuple[tuple[Step, ...], T]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, transcript: Sequence[Step]) -> T:
+        steps = tuple(transcript)
+        value, known = self._start, 0
+        with self._lock:
+            for n in range(len(steps), max(0, len(steps) - FOLD_LOOKBACK), -1):
+                hit = self._memo.get(id(steps[n - 1]))
+                if hit is not None and len(hit[0]) == n and hit[0] == steps[:n]:
+                    value, known = hit[1], n
+                    break
+        for step in steps[known:]:
+            value = self._add(value, step)
+        if steps and known < len(steps):
+            with self._lock:
+                self._memo[id(steps[-1])] = (steps, value)
+                self._memo.move_to_end(id(steps[-1]))
+                while len(self._memo) > self._size:
+                    self._memo.popitem(last=False)
+        return value
