@@ -42,6 +42,15 @@ class ModelUnavailableError(BranchpointError):
     exit_code = 3
 
 
+class AgentTurnError(BranchpointError):
+    """An agent's turn raised in this process (its team's code, a tool, the model client): the
+    run ends as errored with the cause's one line, as a turn that raises on a Ray host does."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {first_line(cause)}")
+        self.cause = cause
+
+
 class ReplayMissError(BranchpointError):
     """A replay asked for an LLM response that was never recorded."""
 

@@ -66,6 +66,22 @@ def test_run_fork_replay_debug_and_sql_in_process() -> None:
         assert [st.index for st in s.steps(run)] == list(range(run.n_steps))
 
 
+def test_an_agent_turn_that_raises_ends_its_run_as_errored_and_the_others_still_run() -> None:
+    from branchpoint.agents.teams import MATH
+    from branchpoint.orchestrator.runner import run_tasks
+
+    # The sim cannot evaluate "27(1/3)" (`bp.run` leaves such tasks out; this calls the runner
+    # directly): its Solver raises, as a team's own code may.
+    broken = bp.Task(task_id="t-broken", question="?", answer="9", solution="<<27(1/3)=9>>9")
+    unary = bp.Task(task_id="t-unary", question="?", answer="8", solution="<<+8=8>>8\n#### 8")
+    with bp.session(db=":memory:", model="sim") as s:
+        runs = run_tasks(s.core, MATH, [broken, unary, FAULTY], "sim")
+        status = {r["task_id"]: r["status"] for r in s.sql("SELECT task_id, status FROM runs")}
+    assert [r.status for r in runs] == ["errored", "succeeded", "succeeded"]
+    assert runs[0].error == "ValueError: not arithmetic: 27(1/3)"
+    assert status == {"t-broken": "errored", "t-unary": "succeeded", "t-eggs": "succeeded"}
+
+
 def test_user_errors_are_branchpoint_errors() -> None:
     with pytest.raises(bp.BranchpointError, match="no open session"):
         bp.run("builtin")

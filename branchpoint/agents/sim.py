@@ -74,8 +74,9 @@ def evaluate(expr: str) -> float:
             return float(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -walk(node.operand)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            value = walk(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
         raise ValueError(f"not arithmetic: {expr}")
 
     return walk(ast.parse(expr.replace(",", ""), mode="eval"))

@@ -17,7 +17,7 @@ from branchpoint.agents.backends import check_endpoint, parse_model_spec, redact
 from branchpoint.agents.local_model import resolve_gguf
 from branchpoint.agents.sim import DEFAULT_RECURRENCE, random_fault, sim_solvable
 from branchpoint.agents.teams import TeamSpec
-from branchpoint.errors import BranchpointError, first_line
+from branchpoint.errors import AgentTurnError, BranchpointError, first_line
 from branchpoint.model import Fault, Run, Task
 from branchpoint.orchestrator.graph import TEAM_MODEL, RunContext, TeamState, start_state
 from branchpoint.orchestrator.session import Session, is_sim
@@ -57,8 +57,9 @@ def preflight_model(model: str, team: TeamSpec, session_settings: Settings) -> N
 
 
 def user_error(exc: BaseException) -> str:
-    """The one-line message of an error, unwrapping Ray's task errors."""
-    cause = getattr(exc, "cause", None) if is_ray_error(exc) else None
+    """The one-line message of an error, unwrapping Ray's task errors and a failed turn's."""
+    wrapped = is_ray_error(exc) or isinstance(exc, AgentTurnError)
+    cause = getattr(exc, "cause", None) if wrapped else None
     cause = cause if isinstance(cause, BaseException) else exc
     return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
 

@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from branchpoint.agents.teams import TeamSpec
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import AgentTurnError, BranchpointError
 from branchpoint.ids import Clock, IdSource, OtelIds, RandomIds, SystemClock
 from branchpoint.model import StepRequest, StepResult
 from branchpoint.orchestrator.checkpoints import open_checkpointer
@@ -174,8 +174,15 @@ class InProcessExecutor:
         self._thread.start()
 
     def call(self, request: StepRequest) -> StepResult:
-        """Run one turn on the agents' loop and wait for it."""
-        return asyncio.run_coroutine_threadsafe(self.runtime.run_step(request), self._loop).result()
+        """Run one turn on the agents' loop and wait for it; what the turn raises (other than our
+        own errors) ends the run as errored, as on a Ray host, not the whole command."""
+        turn = asyncio.run_coroutine_threadsafe(self.runtime.run_step(request), self._loop)
+        try:
+            return turn.result()
+        except BranchpointError:
+            raise
+        except Exception as exc:
+            raise AgentTurnError(exc) from exc
 
     def flush(self) -> None:
         """Export the agents' finished spans."""
