@@ -9,14 +9,12 @@ code being traced: a failed write is logged in one line, reported as `FAILURE`, 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from opentelemetry.sdk.resources import Resource
@@ -32,6 +30,7 @@ from branchpoint.telemetry.store import (
     TraceStore,
     first_line,
     hot_values,
+    json_text,
     span_schema,
     task_values,
 )
@@ -53,10 +52,6 @@ _EPOCH = datetime(1970, 1, 1)
 def _time(ns: int | None) -> datetime | None:
     # Naive UTC, as DuckDB's TIMESTAMP stores it; microseconds truncated, as `_times` does.
     return None if ns is None else _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def _int(value: Any) -> int | None:
@@ -90,7 +85,7 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
         "attributes": _attributes_json(attrs),
         "events": _events_json(span),
         "links": _links_json(span),
-        "resource": _json(dict(span.resource.attributes)),
+        "resource": json_text(dict(span.resource.attributes)),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
         **hot_values(attrs),
     }
@@ -106,13 +101,13 @@ def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
 
 
 def _attributes_json(attrs: dict[str, Any]) -> str:
-    return orjson.dumps(attrs, default=str).decode()
+    return json_text(attrs)
 
 
 def _events_json(span: ReadableSpan) -> str:
     if not span.events:
         return "[]"
-    return _json(
+    return json_text(
         [
             {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
             for e in span.events
@@ -123,7 +118,7 @@ def _events_json(span: ReadableSpan) -> str:
 def _links_json(span: ReadableSpan) -> str:
     if not span.links:
         return "[]"
-    return _json(
+    return json_text(
         [
             {
                 "trace_id": _hex_trace(link.context.trace_id),
@@ -163,7 +158,7 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
     def resource_json(resource: Resource) -> str:
         key = id(resource)
         if key not in resources:
-            resources[key] = _json(dict(resource.attributes))
+            resources[key] = json_text(dict(resource.attributes))
         return resources[key]
 
     schema_ = span_schema()

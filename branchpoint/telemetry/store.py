@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import duckdb
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from branchpoint.errors import BranchpointError, first_line
@@ -216,8 +217,18 @@ def _json_columns(columns: dict[str, str]) -> list[str]:
     return [name for name, ddl in columns.items() if ddl.split()[0] == "JSON"]
 
 
+def json_text(value: Any) -> str:
+    """JSON text for a JSON column or attribute: by orjson (a third of `json`'s time on a
+    recorded request), values it cannot encode as their `str`; what it refuses (an integer past
+    64 bits) by `json`."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str, separators=(",", ":"))
+
+
 def _json_text(value: Any) -> Any:
-    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+    return value if value is None or isinstance(value, str) else json_text(value)
 
 
 def to_arrow(rows: list[dict[str, Any]], arrow_schema: pa.Schema, json_cols: set[str]) -> pa.Table:
@@ -624,7 +635,7 @@ class DuckDBTraceStore:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+    return None if value is None else json_text(value)
 
 
 def open_store_for(path: str | Path) -> DuckDBTraceStore | None:

@@ -150,3 +150,18 @@ def test_the_first_record_of_a_request_hash_stays(tmp_path: Path) -> None:
     assert reopened.query(
         "SELECT count(*) AS c, any_value(response->>'$.n') AS n FROM llm_records"
     ) == [{"c": 1, "n": "1"}]
+
+
+def test_llm_records_keep_values_orjson_refuses_and_read_back_what_was_put(tmp_path: Path) -> None:
+    store = DuckDBTraceStore(tmp_path / "t.duckdb")
+    request = {"messages": [{"content": "é ✓"}], "n": 2**70, "by_id": {3: "three"}, "x": 0.5}
+    store.put_llm_record("h1", {"model": "m", "request": request, "response": {"ok": True}})
+    store.close()
+    store = DuckDBTraceStore(tmp_path / "t.duckdb")
+    got = store.get_llm_record("h1")
+    assert got is not None
+    assert got["request"] == {**request, "by_id": {"3": "three"}}  # JSON keys are text
+    assert got["response"] == {"ok": True}
+    [row] = store.query("SELECT request->>'$.n' AS n FROM llm_records")
+    assert row["n"] == str(2**70)
+    store.close()
