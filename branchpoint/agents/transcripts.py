@@ -20,7 +20,7 @@ HOST_CACHE_MESSAGES = 100_000
 # Transcripts a `PrefixFold` remembers (about one per run a process is running at once).
 FOLD_MEMO = 512
 # How many steps shorter a remembered transcript may be (an agent's turns come a few steps apart).
-FOLD_LOOKBACK = 8
+FOLD_LOOKBACK = 32
 
 T = TypeVar("T")
 
