@@ -39,6 +39,8 @@ SIM_VERSION = 3
 _ITEM = re.compile(r"^Item (\d+): (.+?) = (-?[\d.]+)", re.MULTILINE)
 _PLAN_LINE = re.compile(r"^\s*(\d+)\.", re.MULTILINE)
 _REJECT = re.compile(r"Item (\d+) is wrong")
+# What `evaluate` raises for an expression it cannot compute.
+NOT_ARITHMETIC = (ValueError, SyntaxError, ZeroDivisionError)
 _OPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -94,7 +96,7 @@ def sim_solvable(task: Task) -> bool:
         return False
     try:
         values = [evaluate(expr) for expr, _ in chain]
-    except (ValueError, SyntaxError, ZeroDivisionError):
+    except NOT_ARITHMETIC:
         return False
     return all(same_number(v, c) for v, (_, c) in zip(values, chain, strict=True)) and same_number(
         chain[-1][1], numbers_in(task.answer)[0] if numbers_in(task.answer) else None
@@ -153,7 +155,7 @@ def _right(expr: str, value: float) -> bool:
     """Whether `expr` evaluates to `value` (an expression that is not arithmetic is wrong)."""
     try:
         return same_number(evaluate(expr), value)
-    except (ValueError, SyntaxError, ZeroDivisionError):
+    except NOT_ARITHMETIC:
         return False
 
 

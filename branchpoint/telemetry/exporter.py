@@ -82,7 +82,7 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
         "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
         "status_code": span.status.status_code.name,
         "status_message": span.status.description,
-        "attributes": _attributes_json(attrs),
+        "attributes": json_text(attrs),
         "events": _events_json(span),
         "links": _links_json(span),
         "resource": json_text(dict(span.resource.attributes)),
@@ -98,10 +98,6 @@ def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
     if isinstance(attrs, MappingProxyType):
         return attrs.copy()
     return dict(attrs or {})
-
-
-def _attributes_json(attrs: dict[str, Any]) -> str:
-    return json_text(attrs)
 
 
 def _events_json(span: ReadableSpan) -> str:
@@ -178,7 +174,7 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
         "duration_ms": duration.cast(pa.float64()),
         "status_code": pa.array([s.status.status_code.name for s in spans], pa.string()),
         "status_message": pa.array([s.status.description for s in spans], pa.string()),
-        "attributes": pa.array([_attributes_json(a) for a in attrs], pa.string()),
+        "attributes": pa.array([json_text(a) for a in attrs], pa.string()),
         "events": pa.array([_events_json(s) for s in spans], pa.string()),
         "links": pa.array([_links_json(s) for s in spans], pa.string()),
         "resource": pa.array([resource_json(s.resource) for s in spans], pa.string()),
