@@ -148,7 +148,12 @@ def arms_for(
 
 
 def debug_failure(
-    session: Session, run_id: str, judge: Any, sweep_id: str, args: argparse.Namespace
+    session: Session,
+    run_id: str,
+    judge: Any,
+    sweep_id: str,
+    args: argparse.Namespace,
+    roles: set[str],
 ) -> dict[str, Any]:
     """Hypotheses, arms and their scored forks for one failed run (a JSON-able record)."""
     run = load_run(session.store, run_id)
@@ -162,7 +167,7 @@ def debug_failure(
         curve_runs = batch.outcomes([(Resample(step=k), None) for k in model_steps], args.repeats)
         curve = {k: sum(o.success for o in g) / len(g) for k, g in zip(model_steps, curve_runs)}
     hyps, failures = hypotheses(run, steps, curve, judge, args.repeats, args.methods)
-    arms = [a for a in arms_for(run, steps, team, hyps, args.strong) if a[0] in args.arms]
+    arms = [a for a in arms_for(run, steps, team, hyps, args.strong) if a[0] in roles]
     unique = list({iv.intervention_id: iv for _, _, iv in arms}.values())
     results = dict(
         zip(
@@ -173,6 +178,7 @@ def debug_failure(
     return {
         "run_id": run_id,
         "task_id": run.task.task_id,
+        "methods": list(args.methods),
         "steps": [{"index": s.index, "agent": s.agent, "kind": s.kind} for s in steps],
         "curve": {str(k): v for k, v in curve.items()},
         "hypotheses": [
@@ -219,16 +225,38 @@ def debug_family(
         spec = SweepSpec(run_ids=tuple(chosen), methods=tuple(args.methods), repeats=args.repeats)
         state["sweeps"][family] = create_sweep(session.store, spec)
         save_state(path, state)
-    todo = [r for r in chosen if r not in state["debug"]]
+    todo = [r for r in chosen if set(args.methods) - debugged_methods(state["debug"].get(r))]
+    # Failures debugged before with fewer methods: the longest runs first (most steps to compare).
+    todo.sort(key=lambda r: -len(state["debug"].get(r, {}).get("steps", [])))
     with progress_bar() as bar:
         job = bar.add_task(f"debug {family}", total=len(chosen), completed=len(chosen) - len(todo))
         for run_id in todo:
             started = time.perf_counter()
-            record = debug_failure(session, run_id, judge, state["sweeps"][family], args)
-            record["family"], record["minutes"] = family, (time.perf_counter() - started) / 60
+            old = state["debug"].get(run_id)
+            # The old record's arms are kept: their scored forks are sweep items, read back free.
+            kept = {a["role"] for a in old["arms"]} if old else set()
+            record = debug_failure(
+                session, run_id, judge, state["sweeps"][family], args, args.arms | kept
+            )
+            record["family"] = family
+            record["minutes"] = (time.perf_counter() - started) / 60 + (
+                old["minutes"] if old else 0.0
+            )
             state["debug"][run_id] = record
             save_state(path, state)
             bar.update(job, advance=1)
+
+
+def debugged_methods(record: dict[str, Any] | None) -> set[str]:
+    """The hypothesis methods a saved record was debugged with (older records: from its content)."""
+    if record is None:
+        return set()
+    if "methods" in record:
+        return set(record["methods"])
+    named = [h["method"] for h in record["hypotheses"]] + [
+        f.split(":")[0] for f in record["failures"]
+    ]
+    return set(named) | ({"value_curve"} if record["curve"] else set())
 
 
 def main() -> None:

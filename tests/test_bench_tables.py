@@ -137,3 +137,20 @@ def test_bench_arms_test_a_blamed_tool_result_at_the_program_writers_turn() -> N
         step=2, model="local:coder-1.5b", agent="Verifier"
     )
     assert by_role["upgrade_control", "Solver"] == Resample(step=0)
+
+
+def test_bench_real_redebugs_a_failure_saved_with_fewer_methods() -> None:
+    """A failure debugged with the upgrade arms only is debugged again when value curves or a
+    judge's method are asked for; one debugged with them is not."""
+    from benchmarks.bench_real import debugged_methods
+
+    upgrade_only = {"hypotheses": [], "failures": [], "curve": {}, "arms": []}
+    older = {
+        "hypotheses": [{"method": "dover"}],
+        "failures": ["ldb: no program"],
+        "curve": {"0": 0.0, "2": 1.0},
+    }
+    assert debugged_methods(None) == set()
+    assert debugged_methods(upgrade_only) == set()
+    assert debugged_methods(older) == {"dover", "ldb", "value_curve"}
+    assert debugged_methods({**upgrade_only, "methods": ["value_curve"]}) == {"value_curve"}
