@@ -21,6 +21,9 @@ from branchpoint.model import Step, Task, ToolCall
 from branchpoint.tasks import Example, visible_examples
 
 MAX_ATTEMPTS = 3
+# Wall-clock limit of one program on the visible examples or the hidden tests: HumanEval's own
+# harness gives a problem 3 s. Test calls take milliseconds; an endless loop waits it out.
+TEST_TIMEOUT_S = 3.0
 PASSED = "PASSED"
 FAILED = "FAILED"
 VISIBLE_EXAMPLES = "visible_examples"
@@ -95,7 +98,9 @@ def examples_passed(task: Task, steps: Sequence[Step]) -> int:
     program, examples = _last_program(steps), visible_examples(task)
     if program is None or not examples:
         return 0
-    rows = _example_rows(run_python(examples_program(program, examples)).output)
+    rows = _example_rows(
+        run_python(examples_program(program, examples), timeout_s=TEST_TIMEOUT_S).output
+    )
     return sum(1 for _, passed, _ in rows if passed)
 
 
@@ -139,7 +144,7 @@ def run_visible_examples(message: str, task: Task) -> ToolTurn:
         text = f"{FAILED}: no code block to test. Write the function in one ```python block."
         return ToolTurn(ToolCall(tool=VISIBLE_EXAMPLES, input="", output=text, ok=False))
     examples = visible_examples(task)
-    result = run_python(examples_program(code, examples))
+    result = run_python(examples_program(code, examples), timeout_s=TEST_TIMEOUT_S)
     text, failing = _verdict_text(examples, result.output, result.ok)
     call = ToolCall(
         tool=VISIBLE_EXAMPLES,
@@ -167,7 +172,7 @@ def score_code(task: Task, final_answer: str | None, steps: list[Step]) -> bool:
     program = _last_program(steps)
     if program is None or not task.test or not task.entry_point:
         return False
-    return run_humaneval(program, task.test, task.entry_point)
+    return run_humaneval(program, task.test, task.entry_point, timeout_s=TEST_TIMEOUT_S)
 
 
 def _code_prompt(state: Mapping[str, Any], agent: str) -> str | None:

@@ -6,8 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
-from branchpoint.agents.code_team import CODE, MAX_ATTEMPTS, run_visible_examples, score_code
+from branchpoint.agents.code_team import (
+    CODE,
+    MAX_ATTEMPTS,
+    TEST_TIMEOUT_S,
+    run_visible_examples,
+    score_code,
+)
 from branchpoint.agents.pot_team import POT, program_answer, run_program
 from branchpoint.agents.teams import TEAMS
 from branchpoint.model import Step, Task
@@ -87,6 +94,24 @@ def test_the_hidden_tests_score_the_last_program() -> None:
     ]
     assert score_code(TASK, None, steps)
     assert not score_code(TASK, None, steps[:2])
+
+
+def test_an_endless_loop_is_stopped_at_the_test_limit_and_named_as_unfinished() -> None:
+    """The Tester, the hidden tests and the milestones wait TEST_TIMEOUT_S (HumanEval's 3 s) for a
+    program, not the sandbox's general 10 s: the demo's 0.5B Coder writes endless loops."""
+    endless = "```python\ndef add_odd(xs):\n    while True:\n        pass\n```"
+    started = time.monotonic()
+    turn = run_visible_examples(endless, TASK)
+    tester_s = time.monotonic() - started
+    assert turn.call.output.startswith(
+        "FAILED: the code did not finish example 1: add_odd([1, 2, 3])"
+    )
+    assert f"timeout after {TEST_TIMEOUT_S:g} s" in turn.call.output
+    steps = [Step(run_id="r", index=0, agent="Coder", kind="message", content=endless)]
+    started = time.monotonic()
+    assert not score_code(TASK, None, steps)
+    scoring_s = time.monotonic() - started
+    assert TEST_TIMEOUT_S <= tester_s < 10 and TEST_TIMEOUT_S <= scoring_s < 10
 
 
 def test_the_coders_model_stops_at_its_closing_fence_and_the_fence_is_put_back() -> None:
