@@ -62,6 +62,7 @@ class AttributionMethod:
     find: Callable[[Evidence], AttributionResult]
     needs_judge: bool
     needs_curve: bool = False
+    needs_trials: bool = False  # reads `Evidence.trials`: the judge segments the run first
 
 
 METHODS: dict[str, AttributionMethod] = {}
@@ -77,14 +78,16 @@ def registered_methods() -> dict[str, AttributionMethod]:
 
 
 def register(
-    name: str, *, needs_judge: bool, needs_curve: bool = False
+    name: str, *, needs_judge: bool, needs_curve: bool = False, needs_trials: bool = False
 ) -> Callable[[Callable[[Evidence], AttributionResult]], Callable[[Evidence], AttributionResult]]:
-    """Add a method to the registry under `name` (a decorator)."""
+    """Add a method to the registry under `name` (a decorator). `needs_trials`: the method reads
+    the run's trials, which the judge then splits at the planning steps it finds (else the
+    trials are split at the steps whose kind is `plan`)."""
 
     def add(
         find: Callable[[Evidence], AttributionResult],
     ) -> Callable[[Evidence], AttributionResult]:
-        METHODS[name] = AttributionMethod(name, find, needs_judge, needs_curve)
+        METHODS[name] = AttributionMethod(name, find, needs_judge, needs_curve, needs_trials)
         return find
 
     return add
@@ -390,16 +393,20 @@ def _ground_truth(e: Evidence) -> AttributionResult:
     return AttributionResult(sim_ground_truth(e.run), [])
 
 
-def _register_judged(name: str, find: Callable[[Evidence, Judge], AttributionResult]) -> None:
+def _register_judged(
+    name: str, find: Callable[[Evidence, Judge], AttributionResult], needs_trials: bool = False
+) -> None:
     def judged(e: Evidence) -> AttributionResult:
         if e.judge is None:
             return AttributionResult([], [f"{name} needs a judge model (--judge)"])
         return find(e, e.judge)
 
-    register(name, needs_judge=True)(judged)
+    register(name, needs_judge=True, needs_trials=needs_trials)(judged)
 
 
 _register_judged("all_at_once", lambda e, judge: all_at_once(e.run, e.steps, judge))
 _register_judged("step_by_step", lambda e, judge: step_by_step(e.run, e.steps, judge))
 _register_judged("binary_search", lambda e, judge: binary_search(e.run, e.steps, judge))
-_register_judged("dover", lambda e, judge: dover_propose(e.run, e.steps, e.trials, judge))
+_register_judged(
+    "dover", lambda e, judge: dover_propose(e.run, e.steps, e.trials, judge), needs_trials=True
+)

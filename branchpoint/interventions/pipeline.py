@@ -313,10 +313,12 @@ def debug_run(
     run = require_replayable(load_run(session.store, run_id))
     steps = load_steps(session.store, run)
     team = team_for_run(run)
+    # The judge's segmentation costs a model call; only a method that reads trials needs it.
+    needs_trials = any(attribution.method_named(m).needs_trials for m in config.methods)
     trials = (
-        segment_by_kinds(steps)
-        if config.judge is None
-        else segment_with_judge(run, steps, config.judge)
+        segment_with_judge(run, steps, config.judge)
+        if config.judge is not None and needs_trials
+        else segment_by_kinds(steps)
     )
     report = RunDebug(run=run, steps=steps, trials=trials)
     batch = ForkBatch(session, run, steps, milestones_for(run, config.judge), config, on_fork)
