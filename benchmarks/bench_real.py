@@ -153,9 +153,11 @@ def debug_failure(
     judge: Any,
     sweep_id: str,
     args: argparse.Namespace,
-    roles: set[str],
+    plan: tuple[list[str], set[str]],
 ) -> dict[str, Any]:
-    """Hypotheses, arms and their scored forks for one failed run (a JSON-able record)."""
+    """Hypotheses, arms and their scored forks for one failed run (a JSON-able record), by the
+    methods and arm roles of `plan`."""
+    methods, roles = plan
     run = load_run(session.store, run_id)
     steps = load_steps(session.store, run)
     team = FAMILIES[args.family_of[run.team]][0]
@@ -163,10 +165,10 @@ def debug_failure(
     batch = ForkBatch(session, run, steps, milestones_for(run, None), config)
     model_steps = [s.index for s in steps if team.agent(s.agent).calls_model]
     curve: dict[int, float] = {}
-    if "value_curve" in args.methods:  # resample forks at every model step
+    if "value_curve" in methods:  # resample forks at every model step
         curve_runs = batch.outcomes([(Resample(step=k), None) for k in model_steps], args.repeats)
         curve = {k: sum(o.success for o in g) / len(g) for k, g in zip(model_steps, curve_runs)}
-    hyps, failures = hypotheses(run, steps, curve, judge, args.repeats, args.methods)
+    hyps, failures = hypotheses(run, steps, curve, judge, args.repeats, methods)
     arms = [a for a in arms_for(run, steps, team, hyps, args.strong) if a[0] in roles]
     unique = list({iv.intervention_id: iv for _, _, iv in arms}.values())
     results = dict(
@@ -178,7 +180,8 @@ def debug_failure(
     return {
         "run_id": run_id,
         "task_id": run.task.task_id,
-        "methods": list(args.methods),
+        "methods": methods,
+        "roles": sorted(roles),
         "steps": [{"index": s.index, "agent": s.agent, "kind": s.kind} for s in steps],
         "curve": {str(k): v for k, v in curve.items()},
         "hypotheses": [
@@ -225,19 +228,18 @@ def debug_family(
         spec = SweepSpec(run_ids=tuple(chosen), methods=tuple(args.methods), repeats=args.repeats)
         state["sweeps"][family] = create_sweep(session.store, spec)
         save_state(path, state)
-    todo = [r for r in chosen if set(args.methods) - debugged_methods(state["debug"].get(r))]
-    # Failures debugged before with fewer methods: the longest runs first (most steps to compare).
+    plans = {r: debug_plan(state["debug"].get(r), args.methods, args.arms) for r in chosen}
+    todo = [r for r in chosen if plans[r] is not None]
+    # Failures debugged before with fewer methods or arms: the longest runs first (most steps).
     todo.sort(key=lambda r: -len(state["debug"].get(r, {}).get("steps", [])))
     with progress_bar() as bar:
         job = bar.add_task(f"debug {family}", total=len(chosen), completed=len(chosen) - len(todo))
         for run_id in todo:
             started = time.perf_counter()
             old = state["debug"].get(run_id)
-            # The old record's arms are kept: their scored forks are sweep items, read back free.
-            kept = {a["role"] for a in old["arms"]} if old else set()
-            record = debug_failure(
-                session, run_id, judge, state["sweeps"][family], args, args.arms | kept
-            )
+            plan = plans[run_id]
+            assert plan is not None
+            record = debug_failure(session, run_id, judge, state["sweeps"][family], args, plan)
             record["family"] = family
             record["minutes"] = (time.perf_counter() - started) / 60 + (
                 old["minutes"] if old else 0.0
@@ -257,6 +259,19 @@ def debugged_methods(record: dict[str, Any] | None) -> set[str]:
         f.split(":")[0] for f in record["failures"]
     ]
     return set(named) | ({"value_curve"} if record["curve"] else set())
+
+
+def debug_plan(
+    record: dict[str, Any] | None, methods: Sequence[str], roles: set[str]
+) -> tuple[list[str], set[str]] | None:
+    """The methods and arm roles to debug a failure with now, the saved record's kept (its scored
+    forks are sweep items, read back without a model call); None when the record has them all."""
+    had_methods = debugged_methods(record)
+    had_roles = set(record.get("roles") or [a["role"] for a in record["arms"]]) if record else set()
+    if record is not None and set(methods) <= had_methods and roles <= had_roles:
+        return None
+    wanted = had_methods | set(methods)
+    return [m for m in METHODS if m in wanted], had_roles | roles
 
 
 def main() -> None:
@@ -302,7 +317,8 @@ def main() -> None:
                 state["minutes"][family] = state["minutes"].get(family, 0.0) + minutes
                 save_state(path, state)
         if not (args.report or args.runs_only):
-            needs_judge = {"dover", "ldb"} & set(args.methods)
+            saved = [debugged_methods(r) for r in state["debug"].values()]
+            needs_judge = {"dover", "ldb"} & set(args.methods).union(*saved)
             judge = make_judge(session, args.judge) if needs_judge else None
             for family in families:
                 debug_family(session, family, judge, state, path, args)

@@ -139,18 +139,31 @@ def test_bench_arms_test_a_blamed_tool_result_at_the_program_writers_turn() -> N
     assert by_role["upgrade_control", "Solver"] == Resample(step=0)
 
 
-def test_bench_real_redebugs_a_failure_saved_with_fewer_methods() -> None:
+def test_bench_real_redebugs_a_failure_saved_with_fewer_methods_or_arms() -> None:
     """A failure debugged with the upgrade arms only is debugged again when value curves or a
-    judge's method are asked for; one debugged with them is not."""
-    from benchmarks.bench_real import debugged_methods
+    judge's method are asked for, with what it had kept; one that has them is not."""
+    from benchmarks.bench_real import debug_plan
 
-    upgrade_only = {"hypotheses": [], "failures": [], "curve": {}, "arms": []}
+    upgrade = [{"role": "upgrade"}, {"role": "upgrade_control"}]
+    upgrade_only = {"hypotheses": [], "failures": [], "curve": {}, "arms": upgrade}
     older = {
         "hypotheses": [{"method": "dover"}],
         "failures": ["ldb: no program"],
         "curve": {"0": 0.0, "2": 1.0},
+        "arms": [{"role": "resample"}],
     }
-    assert debugged_methods(None) == set()
-    assert debugged_methods(upgrade_only) == set()
-    assert debugged_methods(older) == {"dover", "ldb", "value_curve"}
-    assert debugged_methods({**upgrade_only, "methods": ["value_curve"]}) == {"value_curve"}
+    assert debug_plan(None, ["ldb"], {"swap_model"}) == (["ldb"], {"swap_model"})
+    assert debug_plan(upgrade_only, [], {"upgrade"}) is None
+    assert debug_plan(upgrade_only, ["value_curve", "dover"], {"resample"}) == (
+        ["value_curve", "dover"],
+        {"upgrade", "upgrade_control", "resample"},
+    )
+    # Asking for one method again keeps the others (no record flips between method sets).
+    assert debug_plan(older, ["dover"], {"resample"}) is None
+    assert debug_plan(older, ["dover"], {"swap_model"}) == (
+        ["value_curve", "dover", "ldb"],
+        {"resample", "swap_model"},
+    )
+    # A record saved with its requested roles is not redone for a role that had no arm.
+    asked = {**older, "methods": ["dover"], "roles": ["resample", "runtime_trace"]}
+    assert debug_plan(asked, ["dover"], {"runtime_trace"}) is None

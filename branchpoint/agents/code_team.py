@@ -14,16 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from branchpoint.agents.ldb import BlockTrace, trace_blocks
-from branchpoint.agents.sandbox import CLOSING_FENCE, run_humaneval, run_python
+from branchpoint.agents.sandbox import CLOSING_FENCE, TEST_TIMEOUT_S, run_humaneval, run_python
 from branchpoint.agents.teams import Advance, AgentSpec, TeamSpec, prompt_text, register_team
 from branchpoint.agents.tool_turns import SpanEvent, ToolTurn, latest_program, register_tool_turn
 from branchpoint.model import Step, Task, ToolCall
 from branchpoint.tasks import Example, visible_examples
 
 MAX_ATTEMPTS = 3
-# Wall-clock limit of one program on the visible examples or the hidden tests: HumanEval's own
-# harness gives a problem 3 s. Test calls take milliseconds; an endless loop waits it out.
-TEST_TIMEOUT_S = 3.0
 PASSED = "PASSED"
 FAILED = "FAILED"
 VISIBLE_EXAMPLES = "visible_examples"
@@ -153,7 +150,11 @@ def run_visible_examples(message: str, task: Task) -> ToolTurn:
         ok=text.startswith(PASSED),
         seconds=result.seconds,
     )
-    events = trace_events(trace_blocks(code, failing.call)) if failing is not None else []
+    events = (
+        trace_events(trace_blocks(code, failing.call, timeout_s=TEST_TIMEOUT_S))
+        if failing is not None
+        else []
+    )
     return ToolTurn(call, events)
 
 

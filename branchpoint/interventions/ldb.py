@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from branchpoint.agents.ldb import BlockTrace, trace_blocks
+from branchpoint.agents.sandbox import TEST_TIMEOUT_S
 from branchpoint.agents.tool_turns import latest_program
 from branchpoint.interventions.attribution import AttributionResult, Evidence, register
 from branchpoint.interventions.judge import Judge, ask_json, parse_step_index, render_prompt
@@ -80,7 +81,7 @@ def trace_program(run: Run, steps: Sequence[Step], step: Step, code: str) -> Tra
         call, expected = f"{task.entry_point}()", "(the task shows no example)"
     else:
         call, expected = examples[min(index, len(examples) - 1)]
-    trace = trace_blocks(code, call)
+    trace = trace_blocks(code, call, timeout_s=TEST_TIMEOUT_S)
     got = trace.error or trace.result
     feedback = (
         f"On {call} it gave {got}; the task says {expected}."

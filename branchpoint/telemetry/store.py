@@ -8,6 +8,7 @@ which implements the same protocol.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -224,7 +225,19 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
-        return json.dumps(value, default=str, separators=(",", ":"))
+        return json.dumps(_finite(value), default=str, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None, as orjson writes them (`json` would write `NaN`,
+    which is not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_text(value: Any) -> Any:

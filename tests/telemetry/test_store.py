@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -165,3 +166,13 @@ def test_llm_records_keep_values_orjson_refuses_and_read_back_what_was_put(tmp_p
     [row] = store.query("SELECT request->>'$.n' AS n FROM llm_records")
     assert row["n"] == str(2**70)
     store.close()
+
+
+def test_json_text_writes_nan_as_null_on_either_path() -> None:
+    """orjson writes NaN as null; the `json` fallback (a value orjson refuses beside it) must too,
+    or the text is not JSON and a JSON column refuses it."""
+    from branchpoint.telemetry.store import json_text
+
+    for value in ({"a": float("nan")}, {"a": float("nan"), "b": 2**70, "c": [float("inf")]}):
+        parsed = json.loads(json_text(value), parse_constant=lambda c: pytest.fail(f"wrote {c}"))
+        assert parsed["a"] is None and parsed.get("c", [None]) == [None]
