@@ -278,7 +278,9 @@ def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:
 
 def blamed_vs_other_steps(records: list[dict[str, Any]]) -> list[list[str]]:
     """Per method: how often the best arm at the blamed step flips more forks than resampling at
-    the run's other model steps does on average (real failures have no ground truth)."""
+    the run's other model steps does on average, and how often resampling at the blamed step
+    itself does (the same arm at every step: the judge-free comparison). Real failures have no
+    ground truth."""
     tally: dict[str, list[int]] = {}
     for rec in records:
         curve = {int(k): v for k, v in rec["curve"].items()}
@@ -288,19 +290,28 @@ def blamed_vs_other_steps(records: list[dict[str, Any]]) -> list[list[str]]:
             ]
             if not at:
                 continue
-            best = max(
-                sum(o["success"] for o in a["outcomes"]) / max(len(a["outcomes"]), 1) for a in at
-            )
+            rates = {a["role"]: _rate(a["outcomes"]) for a in at}
+            retry = curve.get(hyp["step"], rates.get("resample"))
             others = [v for k, v in curve.items() if k != hyp["step"]]
-            t = tally.setdefault(hyp["method"], [0, 0])
-            if not others:  # no value curve (or one model step): nothing to compare with
+            t = tally.setdefault(hyp["method"], [0, 0, 0])
+            if (
+                not others or retry is None
+            ):  # no value curve (or one model step): nothing to compare
                 continue
-            t[0] += best > sum(others) / len(others)
-            t[1] += 1
+            mean = sum(others) / len(others)
+            t[0] += max(rates.values()) > mean
+            t[1] += retry > mean
+            t[2] += 1
     return [
-        [m, f"{w}/{n} = {w / n:.0%}" if n else "not measured (no value curve at other steps)"]
-        for m, (w, n) in sorted(tally.items())
+        [m, f"{w}/{n} = {w / n:.0%}", f"{r}/{n} = {r / n:.0%}"]
+        if n
+        else [m, "not measured (no value curve at other steps)", "—"]
+        for m, (w, r, n) in sorted(tally.items())
     ]
+
+
+def _rate(outcomes: list[dict[str, Any]]) -> float:
+    return sum(o["success"] for o in outcomes) / max(len(outcomes), 1)
 
 
 def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], args: Any) -> None:
@@ -350,6 +361,13 @@ def real_tables(runs: dict[str, list[dict[str, Any]]], state: dict[str, Any], ar
         console.print(f"\n{family}: {len(records)} failures debugged ({minutes:.0f} min wall)")
         console.print(_md(header, arm_rows(records)), soft_wrap=True)
         console.print(
-            _md(["method", "blamed step beats other steps"], blamed_vs_other_steps(records)),
+            _md(
+                [
+                    "method",
+                    "best arm at the blamed step beats retries at other steps",
+                    "a retry at the blamed step beats retries at other steps",
+                ],
+                blamed_vs_other_steps(records),
+            ),
             soft_wrap=True,
         )

@@ -75,10 +75,16 @@ def test_holm_adjusts_p_values_for_the_arms_tested_together() -> None:
 def test_blamed_versus_other_steps_needs_a_value_curve() -> None:
     # Without resample forks at other steps there is nothing to compare with: never a "win".
     assert blamed_vs_other_steps([_record("run-0", 3, 0, curve={})]) == [
-        ["ldb", "not measured (no value curve at other steps)"]
+        ["ldb", "not measured (no value curve at other steps)", "—"]
     ]
-    measured = [_record("run-0", 3, 0, {"0": 0.0, "2": 0.33}), _record("run-1", 0, 0, {"2": 0.5})]
-    assert blamed_vs_other_steps(measured) == [["ldb", "1/2 = 50%"]]
+    # run-0: the swap at the blamed step (3/3) beats the other step's 0.33, a retry there (0/3)
+    # does not; run-1: neither beats 0.5; run-2: a retry at the blamed step (3/3) does too.
+    measured = [
+        _record("run-0", 3, 0, {"0": 0.0, "2": 0.33}),
+        _record("run-1", 0, 0, {"2": 0.5}),
+        _record("run-2", 0, 3, {"0": 1.0, "2": 0.0}),
+    ]
+    assert blamed_vs_other_steps(measured) == [["ldb", "2/3 = 67%", "1/3 = 33%"]]
 
 
 def test_bench_real_refuses_an_unknown_method_or_arm_in_one_line() -> None:
