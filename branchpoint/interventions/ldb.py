@@ -9,6 +9,7 @@ step with the trace and the verdicts, the old program withheld.
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from collections.abc import Sequence
@@ -50,13 +51,23 @@ class LdbResult:
 
 
 def program_steps(steps: Sequence[Step]) -> list[tuple[Step, str]]:
-    """Model turns that wrote a program, with the program (their last code block)."""
+    """Model turns that wrote a program, with the program (their last code block); a block of
+    comments alone is not a program (the 0.5B Solver writes such blocks)."""
     found = []
     for step in steps:
         program = latest_program(step.content) if step.kind != "tool_result" else None
-        if program:
+        if program and has_statements(program):
             found.append((step, program))
     return found
+
+
+def has_statements(code: str) -> bool:
+    """Whether `code` holds a statement (a program that does not parse counts: its trace says
+    why it fails)."""
+    try:
+        return bool(ast.parse(code).body)
+    except (SyntaxError, ValueError):
+        return True
 
 
 def as_function(code: str) -> str:

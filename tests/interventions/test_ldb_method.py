@@ -75,6 +75,20 @@ def test_runtime_trace_withholds_the_old_program(recorded) -> None:
     assert shown == [], f"old code shown to the agent: {shown}"
 
 
+def test_a_block_of_comments_alone_is_not_a_program_to_trace(recorded) -> None:
+    """A real 0.5B Solver reply (GSM-Plus 4) ended in a code block of comments only; wrapped for
+    the tracer it read as a SyntaxError of branchpoint's making. It is no program: `ldb` says so
+    and uses a later real program if there is one."""
+    run, steps, _ = recorded
+    comments = steps[0].model_copy(
+        update={"content": "Let's implement this:\n```python\n# the total is 2x + 3y\n\n```"}
+    )
+    result = ldb_hypothesis(run, [comments], ReplayJudge([]))
+    assert result.failures == ["no program in the run to trace"]
+    real_later = steps[0].model_copy(update={"index": 2})
+    assert [s.index for s, _ in program_steps([comments, real_later])] == [2]
+
+
 def test_an_unusable_judge_leaves_a_reason_not_a_hypothesis(recorded) -> None:
     run, steps, _ = recorded
     result = ldb_hypothesis(run, steps, ReplayJudge(['{"first_wrong_block": 999}'] * 3))
