@@ -294,9 +294,8 @@ def blamed_vs_other_steps(records: list[dict[str, Any]]) -> list[list[str]]:
             retry = curve.get(hyp["step"], rates.get("resample"))
             others = [v for k, v in curve.items() if k != hyp["step"]]
             t = tally.setdefault(hyp["method"], [0, 0, 0])
-            if (
-                not others or retry is None
-            ):  # no value curve (or one model step): nothing to compare
+            # No value curve (or one model step): nothing to compare with.
+            if not others or retry is None:
                 continue
             mean = sum(others) / len(others)
             t[0] += max(rates.values()) > mean
