@@ -289,7 +289,8 @@ class LlamaCppClient(TextChatClient):
     """autogen ChatCompletionClient over an embedded llama-cpp model.
 
     Honours per-call `extra_create_args` {"seed", "temperature", "max_tokens", "top_p", "stop"};
-    the seed defaults to 0 so an identical request always gives the identical completion.
+    the seed defaults to 0 so an identical request always gives the identical completion, whatever
+    the process generated before.
     """
 
     def __init__(self, model_path: Path, *, n_threads: int, model_name: str | None = None) -> None:
@@ -305,6 +306,10 @@ class LlamaCppClient(TextChatClient):
 
     def _complete(self, messages: list[dict[str, str]], args: Mapping[str, Any]) -> dict[str, Any]:
         with _GENERATION_LOCK:
+            # Evaluate every prompt from an empty cache: reusing the previous call's cache
+            # evaluates the prompt's tail in other batch shapes, and their rounding changes a
+            # sampled completion, so a fork's outcome would depend on what its host ran before.
+            self._llm.reset()
             response = self._llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 seed=int(args.get("seed", 0)),
