@@ -64,6 +64,8 @@ exec(_code, {"__name__": "__main__", "__file__": _path, "__builtins__": __builti
 # Wall-clock limit of one function-level program on its examples or its tests (HumanEval's own
 # harness gives a problem 3 s): test calls take milliseconds, an endless loop waits it out.
 TEST_TIMEOUT_S = 3.0
+# How a program's output names its folder (each run gets a fresh one with a random name).
+SHOWN_ROOT = "/sandbox"
 _PYTHON_FENCES = {"", "python", "python3", "py"}
 
 
@@ -323,7 +325,8 @@ def run_python(
             returncode = proc.wait()
             assert proc.stdout is not None
             proc.stdout.close()
-    output = render_output(head, tail, total)
+    # The folder's random name would reach a traceback, then the next prompt and its completion.
+    output = render_output(head, tail, total).replace(root, SHOWN_ROOT)
     reason = exit_reason(returncode, timed_out, timeout_s)
     if reason:
         output = f"{output.rstrip()}\n[sandbox] {reason}".lstrip("\n")

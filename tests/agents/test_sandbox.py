@@ -103,6 +103,16 @@ def test_weak_mode_refuses_network_by_the_prelude_when_namespaces_are_unavailabl
     assert run_python("import socket\na, b = socket.socketpair()\nprint('pair ok')").ok
 
 
+def test_a_traceback_reads_the_same_in_every_run() -> None:
+    """The fresh folder's random name would reach the agent's next prompt and change its reply."""
+    code = "import os\nprint(os.getcwd())\nraise ValueError('boom')\n"
+    first, second = run_python(code, timeout_s=5), run_python(code, timeout_s=5)
+    assert not first.ok and "ValueError: boom" in first.output
+    assert 'File "/sandbox/main.py", line 3' in first.output
+    assert "/sandbox/work" in first.output and "branchpoint-sandbox-" not in first.output
+    assert first.output == second.output
+
+
 def test_files_are_in_the_working_folder_and_the_folder_is_fresh() -> None:
     code = "import os\nprint(sorted(os.listdir('.')))\nprint(open('data/notes.txt').read())"
     result = run_python(code, files={"data/notes.txt": "hello file", "a.py": "X = 41"})
