@@ -65,6 +65,43 @@ CHECKPOINT_ID = "langgraph.checkpoint_id"
 # Content attributes are capped so one verbose model cannot bloat the database.
 MAX_CONTENT_CHARS = 16_000
 
+# OpenInference's input and output repeat another attribute of the same span (a chat span's
+# prompt and completion, a tool's input and output, a step's content): the store keeps one copy
+# (the prompt is most of a chat span's bytes) and lists the dropped copies under MIRRORED;
+# exports put them back.
+MIRRORS: dict[str, tuple[str, ...]] = {
+    OI_INPUT: (PROMPT, TOOL_INPUT),
+    OI_OUTPUT: (COMPLETION, TOOL_OUTPUT, CONTENT),
+}
+MIRRORED = "branchpoint.mirrored"
+
+
+def _mirror_source(attributes: dict[str, Any], mirror: str) -> Any:
+    return next((attributes[k] for k in MIRRORS[mirror] if k in attributes), None)
+
+
+def without_mirrors(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`attributes` (changed in place) without the OpenInference copies equal to their source."""
+    dropped = [
+        m
+        for m in MIRRORS
+        if attributes.get(m) is not None and attributes[m] == _mirror_source(attributes, m)
+    ]
+    if dropped:
+        for mirror in dropped:
+            del attributes[mirror]
+        attributes[MIRRORED] = dropped
+    return attributes
+
+
+def with_mirrors(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Stored `attributes` (changed in place) with their dropped OpenInference copies restored."""
+    for mirror in attributes.pop(MIRRORED, None) or ():
+        source = _mirror_source(attributes, mirror) if mirror in MIRRORS else None
+        if source is not None:
+            attributes[mirror] = source
+    return attributes
+
 
 _CUT_MARK = re.compile(r"…\[\+\d+ chars\]")
 

@@ -24,6 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from branchpoint.errors import BranchpointError, first_line
+from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry import schema
 from branchpoint.telemetry.query import readonly_query, require_db
 from branchpoint.telemetry.store import open_store_for
@@ -106,7 +107,7 @@ def row_to_span(row: dict[str, Any]) -> ReadableSpan:
         context=context,
         parent=parent,
         resource=Resource(_loads(row["resource"], {})),
-        attributes=_loads(row["attributes"], {}),
+        attributes=A.with_mirrors(_loads(row["attributes"], {})),
         events=[
             Event(e["name"], e.get("attributes") or {}, e.get("timestamp"))
             for e in _loads(row["events"], [])
@@ -187,7 +188,7 @@ def otlp_span(row: dict[str, Any]) -> dict[str, Any]:
         "kind": _OTLP_KINDS.get(row["otel_kind"] or "INTERNAL", 1),
         "startTimeUnixNano": str(_ns(row["start_time"]) or 0),
         "endTimeUnixNano": str(_ns(row["end_time"]) or 0),
-        "attributes": key_values(_loads(row["attributes"], {})),
+        "attributes": key_values(A.with_mirrors(_loads(row["attributes"], {}))),
         "events": [
             {
                 "timeUnixNano": str(e.get("timestamp") or 0),

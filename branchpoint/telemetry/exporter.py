@@ -66,7 +66,7 @@ def span_to_row(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
     if context is None:
         raise ValueError(f"span {span.name!r} has no span context")
-    attrs = dict(span.attributes or {})
+    attrs = A.without_mirrors(dict(span.attributes or {}))
     start, end = span.start_time, span.end_time
     return {
         "span_id": _hex_span(context.span_id),
@@ -148,7 +148,7 @@ def spans_to_table(spans: Sequence[ReadableSpan]) -> pa.Table:
     (the SDK never exports one).
     """
     spans = [s for s in spans if s.context is not None]
-    attrs = [_attributes_of(s) for s in spans]
+    attrs = [A.without_mirrors(_attributes_of(s)) for s in spans]
     resources: dict[int, str] = {}
 
     def resource_json(resource: Resource) -> str:

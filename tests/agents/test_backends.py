@@ -272,7 +272,12 @@ class _OneCallAtATime:
     """A stand-in Llama that records how many calls ran at once."""
 
     def __init__(self) -> None:
-        self.active = self.most = 0
+        self.active = self.most = self.resets = 0
+
+    def reset(self) -> None:
+        """Emptying the cache is part of a call: it must not happen during another."""
+        assert self.active == 0
+        self.resets += 1
 
     def create_chat_completion(self, **_: object) -> dict[str, object]:
         self.active += 1
@@ -296,4 +301,4 @@ def test_clients_of_embedded_models_never_generate_at_once(
         await asyncio.gather(*(asyncio.to_thread(_ask, c, "hi") for c in clients))
 
     asyncio.run(all_at_once())
-    assert llama.most == 1
+    assert llama.most == 1 and llama.resets == len(clients)

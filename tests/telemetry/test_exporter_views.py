@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from branchpoint.telemetry import attributes as A
+from branchpoint.telemetry.export import export_otlp_file
 from branchpoint.telemetry.exporter import StoreSpanExporter, span_to_row, spans_to_table
 from branchpoint.telemetry.store import DuckDBTraceStore, spans_table
 from branchpoint.telemetry.tracing import flush, setup_tracing
@@ -149,3 +152,40 @@ def test_forks_view_finds_the_root() -> None:
         ("fork1", "root", "root", 1),
         ("fork2", "fork1", "root", 2),
     ]
+
+
+def test_a_chat_span_stores_its_prompt_once_and_exports_restore_the_openinference_copy(
+    tmp_path: Path,
+) -> None:
+    spans = _captured("r1")
+    rows = {r["name"]: r for r in map(span_to_row, spans)}
+    chat = json.loads(rows["chat sim"]["attributes"])
+    prompt = chat[A.PROMPT]
+    assert A.OI_INPUT not in chat and chat[A.MIRRORED] == [A.OI_INPUT, A.OI_OUTPUT]
+    assert rows["chat sim"]["attributes"].count(json.dumps(prompt)[1:-1]) == 1
+    store = DuckDBTraceStore(tmp_path / "t.duckdb")
+    store.write_spans(spans_to_table(spans))
+    store.close()
+    export_otlp_file(tmp_path / "t.duckdb", tmp_path / "out.json")
+    lines = (tmp_path / "out.json").read_text().splitlines()
+    chats = [
+        {kv["key"]: kv["value"].get("stringValue") for kv in span["attributes"]}
+        for exported in map(json.loads, lines)
+        for rs in exported["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+        if span["name"] == "chat sim"
+    ]
+    assert chats and prompt in [c[A.PROMPT] for c in chats]
+    for values in chats:
+        assert values[A.OI_INPUT] == values[A.PROMPT] and A.MIRRORED not in values
+        assert values[A.OI_OUTPUT] == values[A.COMPLETION]
+
+
+def test_an_openinference_value_unlike_its_source_is_stored_as_it_is() -> None:
+    attrs = {A.PROMPT: "the prompt", A.OI_INPUT: "what Phoenix should show", A.CONTENT: "x"}
+    stored = A.without_mirrors(dict(attrs))
+    assert stored == attrs  # nothing repeated, nothing dropped
+    step = A.without_mirrors({A.CONTENT: "an answer", A.OI_OUTPUT: "an answer"})
+    assert step == {A.CONTENT: "an answer", A.MIRRORED: [A.OI_OUTPUT]}
+    assert A.with_mirrors(step) == {A.CONTENT: "an answer", A.OI_OUTPUT: "an answer"}
