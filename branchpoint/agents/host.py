@@ -437,20 +437,22 @@ class AgentRuntime:
 
 def tool_input_attrs(attrs: Mapping[str, Any], tool: str, text: str) -> dict[str, Any]:
     """An `execute_tool` span's attributes when it starts: the step's, the tool and its input."""
+    text = A.cap(text)
     return {
         **attrs,
         A.KIND: "tool",
         A.OPERATION: "execute_tool",
         A.TOOL_NAME: tool,
         A.OI_KIND: "TOOL",
-        A.TOOL_INPUT: A.cap(text),
-        A.OI_INPUT: A.cap(text),
+        A.TOOL_INPUT: text,
+        A.OI_INPUT: text,
     }
 
 
 def tool_output_attrs(output: str, ok: bool) -> dict[str, Any]:
     """An `execute_tool` span's attributes when the tool has answered."""
-    return {A.TOOL_OUTPUT: A.cap(output), A.OI_OUTPUT: A.cap(output), A.TOOL_OK: ok}
+    output = A.cap(output)
+    return {A.TOOL_OUTPUT: output, A.OI_OUTPUT: output, A.TOOL_OK: ok}
 
 
 def traced_tool(

@@ -169,6 +169,7 @@ def record_step(
         chosen = select_speaker(ctx, {**state, "head": head}, span)
         advance = replace(advance, next=chosen)
         span.set_attribute(A.NEXT_SPEAKER, chosen)
+    shown = A.cap(content)
     span.set_attributes(
         {
             A.KIND: "step",
@@ -177,14 +178,14 @@ def record_step(
             A.STEP: index,
             A.AGENT_NAME: agent,
             A.STEP_KIND: advance.kind,
-            A.CONTENT: A.cap(content),
+            A.CONTENT: shown,
             A.CHECKPOINT_ID: checkpoint_id or "",
             A.INTERVENED: result is None,
             A.NODE_ID: result.node_id if result else "",
             A.INPUT_TOKENS: step.input_tokens,
             A.OUTPUT_TOKENS: step.output_tokens,
             A.OI_KIND: "AGENT",
-            A.OI_OUTPUT: A.cap(content),
+            A.OI_OUTPUT: shown,
         }
     )
     return state_update(state, ctx.team.agent(agent), advance, head, ctx.step_limit)

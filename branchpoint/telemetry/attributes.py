@@ -132,22 +132,24 @@ def run_identity(run: Run) -> dict[str, Any]:
 
 def chat_request(model: str, prompt: str) -> dict[str, Any]:
     """A `chat` span's attributes when the request is sent (GenAI and OpenInference)."""
+    prompt = cap(prompt)  # one string for both names: the store keeps it once (MIRRORS)
     return {
         KIND: "chat",
         OPERATION: "chat",
         REQUEST_MODEL: model,
         OI_KIND: "LLM",
         OI_MODEL: model,
-        PROMPT: cap(prompt),
-        OI_INPUT: cap(prompt),
+        PROMPT: prompt,
+        OI_INPUT: prompt,
     }
 
 
 def chat_reply(text: str, input_tokens: int, output_tokens: int) -> dict[str, Any]:
     """A `chat` span's attributes when the reply is back."""
+    text = cap(text)
     return {
-        COMPLETION: cap(text),
-        OI_OUTPUT: cap(text),
+        COMPLETION: text,
+        OI_OUTPUT: text,
         INPUT_TOKENS: input_tokens,
         OUTPUT_TOKENS: output_tokens,
     }
