@@ -10,9 +10,14 @@ Arms, each run once per round (rounds alternate their order; medians over the ro
    `AssistantAgent` on a replay client, on an event loop thread (as `Session(ray=False)` runs
    its agents), no Ray: what the parts the issue asks for cost before branchpoint adds
    anything, beside the autogen peer.
+   **Agent floor on Ray**: the parts floor whose actor is async (as an `AgentHost` must be, so
+   that a sweep's turns interleave on it) and runs that autogen turn: the parts on Ray with the
+   agent's own work, before branchpoint adds anything.
 3. **branchpoint on Ray**: `run_task(MATH, chain_task(n), "sim")` (tracing and durable SQLite
    checkpoints on, as shipped). A step's time is the gap between consecutive message-store
-   appends (`AppendClock`); "early" is the median of steps 5–24, "late" of the last 20.
+   appends (`AppendClock`); "early" is the median of steps 5–24, "late" of the last 20. CPU
+   (of the driver and every Ray worker it started) is read at every 20th step: early and late
+   CPU are the medians of the first and last five 20-step windows.
 4. **branchpoint in-process**: the same run in a `ray=False` session (turns in the driver, spans
    straight to the store), when this checkout has one.
 
@@ -60,6 +65,7 @@ from branchpoint.settings import Settings
 
 AGENTS = ("Planner", "Solver", "Verifier")
 EARLY = slice(5, 25)
+CPU_WINDOWS = 5  # CPU is read over this many windows of 20 steps at each end (their median)
 
 
 def replay_agents(turns: int) -> dict[str, Any]:
@@ -106,6 +112,28 @@ class Turn:
     def run(self, agent: str, step: int) -> str:
         """A step's message."""
         return f"{agent}: Item {step}: {step}+1 = {step + 1}"
+
+
+@ray.remote(num_cpus=0)
+class AgentTurn:
+    """The agent floor's host: an async actor whose call runs one `AssistantAgent` turn on a
+    replay client."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, Any] = {}
+
+    def reset(self, turns: int) -> None:
+        """Fresh agents with replies for `turns` turns (their contexts start empty)."""
+        self.agents = replay_agents(turns)
+
+    async def run(self, agent: str, step: int) -> str:
+        """One turn of `agent`."""
+        from autogen_agentchat.messages import TextMessage
+        from autogen_core import CancellationToken
+
+        message = TextMessage(content=f"Item {step}", source="user")
+        response = await self.agents[agent].on_messages([message], CancellationToken())
+        return str(response.chat_message.to_text())
 
 
 class FloorState(TypedDict):
@@ -218,7 +246,9 @@ def step_times(session: Session, clock: AppendClock, marks: CpuMarks, n_items: i
     The overall CPU includes exporting the run's spans (flushed at the end, so that the next
     measurement starts on a quiet machine)."""
     n = n_items + 2
-    marks.at = {EARLY.start - 1, EARLY.stop - 1, n - 21, n - 1}
+    early_marks = [m for m in range(EARLY.start - 1, n, 20)][: CPU_WINDOWS + 1]
+    late_marks = [m for m in range(n - 1, EARLY.start - 2, -20)][: CPU_WINDOWS + 1][::-1]
+    marks.at = {*early_marks, *late_marks}
     t0, cpu = time.perf_counter(), cpu_seconds()
     run = run_task(session, MATH, chain_task(n_items), "sim")
     session.flush()
@@ -228,9 +258,18 @@ def step_times(session: Session, clock: AppendClock, marks: CpuMarks, n_items: i
     c = {k: v for (rid, k), v in marks.cpu.items() if rid == run.run_id}
     return RunTimes(
         seconds=[b - a for a, b in zip([t0, *stamps], stamps, strict=False)],
-        early_cpu_ms=(c[EARLY.stop - 1] - c[EARLY.start - 1]) * 1000 / 20,
-        late_cpu_ms=(c[n - 1] - c[n - 21]) * 1000 / 20,
+        early_cpu_ms=window_cpu_ms(c, early_marks),
+        late_cpu_ms=window_cpu_ms(c, late_marks),
         cpu_ms=cpu_ms,
+    )
+
+
+def window_cpu_ms(cpu_at: dict[int, float], marks: list[int]) -> float:
+    """Median CPU ms per step over the windows between consecutive marks: the exporters' batches
+    (once a second) and garbage collections land in some windows and not in others, and one
+    window must not decide the figure."""
+    return median(
+        [(cpu_at[b] - cpu_at[a]) * 1000 / (b - a) for a, b in zip(marks, marks[1:], strict=False)]
     )
 
 
@@ -337,11 +376,19 @@ def main() -> None:
             keep("in-process floor ms/step", wall)
             keep("in-process floor CPU ms/step", cpu)
 
+        agent_actor = AgentTurn.remote()  # type: ignore[attr-defined]
+
+        def agent_floor(r: int) -> None:
+            ray.get(agent_actor.reset.remote(args.turns))
+            wall, cpu = floor_ms_per_step(ray_turn(agent_actor), args.turns, tmp, f"agent-r{r}")
+            keep("agent floor ms/step", wall)
+            keep("agent floor CPU ms/step", cpu)
+
         def on_ray(r: int) -> None:
             measure("ray", step_times(ray_session, ray_clock, ray_marks, args.steps))
 
         arms["autogen"], arms["floor"], arms["in-process floor"] = autogen, floor, local_floor
-        arms["ray"] = on_ray
+        arms["agent floor"], arms["ray"] = agent_floor, on_ray
         if in_process_supported():
             local = stack.enter_context(bench_session(tmp, "local", False, args.steps + 100))
             local_clock, local_marks = AppendClock(local), CpuMarks(local)
@@ -384,6 +431,12 @@ def print_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
               m["ray early ms/step"] / m["floor ms/step"], 1.5),
         ratio("per-step overhead: on Ray / parts floor (CPU of all processes)",
               m["ray CPU ms/step"] / m["floor CPU ms/step"], 1.5),
+        Figure("agent floor on Ray: async actor running an autogen turn (ms/step)",
+               m["agent floor ms/step"]),
+        Figure("agent floor / parts floor (wall): the agent's turn and an async actor alone",
+               m["agent floor ms/step"] / m["floor ms/step"]),
+        Figure("on Ray / agent floor (wall): branchpoint's own share on Ray",
+               m["ray early ms/step"] / m["agent floor ms/step"]),
     ]  # fmt: skip
     if "in-process early ms/step" in m:
         figures += [
