@@ -1,7 +1,8 @@
 """A user's team, from a package outside branchpoint, on a two-node Ray cluster.
 
 The team (`tests/userteams/pair.py`) is named by import path from the folder that holds it, as a
-user runs it from their project. Its steps must run on both nodes, and a fork started later from
+user runs it from their project. Its runs must run on both nodes (each run keeps one host, and
+the second run goes to the other host, on the other node), and a fork started later from
 another folder, in a new process, must resolve the same team from what the run recorded (the
 import path and its folder) and run the tool on a host that imports it from there.
 """
@@ -54,19 +55,26 @@ def test_a_user_team_runs_on_both_nodes_and_forks_from_a_new_process(
     two_nodes: Cluster, tmp_path: Path
 ) -> None:
     db, tasks = tmp_path / "cluster.duckdb", tmp_path / "tasks.jsonl"
-    tasks.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}))
+    # The team's scripted agents answer 5 to anything.
+    questions = [("What is 2 + 3?", "2 + 3 = 5\n#### 5"), ("What is 3 + 2?", "3 + 2 = 5\n#### 5")]
+    tasks.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in questions))
     common = ["--address", two_nodes.address, "--db", str(db)]
     run_in(
         TESTS, ["run", "--team", "userteams.pair:TEAM", "--tasks", str(tasks), *common], two_nodes
     )
 
-    [(run_id, status, team)] = rows(db, "SELECT run_id, status, team FROM runs")
-    assert (status, team) == ("succeeded", "pair")
-    steps = rows(
-        db, f"SELECT step, agent, node_id FROM steps WHERE run_id = '{run_id}' ORDER BY step"
-    )
-    assert [s[1] for s in steps] == ["Adder", "Checker"]
-    assert len({s[2] for s in steps}) == 2, f"steps ran on one node only: {steps}"
+    runs = rows(db, "SELECT run_id, status, team FROM runs ORDER BY task_id")
+    assert [(status, team) for _, status, team in runs] == [("succeeded", "pair")] * 2
+    nodes_of_runs = []
+    for run_id, _, _ in runs:
+        steps = rows(
+            db, f"SELECT step, agent, node_id FROM steps WHERE run_id = '{run_id}' ORDER BY step"
+        )
+        assert [s[1] for s in steps] == ["Adder", "Checker"]
+        assert len({s[2] for s in steps}) == 1, f"a run's steps moved between hosts: {steps}"
+        nodes_of_runs.append(steps[0][2])
+    assert len(set(nodes_of_runs)) == 2, f"both runs ran on one node: {nodes_of_runs}"
+    run_id = runs[0][0]
     assert rows(db, f"SELECT tool, output FROM tool_calls WHERE run_id = '{run_id}'") == [
         ("add", "5")
     ]
