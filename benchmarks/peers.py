@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import itertools
 import sqlite3
 import tempfile
 import time
@@ -268,9 +269,7 @@ def window_cpu_ms(cpu_at: dict[int, float], marks: list[int]) -> float:
     """Median CPU ms per step over the windows between consecutive marks: the exporters' batches
     (once a second) and garbage collections land in some windows and not in others, and one
     window must not decide the figure."""
-    return median(
-        [(cpu_at[b] - cpu_at[a]) * 1000 / (b - a) for a, b in zip(marks, marks[1:], strict=False)]
-    )
+    return median([(cpu_at[b] - cpu_at[a]) * 1000 / (b - a) for a, b in itertools.pairwise(marks)])
 
 
 def early_late_ms(times: list[float]) -> tuple[float, float]:
