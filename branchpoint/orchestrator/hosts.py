@@ -3,7 +3,8 @@ run goes to the host with the fewest turns in flight; a step whose host died run
 another one, which becomes the run's home.
 
 A run on one host is sent each message once and finds its transcript's fold in that host's
-cache; alternating hosts made a sequential sim run's step ~25% slower (benchmarks/peers.py).
+cache; alternating hosts made a sequential sim run's step ~5% slower (benchmarks/RESULTS.md,
+"Session 10").
 
 Hosts keep no state between turns that a step depends on: the transcript travels by reference,
 each host is sent the messages it has not had from this pool, and a host that lost them (Ray
@@ -89,24 +90,29 @@ class HostPool:
         self._lock = threading.Lock()
 
     def pick(self, run_id: str, avoid: set[int]) -> int:
-        """The run's home host when it is live and not yet tried for this step; otherwise the
-        live untried host with the fewest turns in flight (ties in rotation), the run's new home."""
+        """The host for the run's next turn, counted as in flight there until `done`: the run's
+        home when it is live and not yet tried for this step; otherwise the live untried host
+        with the fewest turns in flight (ties in rotation), the run's new home."""
         with self._lock:
             now = time.monotonic()
-            home = self._homes.get(run_id)
-            if home is not None and home not in avoid and self._down_until[home] <= now:
-                self._homes.move_to_end(run_id)
-                return home
-            order = [(self._next + i) % len(self.hosts) for i in range(len(self.hosts))]
-            untried = [i for i in order if i not in avoid] or order
-            live = [i for i in untried if self._down_until[i] <= now] or untried
-            choice = min(live, key=lambda i: self._in_flight[i])
-            self._next = (choice + 1) % len(self.hosts)
-            self._homes[run_id] = choice
+            choice = self._homes.get(run_id)
+            if choice is None or choice in avoid or self._down_until[choice] > now:
+                order = [(self._next + i) % len(self.hosts) for i in range(len(self.hosts))]
+                untried = [i for i in order if i not in avoid] or order
+                live = [i for i in untried if self._down_until[i] <= now] or untried
+                choice = min(live, key=lambda i: self._in_flight[i])
+                self._next = (choice + 1) % len(self.hosts)
+                self._homes[run_id] = choice
+                if len(self._homes) > HOMES_KEPT:
+                    self._homes.popitem(last=False)
             self._homes.move_to_end(run_id)
-            if len(self._homes) > HOMES_KEPT:
-                self._homes.popitem(last=False)
+            self._in_flight[choice] += 1
             return choice
+
+    def done(self, index: int) -> None:
+        """A turn picked for host `index` finished (answered, failed or lost its host)."""
+        with self._lock:
+            self._in_flight[index] -= 1
 
     def mark_down(self, index: int) -> None:
         """Take a host out of rotation for the cool-down."""
@@ -131,8 +137,6 @@ class HostPool:
         lost: Exception | None = None
         for _ in range(self.attempts):
             index = self.pick(request.run_id, tried)
-            with self._lock:
-                self._in_flight[index] += 1
             try:
                 return self._run_on(index, request)
             except HOST_LOST as exc:
@@ -140,8 +144,7 @@ class HostPool:
                 tried.add(index)
                 lost = exc
             finally:
-                with self._lock:
-                    self._in_flight[index] -= 1
+                self.done(index)
         reason = str(lost).strip().splitlines()[0][:200] if lost else "unknown"
         raise HostLostError(
             f"step {request.step} of {request.run_id} lost its agent host {self.attempts} times "

@@ -66,16 +66,17 @@ def test_every_step_of_a_run_goes_to_the_same_host() -> None:
 
 def test_a_new_run_goes_to_a_host_with_no_turn_in_flight() -> None:
     pool = StandInPool(2)
-    pool.call(request("first"))  # host 0 is its home; the rotation now points at host 1
-    pool.call(request("second"))  # host 1
-    release = pool.hold["second"] = threading.Event()
-    busy = threading.Thread(target=pool.call, args=(request("second", 1),))
+    pool.call(request("first"))  # host 0
+    pool.call(request("second"))  # host 1; the rotation now points at host 0 again
+    release = pool.hold["first"] = threading.Event()
+    busy = threading.Thread(target=pool.call, args=(request("first", 1),))
     busy.start()
-    assert pool.started.wait(10)
-    pool.call(request("third"))  # the rotation says host 0, and host 1 is busy: host 0
+    assert pool.started.wait(10)  # a turn of "first" is in flight on host 0
+    pool.call(request("third"))
     release.set()
     busy.join(10)
-    assert hosts_of(pool, "third") == [0]
+    assert hosts_of(pool, "third") == [1]
+    assert pool._in_flight == [0, 0]
 
 
 def test_a_run_whose_host_died_moves_to_another_and_stays_there() -> None:
