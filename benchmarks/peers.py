@@ -354,9 +354,10 @@ def main() -> None:
         arms: dict[str, Callable[[int], None]] = {}
         actor = Turn.remote()  # type: ignore[attr-defined]
         ray.get(actor.run.remote("warm", 0))
-        step_times(
-            ray_session, ray_clock, ray_marks, 30
-        )  # warm the hosts: start-up is not a step's cost
+        # Warm every host (a run keeps one host, and runs go to them in turn): a host's first
+        # turns (imports, first agent) are start-up, not a step's cost.
+        for _ in range(ray_session.settings.n_hosts):
+            step_times(ray_session, ray_clock, ray_marks, 30)
         autogen_ms_per_turn(6)  # autogen's imports and runtime start-up are not a turn's cost
 
         def autogen(r: int) -> None:
