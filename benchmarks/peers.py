@@ -247,8 +247,8 @@ def step_times(session: Session, clock: AppendClock, marks: CpuMarks, n_items: i
     The overall CPU includes exporting the run's spans (flushed at the end, so that the next
     measurement starts on a quiet machine)."""
     n = n_items + 2
-    early_marks = [m for m in range(EARLY.start - 1, n, 20)][: CPU_WINDOWS + 1]
-    late_marks = [m for m in range(n - 1, EARLY.start - 2, -20)][: CPU_WINDOWS + 1][::-1]
+    early_marks = list(range(EARLY.start - 1, n, 20))[: CPU_WINDOWS + 1]
+    late_marks = list(range(n - 1, EARLY.start - 2, -20))[: CPU_WINDOWS + 1][::-1]
     marks.at = {*early_marks, *late_marks}
     t0, cpu = time.perf_counter(), cpu_seconds()
     run = run_task(session, MATH, chain_task(n_items), "sim")

@@ -39,9 +39,9 @@ def captured_step(items: int = 40) -> tuple[StepRequest, StepResult]:
     original = hosts.HostPool._run_on
 
     def run_on(pool: hosts.HostPool, index: int, request: StepRequest) -> StepResult:
-        result = original(pool, index, request)
         assert request.messages is not None and pool.shipped is not None
         sent = pool.shipped.ref(index, request.messages.head, request.messages.plan_id)
+        result = original(pool, index, request)  # sends the same messages, then marks them sent
         seen.append((request.model_copy(update={"messages": sent}), result))
         return result
 
