@@ -3,8 +3,8 @@
 Arms, each timed as the median latency of many `ray.get(actor.method.remote(...))` calls in a
 row (rounds alternate their order):
 
-1. **sync, two scalars**: the parts floor's call (a synchronous actor method, `(str, int)` in,
-   a short string out).
+1. **sync, two scalars**: the parts floor's call to its actor (`peers.Turn`: a synchronous
+   method, `(str, int)` in, a short string out).
 2. **async, two scalars**: the same call to an async actor method (an `AgentHost` is async so
    that a sweep's turns interleave on it).
 3. **async, a StepRequest**: a real `StepRequest` captured from a sim run on Ray (transcript by
@@ -26,6 +26,7 @@ from typing import Any
 import ray
 
 from benchmarks.common import Figure, chain_task, console, median, report_figures, scratch_session
+from benchmarks.peers import Turn
 from branchpoint.agents.teams import MATH
 from branchpoint.model import StepRequest, StepResult
 from branchpoint.orchestrator import hosts
@@ -52,15 +53,6 @@ def captured_step(items: int = 40) -> tuple[StepRequest, StepResult]:
     finally:
         hosts.HostPool._run_on = original  # type: ignore[method-assign]
     return seen[len(seen) // 2]
-
-
-@ray.remote(num_cpus=0)
-class SyncActor:
-    """The floor's kind of actor."""
-
-    def run(self, agent: str, step: int) -> str:
-        """A short message."""
-        return f"{agent}: {step}"
 
 
 @ray.remote(num_cpus=0)
@@ -101,7 +93,7 @@ def main() -> None:
     if args.quick:
         args.calls, args.rounds = 500, 2
     request, result = captured_step()
-    sync, async_ = SyncActor.remote(), AsyncActor.remote(result)  # type: ignore[attr-defined]
+    sync, async_ = Turn.remote(), AsyncActor.remote(result)  # type: ignore[attr-defined]
     arms: dict[str, Callable[[], Any]] = {
         "sync": lambda: ray.get(sync.run.remote("Solver", 7)),
         "async": lambda: ray.get(async_.run.remote("Solver", 7)),
