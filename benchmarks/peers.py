@@ -17,7 +17,9 @@ Arms, each run once per round (rounds alternate their order; medians over the ro
    checkpoints on, as shipped). A step's time is the gap between consecutive message-store
    appends (`AppendClock`); "early" is the median of steps 5–24, "late" of the last 20. CPU
    (of the driver and every Ray worker it started) is read at every 20th step: early and late
-   CPU are the medians of the first and last five 20-step windows.
+   CPU are the medians of the first and last five 20-step windows. "Run" is the whole run's
+   wall time over its steps, as the floors are measured (twenty steps' median moves with the
+   machine's load: 2.8 to 6.2 ms in consecutive runs of one session).
 4. **branchpoint in-process**: the same run in a `ray=False` session (turns in the driver, spans
    straight to the store), when this checkout has one.
 
@@ -339,6 +341,7 @@ def main() -> None:
     def measure(arm: str, run: RunTimes) -> None:
         early, late = early_late_ms(run.seconds)
         keep(f"{arm} early ms/step", early)
+        keep(f"{arm} run ms/step", sum(run.seconds) * 1000 / len(run.seconds))
         keep(f"{arm} late ms/step", late)
         keep(f"{arm} late/early", late / early)
         keep(f"{arm} CPU ms/step", run.cpu_ms)
@@ -431,6 +434,8 @@ def print_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
               m["ray early ms/step"] / m["floor ms/step"], 1.5),
         ratio("per-step overhead: on Ray / parts floor (CPU of all processes)",
               m["ray CPU ms/step"] / m["floor CPU ms/step"], 1.5),
+        ratio("per-step overhead: on Ray, whole run / parts floor (wall, both total / steps)",
+              m["ray run ms/step"] / m["floor ms/step"], 1.5),
         Figure("agent floor on Ray: async actor running an autogen turn (ms/step)",
                m["agent floor ms/step"]),
         Figure("agent floor / parts floor (wall): the agent's turn and an async actor alone",

@@ -9,9 +9,17 @@ row (rounds alternate their order):
    that a sweep's turns interleave on it).
 3. **async, a StepRequest**: a real `StepRequest` captured from a sim run on Ray (transcript by
    reference, as the pool ships it) in, its `StepResult` out; the method does nothing else.
+4. **compiled, a StepRequest**: the same request through a Ray Compiled Graph (`ray.dag`,
+   shared-memory channels instead of an RPC per call) to a synchronous method of the same async
+   actor that hands the request to the actor's event loop (a compiled graph cannot call an
+   async method). Also measured: the CPU the driver and the actor burn while the compiled graph
+   waits for its next call, against the same two processes with no compiled graph.
 
 The differences are what a branchpoint step pays on Ray whatever branchpoint does: the async
-actor (2 − 1) and the request and result crossing processes (3 − 2).
+actor (2 − 1) and the request and result crossing processes (3 − 2). Arm 4 is the transport
+that would remove most of it, and the idle CPU is why branchpoint does not use it: each
+compiled graph's readers spin (a core each on this machine), which an embedded model's turn,
+running on the same cores for seconds, cannot afford.
 
 Usage: .venv/bin/python -m benchmarks.ray_calls [--calls 2000] [--rounds 3] [--quick]
 """
@@ -19,11 +27,15 @@ Usage: .venv/bin/python -m benchmarks.ray_calls [--calls 2000] [--rounds 3] [--q
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
+from ray.dag import InputNode
 
 from benchmarks.common import Figure, chain_task, console, median, report_figures, scratch_session
 from benchmarks.peers import Turn
@@ -70,6 +82,28 @@ class AsyncActor:
         """The captured result, whatever the request."""
         return self.result
 
+    async def pid(self) -> int:
+        """This actor's process, after noting its event loop for `lane`."""
+        self.loop = asyncio.get_running_loop()
+        return os.getpid()
+
+    def lane(self, request: StepRequest) -> StepResult:
+        """`step` called from a compiled graph's thread, run on the actor's event loop."""
+        return asyncio.run_coroutine_threadsafe(self.step(request), self.loop).result()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pids: list[int], seconds: float) -> float:
+    """CPU seconds per second the processes burn over `seconds` of doing nothing."""
+    before = sum(process_cpu_s(p) for p in pids)
+    time.sleep(seconds)
+    return (sum(process_cpu_s(p) for p in pids) - before) / seconds
+
 
 def latency_ms(call: Callable[[], Any], calls: int) -> float:
     """Median ms of `calls` calls in a row, after a warm-up."""
@@ -94,16 +128,23 @@ def main() -> None:
         args.calls, args.rounds = 500, 2
     request, result = captured_step()
     sync, async_ = Turn.remote(), AsyncActor.remote(result)  # type: ignore[attr-defined]
+    pids = [os.getpid(), ray.get(async_.pid.remote())]
+    idle_plain = idle_cpu(pids, 3.0)
+    with InputNode() as given:
+        compiled = async_.lane.bind(given).experimental_compile()
     arms: dict[str, Callable[[], Any]] = {
         "sync": lambda: ray.get(sync.run.remote("Solver", 7)),
         "async": lambda: ray.get(async_.run.remote("Solver", 7)),
         "step": lambda: ray.get(async_.step.remote(request)),
+        "compiled": lambda: compiled.execute(request).get(timeout=-1),
     }
     samples: dict[str, list[float]] = {name: [] for name in arms}
     for r in range(args.rounds):
         for name in list(arms) if r % 2 == 0 else list(arms)[::-1]:
             samples[name].append(latency_ms(arms[name], args.calls))
             console.print(f"round {r + 1}/{args.rounds}: {name} {samples[name][-1]:.3f} ms")
+    idle_compiled = idle_cpu(pids, 3.0)
+    compiled.teardown()
     m = {name: median(values) for name, values in samples.items()}
     size = len(request.model_dump_json())
     figures = [
@@ -112,6 +153,9 @@ def main() -> None:
         Figure(f"actor call, async, a StepRequest of {size:,} JSON bytes (ms)", m["step"]),
         Figure("async actor's extra cost (ms)", m["async"] - m["sync"]),
         Figure("a StepRequest and StepResult crossing (ms)", m["step"] - m["async"]),
+        Figure("the StepRequest through a compiled graph (ms)", m["compiled"]),
+        Figure("idle CPU of driver and actor, plain actor (cores)", idle_plain),
+        Figure("idle CPU of driver and actor, compiled graph waiting (cores)", idle_compiled),
     ]
     for figure in figures:
         console.print(f"{figure.name}: {figure.value:.3f}")
