@@ -31,9 +31,9 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import psutil
 import ray
 from ray.dag import InputNode
 
@@ -92,17 +92,15 @@ class AsyncActor:
         return asyncio.run_coroutine_threadsafe(self.step(request), self.loop).result()
 
 
-def process_cpu_s(pid: int) -> float:
-    """User and system CPU seconds of a process so far (Linux `/proc`)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def idle_cpu(pids: list[int], seconds: float) -> float:
     """CPU seconds per second the processes burn over `seconds` of doing nothing."""
-    before = sum(process_cpu_s(p) for p in pids)
+
+    def used() -> float:
+        return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)  # user + system
+
+    before = used()
     time.sleep(seconds)
-    return (sum(process_cpu_s(p) for p in pids) - before) / seconds
+    return (used() - before) / seconds
 
 
 def latency_ms(call: Callable[[], Any], calls: int) -> float:
