@@ -138,7 +138,7 @@ def debug_failed(
                 session,
                 run_id,
                 config,
-                on_fork=lambda o: o is not None and bar.update(forks_job, advance=1),
+                on_fork=lambda o: None if o is None else bar.update(forks_job, advance=1),
             )
             record = debug_record(report, fault)
             state["debug"][run_id] = record

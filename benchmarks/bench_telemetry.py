@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -22,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import Attributes
 
 from benchmarks.common import Figure, report_figures
 from branchpoint.telemetry import attributes as A
@@ -61,7 +63,7 @@ def recorded_spans(n: int) -> list[ReadableSpan]:
     return list(memory.get_finished_spans())
 
 
-def _run_attrs(run_id: str) -> dict[str, object]:
+def _run_attrs(run_id: str) -> Attributes:
     task = {"task_id": "gsm8k-7", "question": "q" * 200, "answer": "42", "source": "gsm8k"}
     return {
         A.KIND: "run",
@@ -82,7 +84,7 @@ def _run_attrs(run_id: str) -> dict[str, object]:
     }
 
 
-def _step_attrs(run_id: str, step: int, agent: str) -> dict[str, object]:
+def _step_attrs(run_id: str, step: int, agent: str) -> Attributes:
     return {
         A.KIND: "step",
         A.OPERATION: "invoke_agent",
@@ -99,7 +101,7 @@ def _step_attrs(run_id: str, step: int, agent: str) -> dict[str, object]:
     }
 
 
-def _chat_attrs(run_id: str, step: int, agent: str) -> dict[str, object]:
+def _chat_attrs(run_id: str, step: int, agent: str) -> Attributes:
     return {
         A.KIND: "chat",
         A.OPERATION: "chat",
@@ -210,9 +212,9 @@ def ray_turn_fn() -> Callable[[int], str]:
     """A step function that runs `sim_turn` in a Ray actor (the real path of a sim step)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     host = ray.remote(num_cpus=0)(_TurnHost).remote()
-    return lambda i: str(ray.get(host.turn.remote(i)))
+    return lambda i: str(ray.get(host.turn.remote(i)))  # type: ignore[attr-defined]
 
 
 def sim_team_seconds_per_step(traced: bool, n_tasks: int, workdir: Path, use_ray: bool) -> float:
@@ -280,7 +282,9 @@ def main() -> None:
         Figure("exporter converts spans to Arrow (spans/s)", rates.convert),
         Figure("sink writes Arrow batches (spans/s)", rates.store),
     ]
-    variants = [("in-process sim turn", sim_turn, args.steps)]
+    variants: list[tuple[str, Callable[[int], str], int]] = [
+        ("in-process sim turn", sim_turn, args.steps)
+    ]
     if not args.no_ray:
         variants.append(("sim turn in a Ray actor", ray_turn_fn(), max(1, args.steps // 4)))
     for label, step_fn, n in variants:

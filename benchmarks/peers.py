@@ -150,7 +150,7 @@ def floor_graph(turn: Callable[[str, int], str], saver: SqliteSaver, steps: int)
     """Planner → Solver → Verifier → Planner … for `steps` steps, one `turn` per node."""
     builder = StateGraph(FloorState)
 
-    def node(name: str) -> Callable[[FloorState], dict[str, Any]]:
+    def node(name: str) -> Callable[..., dict[str, Any]]:
         def run(state: FloorState) -> dict[str, Any]:
             return {"step": state["step"] + 1, "last": turn(name, state["step"])}
 
