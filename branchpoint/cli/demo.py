@@ -54,9 +54,9 @@ def demo(
     tasks = [t for t in builtin_tasks() if bool(t.entry_point) == code][:limit]
     if team_spec.name not in ("code", "math"):
         raise BranchpointError("the demo runs the built-in code or math team: --team code|math")
-    # In-process by default: one copy of each model, shared by every turn (a laptop's cores are
-    # better spent on one model than on each Ray host's own copy).
-    settings = settings_from(db) if ray else settings_from(db, n_hosts=1)
+    # In-process by default: one copy of each model, shared by every turn, on every core (a
+    # laptop's cores are better spent on one model than on each Ray host's own copy).
+    settings = settings_from(db)
     # In-process, one generation runs at a time anyway (local_model._GENERATION_LOCK): one run or
     # fork at a time loses nothing and fixes the order of the model's calls, so the default seed
     # gives the same verdicts every time (llama.cpp reuses its cache of the previous prompt).

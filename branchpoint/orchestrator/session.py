@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -194,8 +195,12 @@ class InProcessExecutor:
             if settings.tracing
             else None
         )
-        # Transcripts by reference resolve straight from the driver's message store.
-        self.runtime = AgentRuntime(settings, store, self.provider, fetch=messages.link)
+        # Transcripts by reference resolve straight from the driver's message store. One host:
+        # its one copy of each embedded model gets every core (generations are serialised in a
+        # process, `local_model._GENERATION_LOCK`), not a Ray host's share.
+        self.runtime = AgentRuntime(
+            dataclasses.replace(settings, n_hosts=1), store, self.provider, fetch=messages.link
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="branchpoint-agents", daemon=True

@@ -34,6 +34,7 @@ from branchpoint.agents.local_model import (
     resolve_gguf,
 )
 from branchpoint.errors import BranchpointError, ModelUnavailableError
+from branchpoint.orchestrator.session import Session
 from branchpoint.settings import Settings
 
 
@@ -266,6 +267,20 @@ def test_embedded_model_threads_share_the_cores_among_hosts(
     assert Settings(n_hosts=16, llama_threads=0).model_threads == 1
     monkeypatch.setenv("BRANCHPOINT_LLAMA_THREADS", "3")
     assert Settings(n_hosts=2).model_threads == 3
+
+
+def test_an_in_process_session_gives_its_one_model_copy_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In-process there is one copy of each model and one generation at a time: a Ray host's
+    # share of the cores would leave the others idle.
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("BRANCHPOINT_LLAMA_THREADS", raising=False)
+    settings = Settings(db_path=tmp_path / "t.duckdb")
+    assert settings.model_threads == 4  # each of the two Ray hosts' copies
+    with Session(settings, ray=False) as session:
+        runtime = session.hosts.runtime  # type: ignore[attr-defined]
+        assert runtime.settings.model_threads == 8
 
 
 class _OneCallAtATime:
