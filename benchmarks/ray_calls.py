@@ -9,17 +9,21 @@ row (rounds alternate their order):
    that a sweep's turns interleave on it).
 3. **async, a StepRequest**: a real `StepRequest` captured from a sim run on Ray (transcript by
    reference, as the pool ships it) in, its `StepResult` out; the method does nothing else.
-4. **compiled, a StepRequest**: the same request through a Ray Compiled Graph (`ray.dag`,
+4. **threaded, a StepRequest**: the same request to a threaded actor (synchronous methods,
+   `max_concurrency` threads: the other way to serve a sweep's turns at once) whose method hands
+   the step to an event loop of its own and waits for it.
+5. **compiled, a StepRequest**: the same request through a Ray Compiled Graph (`ray.dag`,
    shared-memory channels instead of an RPC per call) to a synchronous method of the same async
    actor that hands the request to the actor's event loop (a compiled graph cannot call an
    async method). Also measured: the CPU the driver and the actor burn while the compiled graph
    waits for its next call, against the same two processes with no compiled graph.
 
 The differences are what a branchpoint step pays on Ray whatever branchpoint does: the async
-actor (2 − 1) and the request and result crossing processes (3 − 2). Arm 4 is the transport
-that would remove most of it, and the idle CPU is why branchpoint does not use it: each
-compiled graph's readers spin (a core each on this machine), which an embedded model's turn,
-running on the same cores for seconds, cannot afford.
+actor (2 − 1) and the request and result crossing processes (3 − 2). Arm 4 is what an agent
+host that is not async would pay instead. Arm 5 is the transport that would remove most of it,
+and the idle CPU is why branchpoint does not use it: each compiled graph's readers spin (a core
+each on this machine), which an embedded model's turn, running on the same cores for seconds,
+cannot afford.
 
 Usage: .venv/bin/python -m benchmarks.ray_calls [--calls 2000] [--rounds 3] [--quick]
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -92,6 +97,24 @@ class AsyncActor:
         return asyncio.run_coroutine_threadsafe(self.step(request), self.loop).result()
 
 
+@ray.remote(num_cpus=0, max_concurrency=64)  # type: ignore[call-overload]
+class ThreadedActor:
+    """The other way to serve many turns at once: a threaded actor (sync methods, many threads)
+    whose method hands the step to an event loop of its own and waits for it."""
+
+    def __init__(self, result: StepResult) -> None:
+        self.result = result
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    async def _step(self, request: StepRequest) -> StepResult:
+        return self.result
+
+    def step(self, request: StepRequest) -> StepResult:
+        """The captured result, from the actor's loop."""
+        return asyncio.run_coroutine_threadsafe(self._step(request), self.loop).result()
+
+
 def idle_cpu(pids: list[int], seconds: float) -> float:
     """CPU seconds per second the processes burn over `seconds` of doing nothing."""
 
@@ -126,6 +149,7 @@ def main() -> None:
         args.calls, args.rounds = 500, 2
     request, result = captured_step()
     sync, async_ = Turn.remote(), AsyncActor.remote(result)  # type: ignore[attr-defined]
+    threaded = ThreadedActor.remote(result)  # type: ignore[attr-defined]
     pids = [os.getpid(), ray.get(async_.pid.remote())]
     idle_plain = idle_cpu(pids, 3.0)
     with InputNode() as given:
@@ -134,6 +158,7 @@ def main() -> None:
         "sync": lambda: ray.get(sync.run.remote("Solver", 7)),
         "async": lambda: ray.get(async_.run.remote("Solver", 7)),
         "step": lambda: ray.get(async_.step.remote(request)),
+        "threaded": lambda: ray.get(threaded.step.remote(request)),
         "compiled": lambda: compiled.execute(request).get(timeout=-1),
     }
     samples: dict[str, list[float]] = {name: [] for name in arms}
@@ -151,6 +176,9 @@ def main() -> None:
         Figure(f"actor call, async, a StepRequest of {size:,} JSON bytes (ms)", m["step"]),
         Figure("async actor's extra cost (ms)", m["async"] - m["sync"]),
         Figure("a StepRequest and StepResult crossing (ms)", m["step"] - m["async"]),
+        Figure(
+            "the StepRequest to a threaded actor that runs it on its own loop (ms)", m["threaded"]
+        ),
         Figure("the StepRequest through a compiled graph (ms)", m["compiled"]),
         Figure("idle CPU of driver and actor, plain actor (cores)", idle_plain),
         Figure("idle CPU of driver and actor, compiled graph waiting (cores)", idle_compiled),
