@@ -136,6 +136,12 @@ def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
     if not traced.trace.visits:
         result.failures.append(f"the program could not be traced ({traced.trace.error})")
         return result
+    ran = {v.block for v in traced.trace.visits}
+    if len(ran) == 1:  # one block ran: it is the first wrong one, no judge can say otherwise
+        (only,) = ran
+        result.verdicts = {only: f"WRONG (the only block that ran): {traced.feedback}"}
+        result.hypotheses.append(_block_hypothesis(run, traced, only, traced.feedback))
+        return result
     system, user = render_prompt(
         "ldb_verify",
         question=run.task.question,
@@ -150,17 +156,20 @@ def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
         result.failures.append(failures[-1] if failures else "no usable reply")
         return result
     block, reason, result.verdicts = verdict
-    b = traced.trace.blocks[block]
-    result.hypotheses.append(
-        Hypothesis(
-            run_id=run.run_id,
-            agent=step.agent,
-            step=step.index,
-            reason=f"Block {block} (lines {b.start}-{b.end}, {b.function}): {reason}",
-            method="ldb",
-        )
-    )
+    result.hypotheses.append(_block_hypothesis(run, traced, block, reason))
     return result
+
+
+def _block_hypothesis(run: Run, traced: TracedProgram, block: int, reason: str) -> Hypothesis:
+    """The hypothesis that `block` of the traced program is the first wrong one."""
+    b = traced.trace.blocks[block]
+    return Hypothesis(
+        run_id=run.run_id,
+        agent=traced.step.agent,
+        step=traced.step.index,
+        reason=f"Block {block} (lines {b.start}-{b.end}, {b.function}): {reason}",
+        method="ldb",
+    )
 
 
 def runtime_trace(traced: TracedProgram, verdicts: dict[int, str] | None = None) -> RuntimeTrace:

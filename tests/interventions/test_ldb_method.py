@@ -89,6 +89,26 @@ def test_a_block_of_comments_alone_is_not_a_program_to_trace(recorded) -> None:
     assert [s.index for s, _ in program_steps([comments, real_later])] == [2]
 
 
+def test_a_program_that_ran_one_block_is_blamed_without_asking_the_judge(recorded) -> None:
+    """With one block run there is nothing to localise: in session 12 the 1.5B judge, asked
+    anyway, failed three times to name block 0 on 3 of 13 GSM-Plus failures."""
+    run, steps, _ = recorded
+    straight = steps[0].model_copy(
+        update={
+            "content": "```python\ndef separate_paren_groups(paren_string):\n"
+            "    groups = paren_string.split()\n    return groups\n```"
+        }
+    )
+    judge = ReplayJudge([])  # any call would fail: there are no replies
+    result = ldb_hypothesis(run, [straight, *steps[1:]], judge)
+    assert judge.prompts == [] and result.failures == []
+    (hyp,) = result.hypotheses
+    assert (hyp.agent, hyp.step) == (straight.agent, straight.index)
+    assert hyp.reason.startswith("Block ") and "gave" in hyp.reason  # the failing call's result
+    (block,) = {v.block for v in result.traced.trace.visits}
+    assert result.verdicts[block].startswith("WRONG")
+
+
 def test_an_unusable_judge_leaves_a_reason_not_a_hypothesis(recorded) -> None:
     run, steps, _ = recorded
     result = ldb_hypothesis(run, steps, ReplayJudge(['{"first_wrong_block": 999}'] * 3))
