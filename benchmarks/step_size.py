@@ -1,7 +1,7 @@
 """What a step owes to the size of what it carries: the sim math team's per-step cost at plans of
 100, 1,000 and 3,000 items, on Ray and in-process.
 
-`peers.py` measures steps of a 1,000-item chain task: the Planner's plan (about 25 KB) and the
+`peers.py` measures steps of a 1,000-item chain task: the Planner's plan (about 50 KB) and the
 task's worked solution travel with the run, and every step's request carries the plan, so each
 step hashes it (twice for the sim: in the messages and in the sim's hashed parameters), puts it
 in the chat span's prompt, and stores it with the LLM record. The parts floor carries nothing.
@@ -16,16 +16,14 @@ Usage: .venv/bin/python -m benchmarks.step_size [--rounds 5] [--sizes 100,1000,3
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import tempfile
 from pathlib import Path
 
 from benchmarks.common import AppendClock, Figure, chain_task, console, median, report_figures
+from benchmarks.peers import bench_session
 from branchpoint.agents.teams import MATH
 from branchpoint.orchestrator.runner import run_task
-from branchpoint.orchestrator.session import Session
-from branchpoint.settings import Settings
 
 STEPS = 60  # each run stops here, whatever its size
 WINDOW = slice(5, 55)  # the gaps between steps measured
@@ -34,11 +32,11 @@ WINDOW = slice(5, 55)  # the gaps between steps measured
 def per_step_ms(ray: bool, sizes: list[int], rounds: int) -> dict[int, float]:
     """Median ms between consecutive steps 5–54, per plan size, sizes alternated per round."""
     samples: dict[int, list[float]] = {n: [] for n in sizes}
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        session = stack.enter_context(
-            Session(Settings(db_path=tmp / "traces.duckdb", max_steps=STEPS), ray=ray)
-        )
+    mode = "Ray" if ray else "in-process"
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        bench_session(Path(tmp), "traces", ray, STEPS) as session,
+    ):
         clock = AppendClock(session)
         run_task(session, MATH, chain_task(min(sizes)), "sim")  # warm-up
         for r in range(rounds):
@@ -48,7 +46,6 @@ def per_step_ms(ray: bool, sizes: list[int], rounds: int) -> dict[int, float]:
                 stamps = [t for t, step in clock.stamps if step.run_id == run.run_id]
                 gaps = [b - a for a, b in itertools.pairwise(stamps)][WINDOW]
                 samples[n].append(median(gaps) * 1000)
-                mode = "Ray" if ray else "in-process"
                 console.print(f"round {r + 1}/{rounds} {mode} {n} items: {samples[n][-1]:.2f} ms")
     return {n: median(values) for n, values in samples.items()}
 
