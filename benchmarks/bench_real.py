@@ -12,7 +12,8 @@
 3. Prints the tables (arms with Wilson intervals, difference to controls with Fisher's exact
    test, milestones, tokens, minutes; per method whether the blamed step beats other steps).
 
-Usage: .venv/bin/python -m benchmarks.bench_real [--humaneval 164] [--gsmplus 60] [--failures 30]
+Usage: .venv/bin/python -m benchmarks.bench_real [--humaneval 164] [--humaneval-from 0] [--gsmplus 60]
+                                                 [--failures 30]
        .venv/bin/python -m benchmarks.bench_real --methods "" --arms upgrade,upgrade_control
                                                 # the judge-free model-upgrade arms only
        .venv/bin/python -m benchmarks.bench_real --report      # tables of what is finished
@@ -39,7 +40,7 @@ from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, fix_arms,
 from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
-from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, SwapModel
+from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, SwapModel, Task
 from branchpoint.orchestrator.fork import check_fits
 from branchpoint.orchestrator.runner import finished_task_ids
 from branchpoint.orchestrator.runs import load_run, load_steps
@@ -62,10 +63,20 @@ ARMS = (
 )
 
 
-def make_runs(session: Session, family: str, n: int, args: argparse.Namespace) -> float:
-    """Run the family's team on its first n tasks (skipping finished ones); minutes spent."""
-    team, data = FAMILIES[family]
-    tasks = load_tasks(DATA / data, limit=n)
+def family_tasks(family: str, args: argparse.Namespace) -> list[Task]:
+    """The family's tasks this benchmark runs: `--humaneval` HumanEval problems from
+    `--humaneval-from`, or the first `--gsmplus` GSM-Plus problems."""
+    data = FAMILIES[family][1]
+    if family == "code":
+        start = args.humaneval_from
+        return load_tasks(DATA / data, limit=start + args.humaneval)[start:]
+    return load_tasks(DATA / data, limit=args.gsmplus)
+
+
+def make_runs(session: Session, family: str, args: argparse.Namespace) -> float:
+    """Run the family's team on its tasks (skipping finished ones); minutes spent."""
+    team = FAMILIES[family][0]
+    tasks = family_tasks(family, args)
     done = finished_task_ids(session.store, team.name, args.team_model, args.seed)
     todo = [t for t in tasks if t.task_id not in done]
     started = time.perf_counter()
@@ -76,10 +87,10 @@ def make_runs(session: Session, family: str, n: int, args: argparse.Namespace) -
     return (time.perf_counter() - started) / 60
 
 
-def root_runs(session: Session, family: str, n: int, args: argparse.Namespace) -> list[dict]:
-    """The family's root runs on its first n tasks, in task order."""
-    team, data = FAMILIES[family]
-    order = {t.task_id: i for i, t in enumerate(load_tasks(DATA / data, limit=n))}
+def root_runs(session: Session, family: str, args: argparse.Namespace) -> list[dict]:
+    """The family's root runs on its tasks, in task order."""
+    team = FAMILIES[family][0]
+    order = {t.task_id: i for i, t in enumerate(family_tasks(family, args))}
     rows = session.store.query(
         "SELECT run_id, task_id, status, success, input_tokens, output_tokens, seconds FROM runs "
         "WHERE team = ? AND model = ? AND seed = ? AND parent_run_id IS NULL "
@@ -221,8 +232,7 @@ def debug_family(
     session: Session, family: str, judge: Any, state: dict[str, Any], path: Path, args: Any
 ) -> None:
     """Debug up to args.failures failed runs of a family, saving after each."""
-    n = args.humaneval if family == "code" else args.gsmplus
-    failed = [r["run_id"] for r in root_runs(session, family, n, args) if not r["success"]]
+    failed = [r["run_id"] for r in root_runs(session, family, args) if not r["success"]]
     chosen = failed[: args.failures]
     if family not in state["sweeps"]:
         spec = SweepSpec(run_ids=tuple(chosen), methods=tuple(args.methods), repeats=args.repeats)
@@ -279,6 +289,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, default=Path("bench_real.duckdb"))
     parser.add_argument("--humaneval", type=int, default=164, help="HumanEval problems to run")
+    parser.add_argument(
+        "--humaneval-from", type=int, default=0, help="index of the first HumanEval problem"
+    )
     parser.add_argument("--gsmplus", type=int, default=60, help="GSM-Plus problems to run")
     parser.add_argument("--failures", type=int, default=30, help="failures debugged per family")
     parser.add_argument("--repeats", type=int, default=3, help="forks per arm (R)")
@@ -312,8 +325,7 @@ def main() -> None:
     with Session(Settings(db_path=args.db), ray=False) as session:
         if not args.report:
             for family in families:
-                n = args.humaneval if family == "code" else args.gsmplus
-                minutes = make_runs(session, family, n, args)
+                minutes = make_runs(session, family, args)
                 state["minutes"][family] = state["minutes"].get(family, 0.0) + minutes
                 save_state(path, state)
         if not (args.report or args.runs_only):
@@ -322,10 +334,7 @@ def main() -> None:
             judge = make_judge(session, args.judge) if needs_judge else None
             for family in families:
                 debug_family(session, family, judge, state, path, args)
-        runs = {
-            f: root_runs(session, f, args.humaneval if f == "code" else args.gsmplus, args)
-            for f in families
-        }
+        runs = {f: root_runs(session, f, args) for f in families}
     real_tables(runs, state, args)
 
 

@@ -173,3 +173,18 @@ def test_bench_real_redebugs_a_failure_saved_with_fewer_methods_or_arms() -> Non
     # A record saved with its requested roles is not redone for a role that had no arm.
     asked = {**older, "methods": ["dover"], "roles": ["resample", "runtime_trace"]}
     assert debug_plan(asked, ["dover"], {"runtime_trace"}) is None
+
+
+def test_bench_real_runs_the_humaneval_problems_from_the_index_asked() -> None:
+    """`--humaneval 3 --humaneval-from 100` runs HumanEval/100–102; GSM-Plus from its start."""
+    from argparse import Namespace
+
+    from benchmarks.bench_real import family_tasks
+
+    args = Namespace(humaneval=3, humaneval_from=100, gsmplus=2)
+    assert [t.task_id for t in family_tasks("code", args)] == [
+        "HumanEval/100",
+        "HumanEval/101",
+        "HumanEval/102",
+    ]
+    assert len(family_tasks("math", args)) == 2
