@@ -238,7 +238,9 @@ def debug_family(
         spec = SweepSpec(run_ids=tuple(chosen), methods=tuple(args.methods), repeats=args.repeats)
         state["sweeps"][family] = create_sweep(session.store, spec)
         save_state(path, state)
-    plans = {r: debug_plan(state["debug"].get(r), args.methods, args.arms) for r in chosen}
+    plans = {
+        r: debug_plan(state["debug"].get(r), args.methods, args.arms, args.redo) for r in chosen
+    }
     todo = [r for r in chosen if plans[r] is not None]
     # Failures debugged before with fewer methods or arms: the longest runs first (most steps).
     todo.sort(key=lambda r: -len(state["debug"].get(r, {}).get("steps", [])))
@@ -272,13 +274,20 @@ def debugged_methods(record: dict[str, Any] | None) -> set[str]:
 
 
 def debug_plan(
-    record: dict[str, Any] | None, methods: Sequence[str], roles: set[str]
+    record: dict[str, Any] | None,
+    methods: Sequence[str],
+    roles: set[str],
+    redo: Sequence[str] = (),
 ) -> tuple[list[str], set[str]] | None:
     """The methods and arm roles to debug a failure with now, the saved record's kept (its scored
-    forks are sweep items, read back without a model call); None when the record has them all."""
+    forks are sweep items and the judge's calls are recorded, so they are read back without a
+    model call); None when the record has them all. A method in `redo` that gave the record no
+    hypothesis is tried again (after a change to the method)."""
     had_methods = debugged_methods(record)
     had_roles = set(record.get("roles") or [a["role"] for a in record["arms"]]) if record else set()
-    if record is not None and set(methods) <= had_methods and roles <= had_roles:
+    found = {h["method"] for h in record["hypotheses"]} if record else set()
+    retry = (set(redo) & had_methods) - found
+    if record is not None and set(methods) <= had_methods and roles <= had_roles and not retry:
         return None
     wanted = had_methods | set(methods)
     return [m for m in METHODS if m in wanted], had_roles | roles
@@ -309,12 +318,22 @@ def main() -> None:
     parser.add_argument(
         "--arms", default=",".join(ARMS), help="arm roles to replay, comma-separated"
     )
+    parser.add_argument(
+        "--redo",
+        default="",
+        help="methods to try again on saved failures where they gave no hypothesis, comma-separated",
+    )
     parser.add_argument("--runs-only", action="store_true", help="make the runs, debug nothing")
     parser.add_argument("--report", action="store_true", help="print the tables only")
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     args.arms = {a for a in args.arms.split(",") if a}
-    for name, chosen, known in (("method", args.methods, METHODS), ("arm", args.arms, ARMS)):
+    args.redo = [m for m in args.redo.split(",") if m]
+    for name, chosen, known in (
+        ("method", args.methods, METHODS),
+        ("method", args.redo, METHODS),
+        ("arm", args.arms, ARMS),
+    ):
         if unknown := set(chosen) - set(known):
             parser.error(f"unknown {name} {sorted(unknown)}; choose from {', '.join(known)}")
     args.family_of = {team.name: family for family, (team, _) in FAMILIES.items()}

@@ -188,3 +188,26 @@ def test_bench_real_runs_the_humaneval_problems_from_the_index_asked() -> None:
         "HumanEval/102",
     ]
     assert len(family_tasks("math", args)) == 2
+
+
+def test_bench_real_redoes_a_method_that_gave_a_saved_failure_no_hypothesis() -> None:
+    """`--redo ldb` tries `ldb` again where it found nothing (e.g. before its one-block
+    shortcut), keeping the record's methods and arms; a failure where it found one is kept."""
+    from benchmarks.bench_real import debug_plan
+
+    arms = [{"role": "resample"}, {"role": "swap_model"}]
+    missed = {
+        "methods": ["value_curve", "ldb"],
+        "hypotheses": [{"method": "value_curve"}],
+        "failures": ["ldb: attempt 3: first_wrong_block must be one of the traced blocks [0]"],
+        "curve": {"0": 0.0},
+        "arms": arms,
+    }
+    found = {**missed, "hypotheses": [{"method": "ldb"}], "failures": []}
+    assert debug_plan(missed, ["ldb"], {"resample"}) is None
+    assert debug_plan(missed, ["ldb"], {"resample"}, redo=["ldb"]) == (
+        ["value_curve", "ldb"],
+        {"resample", "swap_model"},
+    )
+    assert debug_plan(found, ["ldb"], {"resample"}, redo=["ldb"]) is None
+    assert debug_plan(missed, ["ldb"], {"resample"}, redo=["dover"]) is None
