@@ -124,7 +124,8 @@ def _verdict_parser(trace: BlockTrace) -> Any:
 
 
 def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
-    """Verify the run's first program block by block; the first wrong block is the hypothesis."""
+    """Verify the run's first program block by block; the first wrong block is the hypothesis.
+    A program that does not parse, or that ran one block, is blamed without asking the judge."""
     result = LdbResult()
     programs = program_steps(steps)
     if not programs:
@@ -134,6 +135,17 @@ def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
     traced = trace_program(run, steps, step, code)
     result.traced = traced
     if not traced.trace.visits:
+        if (traced.trace.error or "").startswith("SyntaxError"):  # wrong before any block ran
+            result.hypotheses.append(
+                Hypothesis(
+                    run_id=run.run_id,
+                    agent=step.agent,
+                    step=step.index,
+                    reason=f"The program does not parse ({traced.trace.error}).",
+                    method="ldb",
+                )
+            )
+            return result
         result.failures.append(f"the program could not be traced ({traced.trace.error})")
         return result
     ran = {v.block for v in traced.trace.visits}

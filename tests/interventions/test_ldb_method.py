@@ -109,6 +109,28 @@ def test_a_program_that_ran_one_block_is_blamed_without_asking_the_judge(recorde
     assert result.verdicts[block].startswith("WRONG")
 
 
+def test_a_program_that_does_not_parse_is_blamed_on_its_step_without_the_judge(recorded) -> None:
+    """No block of it can run, so none can be blamed, but the step that wrote it is wrong: in
+    session 13 the 0.5B Coder's first HumanEval/105 program left a `[` open, as did 2 of 30
+    `math-pot` Solvers' programs, and `ldb` gave those runs no hypothesis."""
+    run, steps, _ = recorded
+    broken = steps[0].model_copy(
+        update={
+            "content": "```python\ndef separate_paren_groups(paren_string):\n"
+            "    return [paren_string.split(\n```"
+        }
+    )
+    judge = ReplayJudge([])
+    result = ldb_hypothesis(run, [broken, *steps[1:]], judge)
+    assert judge.prompts == [] and result.failures == []
+    (hyp,) = result.hypotheses
+    assert (hyp.method, hyp.agent, hyp.step) == ("ldb", broken.agent, broken.index)
+    assert "does not parse" in hyp.reason and "SyntaxError" in hyp.reason
+    # Its fix is not a runtime trace (there is none) but an edit at the same step.
+    iv = recommend(hyp, run, [broken, *steps[1:]])
+    assert iv.step == broken.index and not isinstance(iv, RuntimeTrace)
+
+
 def test_an_unusable_judge_leaves_a_reason_not_a_hypothesis(recorded) -> None:
     run, steps, _ = recorded
     result = ldb_hypothesis(run, steps, ReplayJudge(['{"first_wrong_block": 999}'] * 3))
