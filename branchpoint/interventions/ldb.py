@@ -136,15 +136,8 @@ def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
     result.traced = traced
     if not traced.trace.visits:
         if (traced.trace.error or "").startswith("SyntaxError"):  # wrong before any block ran
-            result.hypotheses.append(
-                Hypothesis(
-                    run_id=run.run_id,
-                    agent=step.agent,
-                    step=step.index,
-                    reason=f"The program does not parse ({traced.trace.error}).",
-                    method="ldb",
-                )
-            )
+            reason = f"The program does not parse ({traced.trace.error})."
+            result.hypotheses.append(_program_hypothesis(run, traced, reason))
             return result
         result.failures.append(f"the program could not be traced ({traced.trace.error})")
         return result
@@ -175,11 +168,18 @@ def ldb_hypothesis(run: Run, steps: Sequence[Step], judge: Judge) -> LdbResult:
 def _block_hypothesis(run: Run, traced: TracedProgram, block: int, reason: str) -> Hypothesis:
     """The hypothesis that `block` of the traced program is the first wrong one."""
     b = traced.trace.blocks[block]
+    return _program_hypothesis(
+        run, traced, f"Block {block} (lines {b.start}-{b.end}, {b.function}): {reason}"
+    )
+
+
+def _program_hypothesis(run: Run, traced: TracedProgram, reason: str) -> Hypothesis:
+    """The hypothesis that the traced program's step is wrong, for `reason`."""
     return Hypothesis(
         run_id=run.run_id,
         agent=traced.step.agent,
         step=traced.step.index,
-        reason=f"Block {block} (lines {b.start}-{b.end}, {b.function}): {reason}",
+        reason=reason,
         method="ldb",
     )
 
