@@ -16,6 +16,7 @@ Usage: .venv/bin/python -m benchmarks.bench_real [--humaneval 164] [--humaneval-
                                                  [--failures 30]
        .venv/bin/python -m benchmarks.bench_real --methods "" --arms upgrade,upgrade_control
                                                 # the judge-free model-upgrade arms only
+       .venv/bin/python -m benchmarks.bench_real --redo ldb    # ldb again where it found nothing
        .venv/bin/python -m benchmarks.bench_real --report      # tables of what is finished
 """
 
