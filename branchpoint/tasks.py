@@ -208,7 +208,7 @@ class Example(NamedTuple):
     expected: str  # a Python literal
 
 
-_ARROW = re.compile(r"\s*(?:==>|=>|==|➞|->|=|# returns|should return|returns)\s*(.+?)\.?\s*$")
+_ARROW = re.compile(r"\s*(?:#\s*)?(?:==>|=>|==|➞|->|=|returns|should return)\s*(.+?)\.?\s*$")
 
 
 def _call_prefix(line: str, entry_point: str) -> str | None:
@@ -244,8 +244,9 @@ def _valid_call(call: str) -> bool:
 
 
 def visible_examples(task: Task) -> list[Example]:
-    """The examples in a code task's docstring (`>>> f(x)` then its value, or `f(x) == y` and
-    the arrows HumanEval prompts use), with literal expected values; never the hidden tests."""
+    """The examples in a code task's docstring (`>>> f(x)` then its value, or `f(x) == y`,
+    `>>> f(x) == y`, `f(x) # => y` and the other arrows HumanEval prompts use), with literal
+    expected values; never the hidden tests."""
     if not task.entry_point:
         return []
     lines = task.question.splitlines()
@@ -257,7 +258,11 @@ def visible_examples(task: Task) -> list[Example]:
             call = _call_prefix(prompt, task.entry_point)
             nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
             rest = prompt[len(call) :] if call else ""
-            expected = _literal(nxt) if call and not rest.strip() and nxt else None
+            if rest.strip():  # `>>> f(x) == y` on one line
+                match = _ARROW.match(rest)
+                expected = _literal(match.group(1)) if match else None
+            else:
+                expected = _literal(nxt) if call and nxt else None
         else:
             call = _call_prefix(stripped, task.entry_point)
             match = _ARROW.match(stripped[stripped.find(call) + len(call) :]) if call else None

@@ -63,6 +63,25 @@ def test_examples_use_docstring_arrows_and_never_the_hidden_tests() -> None:
     assert visible_examples(task) == [Example('f("ab")', "True")]
 
 
+def test_examples_written_as_a_doctest_comparison_are_examples() -> None:
+    """`>>> f(x) == y` (HumanEval/108, 116, 128, 145, 156, 162) and `f(x) # => y`
+    (HumanEval/141) gave no examples before session 13: the Tester checked nothing and `ldb`
+    traced `f()` with no arguments."""
+    task = TASK.model_copy(
+        update={
+            "question": "def f(a):\n"
+            '    """\n    >>> f([]) == 0\n    >>> f([1, 1, 2]) == 3\n'
+            "    f('x.txt') # => 'Yes'\n    >>> f(2) == 1 + 1\n    \"\"\"\n",
+            "entry_point": "f",
+        }
+    )
+    assert visible_examples(task) == [
+        Example("f([])", "0"),
+        Example("f([1, 1, 2])", "3"),
+        Example("f('x.txt')", "'Yes'"),
+    ]
+
+
 def test_passing_code_passes_and_records_no_trace() -> None:
     turn = run_visible_examples(RIGHT, TASK)
     assert turn.call.ok and turn.call.output.startswith("PASSED: all 3")
