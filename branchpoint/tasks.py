@@ -253,19 +253,13 @@ def visible_examples(task: Task) -> list[Example]:
     examples: list[Example] = []
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if stripped.startswith(">>>"):
-            prompt = stripped[3:].strip()
-            call = _call_prefix(prompt, task.entry_point)
+        call = _call_prefix(stripped, task.entry_point)  # after any `>>> `
+        rest = stripped[stripped.find(call) + len(call) :] if call else ""
+        if stripped.startswith(">>>") and not rest.strip():  # the value is the next line
             nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            rest = prompt[len(call) :] if call else ""
-            if rest.strip():  # `>>> f(x) == y` on one line
-                match = _ARROW.match(rest)
-                expected = _literal(match.group(1)) if match else None
-            else:
-                expected = _literal(nxt) if call and nxt else None
-        else:
-            call = _call_prefix(stripped, task.entry_point)
-            match = _ARROW.match(stripped[stripped.find(call) + len(call) :]) if call else None
+            expected = _literal(nxt) if call and nxt else None
+        else:  # `f(x) == y`, `>>> f(x) == y`, `f(x) # => y`, …
+            match = _ARROW.match(rest) if call else None
             expected = _literal(match.group(1)) if match else None
         if call and expected is not None and _valid_call(call):
             examples.append(Example(call, expected))
