@@ -180,3 +180,26 @@ def test_markers_and_fences_are_read_as_documented() -> None:
         readme_blocks("<!-- test: gpu -->\n```bash\nx\n```\n")
     with pytest.raises(ValueError, match="needs a reason"):
         readme_blocks("<!-- test: skip -->\n```bash\nx\n```\n")
+
+
+def test_every_intervention_the_readme_shows_is_one_the_cli_accepts() -> None:
+    """Each line of the README's ```json blocks is an intervention file's content, as `fork
+    --intervention` reads it."""
+    from branchpoint.orchestrator.fork import parse_intervention
+
+    lines = [
+        line
+        for block in readme_blocks(README.read_text())
+        if block.lang == "json"
+        for line in block.code.splitlines()
+        if line.strip()
+    ]
+    kinds = {parse_intervention(line).kind for line in lines}
+    assert kinds == {
+        "replace_message",
+        "replace_plan",
+        "instruct",
+        "resample",
+        "swap_model",
+        "runtime_trace",
+    }

@@ -72,7 +72,11 @@ def demo(
         run_summary(runs)
         failed = [r.run_id for r in runs if r.status == "failed"]
         if not failed:
-            console.print("no failed runs to debug")
+            more = len([t for t in builtin_tasks() if bool(t.entry_point) == code])
+            console.print(
+                f"no failed runs to debug: all {len(runs)} succeeded; "
+                f"--limit {more} runs every built-in {team} task"
+            )
             return
         console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
         chosen = parse_methods(methods)
