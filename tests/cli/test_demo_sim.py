@@ -34,4 +34,6 @@ def test_the_sim_demo_validates_a_fix_beside_its_controls(tmp_path: Path) -> Non
 def test_a_demo_whose_runs_all_succeed_says_which_flag_gives_failures(tmp_path: Path) -> None:
     code, out = _cli(*SIM_DEMO, "--db", str(tmp_path / "demo.duckdb"))
     assert code == 0
-    assert "no failed runs to debug: all 2 succeeded; --limit 8 runs every built-in math task" in out
+    assert (
+        "no failed runs to debug: all 2 succeeded; --limit 8 runs every built-in math task" in out
+    )
