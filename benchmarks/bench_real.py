@@ -41,7 +41,8 @@ from branchpoint.interventions.pipeline import DebugConfig, ForkBatch, fix_arms,
 from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds
 from branchpoint.interventions.sweep import SweepSpec, create_sweep
-from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, SwapModel, Task
+from branchpoint.interventions.upgrade import upgrade_arm, upgrade_hypotheses
+from branchpoint.model import Hypothesis, Intervention, Resample, Run, Step, Task
 from branchpoint.orchestrator.fork import check_fits
 from branchpoint.orchestrator.runner import finished_task_ids
 from branchpoint.orchestrator.runs import load_run, load_steps
@@ -151,11 +152,9 @@ def arms_for(
                 continue
             check_fits(iv, steps, team)
             arms.append((role, hyp.method, iv))
-    for agent in (a.name for a in team.agents if a.calls_model):
-        first = next((s.index for s in steps if s.agent == agent), None)
-        if first is not None:
-            arms.append(("upgrade", agent, SwapModel(step=first, model=strong, agent=agent)))
-            arms.append(("upgrade_control", agent, Resample(step=first)))
+    for hyp in upgrade_hypotheses(run, steps, team):  # what `branchpoint upgrade` forks
+        arms.append(("upgrade", hyp.agent, upgrade_arm(hyp, strong)))
+        arms.append(("upgrade_control", hyp.agent, Resample(step=hyp.step)))
     return arms
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from benchmarks.common import console
 from branchpoint.interventions.pipeline import JUDGE_METHODS
+from branchpoint.interventions.verdicts import holm
 
 CURVE_METHODS = ("value_curve", "ground_truth")
 
@@ -208,17 +209,6 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
 
 def _p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment of p-values tested together (same order as given): an
-    adjusted p below 0.05 holds for the family of tests at that level."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def arm_rows(records: list[dict[str, Any]]) -> list[list[str]]:

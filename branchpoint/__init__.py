@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from branchpoint.settings import Settings
 
 __all__ = [
+    "AgentUpgrade",
     "BranchpointError",
     "Fault",
     "Hypothesis",
@@ -86,6 +87,7 @@ __all__ = [
     "ToolCall",
     "Trial",
     "Verdict",
+    "agent_upgrades",
     "current_session",
     "debug",
     "fork",
@@ -101,6 +103,7 @@ __all__ = [
     "sql",
     "swap_model",
     "sweep",
+    "upgrade",
 ]
 
 # Where each public name lives (imported on first access).
@@ -123,6 +126,7 @@ _MODULES = {
         "sql",
         "swap_model",
         "sweep",
+        "upgrade",
     ),
     "branchpoint.model": (
         "Fault",
@@ -142,6 +146,7 @@ _MODULES = {
         "Verdict",
     ),
     "branchpoint.interventions.pipeline": ("HypothesisTest", "PipelineFailure", "RunDebug"),
+    "branchpoint.interventions.upgrade": ("AgentUpgrade", "agent_upgrades"),
     "branchpoint.ids": ("RandomIds", "SeededIds", "SystemClock", "TickClock"),
     "branchpoint.errors": ("BranchpointError",),
     "branchpoint.agents.autogen_team": ("from_autogen",),

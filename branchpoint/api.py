@@ -284,6 +284,44 @@ class Session:
         )
         return self.execute_sweep(spec, concurrency=concurrency, on_run=on_run, on_fork=on_fork)
 
+    def upgrade(
+        self,
+        runs: RunRef | Sequence[RunRef],
+        *,
+        model: str,
+        repeats: int = 3,
+        concurrency: int = 8,
+        on_run: Callable[[RunDebug], None] | None = None,
+        on_fork: Callable[[Outcome | None], None] | None = None,
+    ) -> SweepResult:
+        """Which agent's model is worth upgrading: in each run, every agent that calls a model
+        re-run from its first turn on `model` (the rest of the team unchanged), `repeats` times,
+        beside as many `resample` controls; `agent_upgrades(result.reports)` sums them per
+        agent with Fisher's exact test and Holm's correction. A sweep: it resumes by its id."""
+        spec = self.upgrade_spec(runs, model=model, repeats=repeats)
+        return self.execute_sweep(spec, concurrency=concurrency, on_run=on_run, on_fork=on_fork)
+
+    def upgrade_spec(
+        self, runs: RunRef | Sequence[RunRef], *, model: str, repeats: int = 3
+    ) -> SweepSpec:
+        """The sweep `upgrade` runs, checked before anything is recorded: known, replayable
+        runs and a model that can work for their teams."""
+        from branchpoint.agents.team_registry import team_for_run
+        from branchpoint.model import SweepSpec
+        from branchpoint.orchestrator.runner import preflight_model
+        from branchpoint.orchestrator.runs import require_replayable
+
+        ids = tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
+        if not ids:
+            raise BranchpointError("no runs to upgrade: give run ids, or fail some runs first")
+        teams = {}
+        for run_id in ids:
+            run = require_replayable(self.get_run(run_id))
+            teams[run.team] = team_for_run(run)
+        for team in teams.values():
+            preflight_model(model, team, self.core.settings)
+        return SweepSpec(run_ids=ids, methods=(), repeats=repeats, upgrade_model=model)
+
     def sweep(
         self,
         where: str = "status = 'failed'",
@@ -477,6 +515,7 @@ fork = _on_current(Session.fork)
 replay = _on_current(Session.replay)
 debug = _on_current(Session.debug)
 sweep = _on_current(Session.sweep)
+upgrade = _on_current(Session.upgrade)
 
 
 @overload
@@ -580,4 +619,5 @@ __all__ = [
     "sql",
     "swap_model",
     "sweep",
+    "upgrade",
 ]

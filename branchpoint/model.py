@@ -413,6 +413,9 @@ class SweepSpec(Versioned):
     repeats: int = 3
     curve_repeats: int = 6
     judge_model: str | None = None
+    # A model-upgrade sweep: each agent's first turn re-run on this model beside resample
+    # controls (`interventions/upgrade.py`), besides any methods' hypotheses.
+    upgrade_model: str | None = None
 
 
 class SweepRecord(Frozen):

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.debugger_tables import arm_rows, blamed_vs_other_steps, holm
+from benchmarks.debugger_tables import arm_rows, blamed_vs_other_steps
+from branchpoint.interventions.verdicts import holm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -134,6 +134,74 @@ def debug(
     )
 
 
+@app.command()
+@user_errors
+def upgrade(
+    run_id: Annotated[str | None, typer.Argument(help="Run to test (or use --failed).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed root run.")] = False,
+    to: Annotated[
+        str, typer.Option("--to", help="The stronger model each agent is upgraded to.")
+    ] = "local:coder-1.5b",
+    repeats: RepeatsOpt = 3,
+    concurrency: ForkConcurrencyOpt = 8,
+    db: DbOpt = None,
+    address: AddressOpt = None,
+    checkpointer: CheckpointerOpt = None,
+) -> None:
+    """Which agent's model is worth upgrading: each agent re-run on a stronger model from its
+    first turn, beside resample controls, summed per agent with Fisher's test (Holm-corrected)."""
+    from branchpoint.api import Session
+    from branchpoint.interventions.sweep import select_runs
+    from branchpoint.interventions.upgrade import agent_upgrades
+    from branchpoint.model import SweepSpec
+
+    if (run_id is None) == (not failed):
+        raise BranchpointError("give a RUN_ID or --failed")
+    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
+        ids = (
+            [run_id]
+            if run_id
+            else select_runs(session.core.store, SweepSpec(where="status = 'failed'"))
+        )
+        spec = session.upgrade_spec(ids, model=to, repeats=repeats)
+        result = debug_with_progress(session, spec, concurrency, announce=True)
+    rows = agent_upgrades(list(result.reports))
+    table = Table(title=f"upgrading each agent to {to}")
+    for col in (
+        "agent",
+        "runs",
+        "upgraded ok",
+        "wilson 95%",
+        "controls ok",
+        "Δ",
+        "Fisher p",
+        "Holm p",
+        "verdict",
+    ):
+        table.add_column(col)
+    for row in rows:
+        low, high = row.interval
+        table.add_row(
+            row.agent,
+            str(row.runs),
+            f"{row.successes}/{row.forks}",
+            f"[{low:.2f}, {high:.2f}]",
+            f"{row.control_successes}/{row.control_forks}",
+            f"{row.difference:+.0%}",
+            f"{row.p_value:.3f}",
+            f"{row.holm_p:.3f}",
+            row.verdict,
+        )
+    console.print(table)
+    worth = [r.agent for r in rows if r.verdict == "worth upgrading"]
+    console.print(
+        f"worth upgrading to {to}: {', '.join(worth)}"
+        if worth
+        else f"no agent's upgrade to {to} beats its controls significantly "
+        f"({sum(r.forks for r in rows)} forks; more runs or --repeats narrow the test)"
+    )
+
+
 sweep_app = typer.Typer(
     help="Intervention sweeps over many failed runs, on a Ray cluster.",
     invoke_without_command=True,

@@ -27,6 +27,7 @@ from branchpoint.interventions.milestones import (
 )
 from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
+from branchpoint.interventions.upgrade import UPGRADE_METHOD, upgrade_arm, upgrade_hypotheses
 from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled
 from branchpoint.model import (
     Hypothesis,
@@ -84,6 +85,8 @@ class DebugConfig:
     sweep_id: str | None = None
     # Also test each hypothesis by re-running its blamed agent on this (stronger) model.
     swap_model: str | None = None
+    # A model-upgrade sweep: each model agent's first turn re-run on this model (`upgrade.py`).
+    upgrade_model: str | None = None
 
 
 @dataclass
@@ -331,7 +334,13 @@ def debug_run(
         report.hypotheses += result.hypotheses
         report.failures += [PipelineFailure(method, "no_hypothesis", f) for f in result.failures]
     tested: list[tuple[Hypothesis, Intervention]] = []
+    if config.upgrade_model is not None:  # tested by the upgrade itself: no edit to recommend
+        upgrades = upgrade_hypotheses(run, steps, team)
+        report.hypotheses += upgrades
+        tested += [(hyp, upgrade_arm(hyp, config.upgrade_model)) for hyp in upgrades]
     for hyp in report.hypotheses:
+        if hyp.method == UPGRADE_METHOD:
+            continue
         iv = recommend(hyp, run, steps, config.judge)
         try:
             check_fits(iv, steps, team)

@@ -96,6 +96,7 @@ def execute_sweep(
         concurrency=concurrency,
         judge=judge,
         sweep_id=sweep_id,
+        upgrade_model=spec.upgrade_model,
     )
     reports = []
     for run_id in select_runs(session.store, spec):

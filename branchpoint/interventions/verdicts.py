@@ -144,3 +144,14 @@ def is_fulfilled(
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together (same order as given): an
+    adjusted p below 0.05 holds for the family of tests at that level."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
