@@ -157,12 +157,15 @@ def upgrade(
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
-    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
-        ids = (
-            [run_id]
-            if run_id
-            else select_runs(session.core.store, SweepSpec(where="status = 'failed'"))
+    settings = existing_db_settings(db, address, checkpointer)
+    # Imported logs have no checkpoints: nothing of theirs can be re-run. Chosen before Ray starts.
+    where = SweepSpec(where="status = 'failed' AND source IS NULL")
+    ids = [run_id] if run_id else select_runs(TraceReader(settings.db_path), where)
+    if not ids:
+        raise BranchpointError(
+            "no failed runs to upgrade (imported logs cannot be re-run): run a team first"
         )
+    with Session(settings=settings, ray=True) as session:
         spec = session.upgrade_spec(ids, model=to, repeats=repeats)
         result = debug_with_progress(session, spec, concurrency, announce=True)
     rows = agent_upgrades(list(result.reports))

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA, needs_shared_data
 from typer.testing import CliRunner
 
 import branchpoint as bp
@@ -161,3 +162,17 @@ def test_the_cli_prints_each_agent_with_its_controls_and_what_is_worth_upgrading
     assert "no agent's upgrade to sim:0 beats its controls significantly" in done.output
     done = runner.invoke(app, ["upgrade", "--to", "sim:0", "--db", db])
     assert done.exit_code == 2 and "give a RUN_ID or --failed" in done.output
+
+
+@needs_shared_data
+def test_upgrading_only_imported_logs_says_there_is_nothing_to_re_run(tmp_path: Path) -> None:
+    """Imported logs failed too, but have no checkpoints: refused in one line, before Ray."""
+    logs = SHARED_DATA / "whowhen_samples"
+    db = str(tmp_path / "t.duckdb")
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "whowhen", str(logs), "--db", db]).exit_code == 0
+    done = runner.invoke(app, ["upgrade", "--failed", "--db", db])
+    assert done.exit_code == 2
+    assert done.output.strip() == (
+        "error: no failed runs to upgrade (imported logs cannot be re-run): run a team first"
+    )
