@@ -33,8 +33,8 @@ def run(
     team: Annotated[
         str,
         typer.Option(
-            help="Team: a built-in name (math, magentic, code, math-pot), pkg.module:attr, a team file "
-            "(.toml/.yaml) or autogen:PATH.json; see `branchpoint teams`."
+            help="Team: a built-in name (math, magentic, code, math-pot), pkg.module:attr, "
+            "a team file (.toml/.yaml) or autogen:PATH.json; see `branchpoint teams`."
         ),
     ] = "math",
     tasks: Annotated[
