@@ -457,7 +457,7 @@ def plan_runs(
     team_spec = resolve_team(team) if isinstance(team, str) else team
     model = model or team_spec.default_model or "local"
     sim = is_sim(model)
-    task_list = _load_tasks(tasks, None if sim else limit)
+    task_list = _load_tasks(tasks, None if sim else limit, team_spec)
     preflight_model(model, team_spec, settings or Settings())
     left_out = 0
     faults: dict[str, tuple[Fault, ...]] = {}
@@ -592,9 +592,21 @@ def _methods(methods: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _load_tasks(tasks: TaskSource, limit: int | None) -> list[Task]:
-    from branchpoint.tasks import load_tasks
+def builtin_tasks_for(team: TeamSpec) -> list[Task]:
+    """The built-in tasks a team can work on: the code tasks (a function to write, with tests)
+    for a team scored by running code, the question-and-answer tasks for any other."""
+    from branchpoint.agents.code_team import score_code
+    from branchpoint.tasks import builtin_tasks
 
+    code = team.score is score_code
+    return [t for t in builtin_tasks() if bool(t.entry_point) == code]
+
+
+def _load_tasks(tasks: TaskSource, limit: int | None, team: TeamSpec) -> list[Task]:
+    from branchpoint.tasks import BUILTIN, load_tasks
+
+    if tasks == BUILTIN:
+        return builtin_tasks_for(team)[:limit]
     if isinstance(tasks, str | Path):
         return load_tasks(tasks, limit)
     found = [tasks] if isinstance(tasks, Task) else list(tasks)

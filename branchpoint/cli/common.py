@@ -61,6 +61,21 @@ CurveRepeatsOpt = Annotated[
     int, typer.Option(min=1, help="Resamples per step for the value curve.")
 ]
 ForkConcurrencyOpt = Annotated[int, typer.Option(min=1, max=1024, help="Forks at the same time.")]
+InProcessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--in-process",
+        help="Agent turns in this process, without Ray (one copy of each embedded model, "
+        "shared by every turn).",
+    ),
+]
+
+
+def use_ray(in_process: bool, address: str | None) -> bool:
+    """Whether a command's session runs its agent turns on Ray (the default)."""
+    if in_process and address:
+        raise BranchpointError("--in-process runs no Ray: give --in-process or --address, not both")
+    return not in_process
 
 
 def user_errors(fn: F) -> F:

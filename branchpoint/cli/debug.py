@@ -15,6 +15,7 @@ from branchpoint.cli.common import (
     CurveRepeatsOpt,
     DbOpt,
     ForkConcurrencyOpt,
+    InProcessOpt,
     JudgeOpt,
     MethodsOpt,
     RepeatsOpt,
@@ -26,6 +27,7 @@ from branchpoint.cli.common import (
     parse_methods,
     progress_bar,
     settings_from,
+    use_ray,
     user_errors,
     verdict_table,
 )
@@ -106,6 +108,7 @@ def debug(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
     from branchpoint.api import Session
@@ -124,7 +127,9 @@ def debug(
         curve_repeats=curve_repeats,
         judge_model=judge,
     )
-    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
+    with Session(
+        settings=existing_db_settings(db, address, checkpointer), ray=use_ray(in_process, address)
+    ) as session:
         if run_id:
             require_replayable(session.get_run(run_id))
         result = debug_with_progress(session, spec, concurrency)
@@ -147,6 +152,7 @@ def upgrade(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Which agent's model is worth upgrading: each agent re-run on a stronger model from its
     first turn, beside resample controls, summed per agent with Fisher's test (Holm-corrected)."""
@@ -157,6 +163,7 @@ def upgrade(
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
+    ray = use_ray(in_process, address)
     settings = existing_db_settings(db, address, checkpointer)
     # Imported logs have no checkpoints: nothing of theirs can be re-run. Chosen before Ray starts.
     where = SweepSpec(where="status = 'failed' AND source IS NULL")
@@ -165,7 +172,7 @@ def upgrade(
         raise BranchpointError(
             "no failed runs to upgrade (imported logs cannot be re-run): run a team first"
         )
-    with Session(settings=settings, ray=True) as session:
+    with Session(settings=settings, ray=ray) as session:
         spec = session.upgrade_spec(ids, model=to, repeats=repeats)
         result = debug_with_progress(session, spec, concurrency, announce=True)
     rows = agent_upgrades(list(result.reports))
@@ -227,6 +234,7 @@ def sweep(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Schedule (or --resume) failed runs × methods × interventions × repeats, plus controls."""
     if ctx.invoked_subcommand is not None:
@@ -237,7 +245,9 @@ def sweep(
     from branchpoint.model import SweepSpec
 
     judge = judge_model(judge)
-    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
+    with Session(
+        settings=existing_db_settings(db, address, checkpointer), ray=use_ray(in_process, address)
+    ) as session:
         if resume:
             spec = load_spec(session.core.store, resume)
         else:

@@ -43,15 +43,14 @@ def demo(
     """Run a team on built-in tasks with the embedded model, then debug its failures: hypotheses,
     fixes replayed beside resample controls, verdicts."""
     from branchpoint.agents.teams import get_team
+    from branchpoint.api import builtin_tasks_for
     from branchpoint.errors import BranchpointError
     from branchpoint.interventions.pipeline import JUDGE_METHODS, DebugConfig, debug_run
     from branchpoint.orchestrator.runner import is_sim, plan_faults, preflight_model
     from branchpoint.orchestrator.session import Session
-    from branchpoint.tasks import builtin_tasks
 
     team_spec = get_team(team)
-    code = team == "code"
-    tasks = [t for t in builtin_tasks() if bool(t.entry_point) == code][:limit]
+    tasks = builtin_tasks_for(team_spec)[:limit]
     if team_spec.name not in ("code", "math"):
         raise BranchpointError("the demo runs the built-in code or math team: --team code|math")
     # In-process by default: one copy of each model, shared by every turn, on every core (a
@@ -72,7 +71,7 @@ def demo(
         run_summary(runs)
         failed = [r.run_id for r in runs if r.status == "failed"]
         if not failed:
-            more = len([t for t in builtin_tasks() if bool(t.entry_point) == code])
+            more = len(builtin_tasks_for(team_spec))
             console.print(
                 f"no failed runs to debug: all {len(runs)} succeeded; "
                 f"--limit {more} runs every built-in {team} task"

@@ -11,6 +11,7 @@ from branchpoint.cli.common import (
     AddressOpt,
     CheckpointerOpt,
     DbOpt,
+    InProcessOpt,
     app,
     console,
     existing_db_settings,
@@ -18,6 +19,7 @@ from branchpoint.cli.common import (
     run_progress,
     run_summary,
     settings_from,
+    use_ray,
     user_errors,
 )
 from branchpoint.errors import BranchpointError
@@ -65,10 +67,12 @@ def run(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.api import Session, plan_runs
 
+    ray = use_ray(in_process, address)
     settings = settings_from(db, address, checkpointer)
     plan = plan_runs(
         tasks, team=team, model=model, limit=limit, seed=seed, fault_rate=fault_rate,
@@ -78,7 +82,7 @@ def run(
         console.print(
             f"[dim]sim: left out {plan.left_out} tasks whose worked solution it cannot follow[/dim]"
         )
-    with Session(settings=settings, ray=True) as session:
+    with Session(settings=settings, ray=ray) as session:
         if resume:
             plan = session.unfinished(plan)
             console.print(f"resume: {plan.already_run} tasks already run")
@@ -106,6 +110,7 @@ def fork(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Fork a run at a step with an intervention and replay it."""
     from branchpoint.api import Session
@@ -126,7 +131,9 @@ def fork(
         iv = parse_intervention(text, step)
     else:
         iv = ReplaceMessage(step=step, content=edit) if edit else Resample(step=step)
-    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
+    with Session(
+        settings=existing_db_settings(db, address, checkpointer), ray=use_ray(in_process, address)
+    ) as session:
         runs = session.fork(run_id, iv, repeats=repeats)
     console.print(f"fork of {run_id} at step {step}: {iv.kind} ({iv.intervention_id})")
     run_summary(runs, title="forks")
@@ -140,11 +147,14 @@ def replay(
     db: DbOpt = None,
     address: AddressOpt = None,
     checkpointer: CheckpointerOpt = None,
+    in_process: InProcessOpt = False,
 ) -> None:
     """Re-execute a run against the LLM record store alone (no model call) and compare its steps."""
     from branchpoint.api import Session
 
-    with Session(settings=existing_db_settings(db, address, checkpointer), ray=True) as session:
+    with Session(
+        settings=existing_db_settings(db, address, checkpointer), ray=use_ray(in_process, address)
+    ) as session:
         report = session.replay(run_id)
     console.print(report.render())
     if not report.identical:
