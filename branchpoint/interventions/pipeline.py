@@ -27,7 +27,7 @@ from branchpoint.interventions.milestones import (
 )
 from branchpoint.interventions.recommend import leaks, recommend
 from branchpoint.interventions.segment import segment_by_kinds, segment_with_judge
-from branchpoint.interventions.upgrade import UPGRADE_METHOD, upgrade_arm, upgrade_hypotheses
+from branchpoint.interventions.upgrade import upgrade_arm, upgrade_hypotheses
 from branchpoint.interventions.verdicts import decide_verdict, is_fulfilled
 from branchpoint.model import (
     Hypothesis,
@@ -334,13 +334,7 @@ def debug_run(
         report.hypotheses += result.hypotheses
         report.failures += [PipelineFailure(method, "no_hypothesis", f) for f in result.failures]
     tested: list[tuple[Hypothesis, Intervention]] = []
-    if config.upgrade_model is not None:  # tested by the upgrade itself: no edit to recommend
-        upgrades = upgrade_hypotheses(run, steps, team)
-        report.hypotheses += upgrades
-        tested += [(hyp, upgrade_arm(hyp, config.upgrade_model)) for hyp in upgrades]
     for hyp in report.hypotheses:
-        if hyp.method == UPGRADE_METHOD:
-            continue
         iv = recommend(hyp, run, steps, config.judge)
         try:
             check_fits(iv, steps, team)
@@ -355,6 +349,10 @@ def debug_run(
             )
             continue
         tested += [(hyp, arm) for arm in fix_arms(iv, steps, team, config.swap_model)]
+    if config.upgrade_model is not None:  # tested by the upgrade itself: no edit to recommend
+        upgrades = upgrade_hypotheses(run, steps, team)
+        report.hypotheses += upgrades
+        tested += [(hyp, upgrade_arm(hyp, config.upgrade_model)) for hyp in upgrades]
     control_steps = sorted({iv.step for _, iv in tested})
     arms = [(iv, hyp.hypothesis_id) for hyp, iv in tested] + [
         (Resample(step=k), None) for k in control_steps
