@@ -272,7 +272,7 @@ class Session:
         from branchpoint.model import SweepSpec
 
         names = _methods(methods)
-        ids = tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
+        ids = _run_ids(runs)
         for run_id in ids:
             self.get_run(run_id)  # an unknown id fails before any work starts
         spec = SweepSpec(
@@ -311,7 +311,7 @@ class Session:
         from branchpoint.orchestrator.runner import preflight_model
         from branchpoint.orchestrator.runs import require_replayable
 
-        ids = tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
+        ids = _run_ids(runs)
         if not ids:
             raise BranchpointError("no runs to upgrade: give run ids, or fail some runs first")
         teams = {}
@@ -570,6 +570,11 @@ def _shape(
 
 def _run_id(run: RunRef) -> str:
     return run.run_id if isinstance(run, Run) else run
+
+
+def _run_ids(runs: RunRef | Sequence[RunRef]) -> tuple[str, ...]:
+    """The ids of one run or of several."""
+    return tuple(_run_id(r) for r in ([runs] if isinstance(runs, str | Run) else runs))
 
 
 def _intervention(value: Intervention | Mapping[str, Any] | str) -> Intervention:
