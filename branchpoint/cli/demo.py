@@ -50,7 +50,8 @@ def demo(
     from branchpoint.orchestrator.session import Session
 
     team_spec = get_team(team)
-    tasks = builtin_tasks_for(team_spec)[:limit]
+    available = builtin_tasks_for(team_spec)
+    tasks = available[:limit]
     if team_spec.name not in ("code", "math"):
         raise BranchpointError("the demo runs the built-in code or math team: --team code|math")
     # In-process by default: one copy of each model, shared by every turn, on every core (a
@@ -71,10 +72,9 @@ def demo(
         run_summary(runs)
         failed = [r.run_id for r in runs if r.status == "failed"]
         if not failed:
-            more = len(builtin_tasks_for(team_spec))
             console.print(
                 f"no failed runs to debug: all {len(runs)} succeeded; "
-                f"--limit {more} runs every built-in {team} task"
+                f"--limit {len(available)} runs every built-in {team} task"
             )
             return
         console.rule(f"2. debugging {len(failed)} failed run(s) by intervention")
