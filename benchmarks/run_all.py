@@ -45,6 +45,7 @@ BENCHES = (
     Bench("peers", "per-step cost, O(1) in run length, in-process vs autogen"),
     Bench("ray_calls", "what a Ray actor call costs before any agent work"),
     Bench("step_size", "what a step owes to the size of the plan it carries"),
+    Bench("step_parts", "where a step's time goes beside the floor, tracing on and off"),
     Bench("cli_startup", "commands that run no agent: < 1 s, no Ray"),
     Bench("bench_fork", "fork cost flat in k, checkpoint growth linear"),
     Bench("bench_sweep", "sweep scaling ≥ 30× at concurrency 128"),

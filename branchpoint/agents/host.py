@@ -220,6 +220,11 @@ class AgentRuntime:
             )
         return self._clients[key]
 
+    async def drain(self) -> None:
+        """Wait until every LLM record written behind is stored; raise a failed write."""
+        if isinstance(self.records, TraceRecordStore):
+            await self.records.drain()
+
     async def run_step(self, req: StepRequest) -> StepResult:
         """Run one agent turn, or (`select_only`) only pick the next speaker."""
         started = time.perf_counter()
@@ -510,8 +515,7 @@ class AgentHost:
     async def flush(self) -> bool:
         """Export every pending span (call before shutdown), off the event loop: the export is a
         blocking round trip to the sink), and store every LLM record still being written."""
-        if isinstance(self.runtime.records, TraceRecordStore):
-            await self.runtime.records.drain()
+        await self.runtime.drain()
         if self.runtime.provider is not None:
             await asyncio.to_thread(self.runtime.provider.force_flush)
         return True
