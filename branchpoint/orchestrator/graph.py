@@ -131,7 +131,8 @@ def state_update(
         update["plan_id"] = head
     if not agent.orchestrates:
         update["last_worker"] = agent.name
-    return update
+    # Only what changed: every key written is a row of the durable checkpoint's writes.
+    return {k: v for k, v in update.items() if k not in state or state[k] != v}
 
 
 def record_step(
