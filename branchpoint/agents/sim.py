@@ -257,18 +257,15 @@ def solver_turn(ctx: SimContext) -> str:
     plan = planned_items(ctx.plan)
     last = ctx.transcript[-1] if ctx.transcript else None
     rejected = _REJECT.search(last.content) if last and last.agent == "Verifier" else None
-    # Items still to do, in plan order, read only as far as needed (the first, and whether
-    # another remains): a long plan is not scanned to its end on every turn.
-    todo = (i for i in plan if i not in done and 1 <= i <= len(chain))
-    first = next(todo, None)
+    todo = [i for i in plan if i not in done and 1 <= i <= len(chain)]
     prefix = "(Re-checked as instructed.)\n" if ctx.directive else ""
     fault = fault_fires(ctx)
     if fault and fault.kind == "ignore_instruction":
         return prefix + "I have finished all the calculations."
     if rejected:
         item = int(rejected.group(1))
-    elif first is not None:
-        item = first
+    elif todo:
+        item = todo[0]
     else:
         return prefix + "All planned items are done."
     expr = _substitute(chain[item - 1][0], item - 1, solution, done)
@@ -277,7 +274,7 @@ def solver_turn(ctx: SimContext) -> str:
     value = evaluate(expr)
     if fault and fault.kind == "arithmetic_error":
         value += 1
-    more = (first is not None and first != item) or any(i != item for i in todo)
+    more = any(i != item for i in todo)
     return prefix + f"Item {item}: {expr} = {fmt(value)}" + (f"\n{CONTINUE}" if more else "")
 
 
