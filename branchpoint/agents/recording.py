@@ -201,22 +201,24 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-_LONG = 1024  # characters: a string this long is looked up instead of encoded again
+# Characters: a string this long is looked up instead of encoded again, up to the longest one
+# kept (the caches hold at most ~32 long strings and ~1,024 short messages, with their JSON).
+_LONG, _LONGEST_KEPT = 1024, 256 * 1024
 
 
 @functools.lru_cache(maxsize=1024)
-def _fields_json(fields: tuple[tuple[str, Any], ...]) -> str:
+def _fields_json(fields: tuple[tuple[str, str], ...]) -> str:
     return _json(dict(fields))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _long_json(text: str) -> str:
     return json.dumps(text)
 
 
 def _message_json(message: dict[str, Any]) -> str:
-    """One message's JSON; a message of string fields is encoded once."""
-    if all(type(k) is str and type(v) is str for k, v in message.items()):
+    """One message's JSON; a message of short string fields is encoded once."""
+    if all(type(k) is str and type(v) is str and len(v) < _LONG for k, v in message.items()):
         return _fields_json(tuple(message.items()))
     return _value_json(message)
 
@@ -227,7 +229,7 @@ def _value_json(value: Any) -> str:
     converts itself) is handed to `json` whole."""
     kind = type(value)
     if kind is str:
-        return _long_json(value) if len(value) >= _LONG else json.dumps(value)
+        return _long_json(value) if _LONG <= len(value) <= _LONGEST_KEPT else json.dumps(value)
     if kind is int or kind is float or kind is bool or value is None:
         return json.dumps(value)  # the default encoder: no encoder built for a number
     if kind is list or kind is tuple:
