@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from branchpoint.cli.common import app, errors
 
@@ -41,10 +42,14 @@ def main() -> None:
             sys.exit(exc.exit_code)
         hint = f"`{exc.ctx.command_path} --help`" if exc.ctx else "`branchpoint --help`"
         message = exc.format_message().rstrip(".")
-        errors.print(f"[red]error:[/red] {message}; see {hint}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[red]error:[/red] {escape(message)}; see {hint}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except _CLICK_ERROR as exc:
-        errors.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        errors.print(
+            f"[red]error:[/red] {escape(exc.format_message())}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -86,7 +87,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except BranchpointError as exc:
-            errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             errors.print(
@@ -207,6 +208,14 @@ def progress_bar() -> Progress:
     )
 
 
+def cells(*values: Any) -> list[Text]:
+    """Table cells as plain text: a model's answer, an agent's or a team's name is data, never
+    rich markup (an answer holding "[/INST]" would end the command with a MarkupError)."""
+    from branchpoint.telemetry.commands import plain_text
+
+    return [plain_text(v) for v in values]
+
+
 def run_summary(runs: list[Run], title: str = "runs") -> None:
     """Print per-run rows (for small sets) and the succeeded/failed/errored totals."""
     if len(runs) <= 30:
@@ -215,15 +224,17 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
             table.add_column(col)
         for r in runs:
             table.add_row(
-                r.run_id,
-                r.task.task_id,
-                r.status,
-                str(r.final_answer or r.error or ""),
-                # A code task's answer is its reference solution: not shown, it is not the score.
-                "hidden tests" if r.task.entry_point else str(r.task.answer or "")[:12],
-                str(r.n_steps),
-                str(r.input_tokens + r.output_tokens),
-                f"{r.seconds:.1f}",
+                *cells(
+                    r.run_id,
+                    r.task.task_id,
+                    r.status,
+                    r.final_answer or r.error or "",
+                    # A code task's answer is its reference solution: not shown, not the score.
+                    "hidden tests" if r.task.entry_point else str(r.task.answer or "")[:12],
+                    r.n_steps,
+                    r.input_tokens + r.output_tokens,
+                    f"{r.seconds:.1f}",
+                )
             )
         console.print(table)
     totals = Table(title="summary")
@@ -237,7 +248,9 @@ def run_summary(runs: list[Run], title: str = "runs") -> None:
     )
     console.print(totals)
     for cause, count in error_causes(runs)[:5]:
-        console.print(f"[red]errored[/red] {count} × {cause}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]errored[/red] {count} × {escape(cause)}", highlight=False, soft_wrap=True
+        )
 
 
 def error_causes(runs: list[Run]) -> list[tuple[str, int]]:
@@ -350,18 +363,22 @@ def verdict_table(reports: list[Any]) -> None:
         for t in report.tests:
             v = t.verdict
             table.add_row(
-                report.run.run_id,
-                t.hypothesis.method,
-                t.hypothesis.agent,
-                str(t.hypothesis.step),
-                t.intervention.kind,
-                f"{v.successes}/{v.n}",
-                f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
-                f"{v.fulfilled}/{v.n}",
-                f"{v.mean_progress:+.2f}",
-                f"{v.control_successes}/{v.control_n}",
-                v.label,
+                *cells(
+                    report.run.run_id,
+                    t.hypothesis.method,
+                    t.hypothesis.agent,
+                    t.hypothesis.step,
+                    t.intervention.kind,
+                    f"{v.successes}/{v.n}",
+                    f"[{v.wilson_low:.2f}, {v.wilson_high:.2f}]",
+                    f"{v.fulfilled}/{v.n}",
+                    f"{v.mean_progress:+.2f}",
+                    f"{v.control_successes}/{v.control_n}",
+                    v.label,
+                )
             )
         for failure in report.failures:
-            table.add_row(report.run.run_id, failure.method, *[""] * 8, failure_label(failure))
+            table.add_row(
+                *cells(report.run.run_id, failure.method, *[""] * 8, failure_label(failure))
+            )
     console.print(table)

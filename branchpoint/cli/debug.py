@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from branchpoint.cli.common import (
@@ -21,6 +22,7 @@ from branchpoint.cli.common import (
     RepeatsOpt,
     TraceReader,
     app,
+    cells,
     console,
     existing_db_settings,
     fork_label,
@@ -52,10 +54,10 @@ def debug_with_progress(
     from branchpoint.interventions.sweep import select_runs
 
     session.judge(spec.judge_model)  # a judge that cannot work fails before the sweep is recorded
+    n_runs = len(select_runs(session.core.store, spec))  # so does a bad --where
     sweep_id = sweep_id or session.create_sweep(spec)
     if announce:
         console.print(f"sweep {sweep_id}")
-    n_runs = len(select_runs(session.core.store, spec))
     started = time.perf_counter()
     counts = {"done": 0, "running": 0, "succeeded": 0, "still failing": 0, "not carried out": 0}
     tokens = 0
@@ -91,7 +93,7 @@ def debug_with_progress(
 
 def _skipped(bar: Any, job: Any, why: str) -> None:
     """One line for a run a sweep cannot debug (an imported log), and the bar moves on."""
-    console.print(f"[yellow]skipped:[/yellow] {why}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]skipped:[/yellow] {escape(why)}", highlight=False, soft_wrap=True)
     bar.update(job, advance=1)
 
 
@@ -112,17 +114,25 @@ def debug(
 ) -> None:
     """Find why runs failed: hypotheses, tested by forked replays, with verdicts."""
     from branchpoint.api import Session
+    from branchpoint.interventions.attribution import method_named
     from branchpoint.interventions.judge import judge_model
     from branchpoint.model import SweepSpec
-    from branchpoint.orchestrator.runs import require_replayable
+    from branchpoint.orchestrator.fork import require_checkpoints
+    from branchpoint.orchestrator.runs import load_steps, require_replayable
 
     if (run_id is None) == (not failed):
         raise BranchpointError("give a RUN_ID or --failed")
     judge = judge_model(judge)  # `none` and a refused `sim` are settled before anything is written
+    names = parse_methods(methods)
+    if judge is None and all(method_named(m).needs_judge for m in names):
+        raise BranchpointError(
+            f"{', '.join(names)} need(s) a judge; give --judge local (or openai:NAME@URL), "
+            "or add value_curve, which needs none"
+        )
     spec = SweepSpec(
         run_ids=(run_id,) if run_id else (),
         where=None if run_id else "status = 'failed'",
-        methods=parse_methods(methods),
+        methods=names,
         repeats=repeats,
         curve_repeats=curve_repeats,
         judge_model=judge,
@@ -131,7 +141,8 @@ def debug(
         settings=existing_db_settings(db, address, checkpointer), ray=use_ray(in_process, address)
     ) as session:
         if run_id:
-            require_replayable(session.get_run(run_id))
+            run = require_replayable(session.get_run(run_id))
+            require_checkpoints(session.core, run, load_steps(session.core.store, run))
         result = debug_with_progress(session, spec, concurrency)
     console.print(
         f'results: branchpoint sql "SELECT * FROM verdicts v JOIN hypotheses h USING (hypothesis_id) '
@@ -192,15 +203,17 @@ def upgrade(
     for row in rows:
         low, high = row.interval
         table.add_row(
-            row.agent,
-            str(row.runs),
-            f"{row.successes}/{row.forks}",
-            f"[{low:.2f}, {high:.2f}]",
-            f"{row.control_successes}/{row.control_forks}",
-            f"{row.difference:+.0%}",
-            f"{row.p_value:.3f}",
-            f"{row.holm_p:.3f}",
-            row.verdict,
+            *cells(
+                row.agent,
+                row.runs,
+                f"{row.successes}/{row.forks}",
+                f"[{low:.2f}, {high:.2f}]",
+                f"{row.control_successes}/{row.control_forks}",
+                f"{row.difference:+.0%}",
+                f"{row.p_value:.3f}",
+                f"{row.holm_p:.3f}",
+                row.verdict,
+            )
         )
     console.print(table)
     worth = [r.agent for r in rows if r.verdict == "worth upgrading"]
@@ -269,7 +282,7 @@ def _sweep_table(rows: list[dict[str, Any]]) -> None:
     for col in SWEEP_COLUMNS:
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in SWEEP_COLUMNS))
+        table.add_row(*cells(*(r[c] for c in SWEEP_COLUMNS)))
     console.print(table)
 
 

@@ -19,6 +19,7 @@ from branchpoint.cli.common import (
     DbOpt,
     JudgeOpt,
     app,
+    cells,
     console,
     parse_methods,
     progress_bar,
@@ -129,13 +130,15 @@ def _attribute(store: Any, logs: list[ForeignLog], names: tuple[str, ...], judge
         for group, scores in groups.items():
             score = scores[method]
             table.add_row(
-                method,
-                group,
-                f"{score['predicted']}/{score['n']}",
-                f"{score['agent_accuracy']:.2f}",
-                f"{score['step_accuracy']:.2f}",
-                f"{score['joint_accuracy']:.2f}",
-                f"{score['any_step_accuracy']:.2f}",
+                *cells(
+                    method,
+                    group,
+                    f"{score['predicted']}/{score['n']}",
+                    f"{score['agent_accuracy']:.2f}",
+                    f"{score['step_accuracy']:.2f}",
+                    f"{score['joint_accuracy']:.2f}",
+                    f"{score['any_step_accuracy']:.2f}",
+                )
             )
     console.print(table)
     console.print(f"{seconds:.1f} s for {len(logs)} logs ({seconds / len(logs):.1f} s per log)")

@@ -42,7 +42,7 @@ from branchpoint.model import (
     Verdict,
     content_id,
 )
-from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork
+from branchpoint.orchestrator.fork import ForkReplay, check_fits, replay_fork, require_checkpoints
 from branchpoint.orchestrator.runner import worker_pool
 from branchpoint.orchestrator.runs import load_run, load_steps, require_replayable
 from branchpoint.orchestrator.session import Session
@@ -315,6 +315,7 @@ def debug_run(
     session.flush()
     run = require_replayable(load_run(session.store, run_id))
     steps = load_steps(session.store, run)
+    require_checkpoints(session, run, steps)
     team = team_for_run(run)
     # The judge's segmentation costs a model call; only a method that reads trials needs it.
     needs_trials = any(attribution.method_named(m).needs_trials for m in config.methods)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from langchain_core.runnables import RunnableConfig
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from branchpoint.agents.backends import parse_model_spec, redact_model
 from branchpoint.agents.team_registry import team_for_run
 from branchpoint.agents.teams import TeamSpec
-from branchpoint.errors import InvalidInterventionError, StepOutOfRangeError
+from branchpoint.errors import InvalidInterventionError, NotReplayableError, StepOutOfRangeError
 from branchpoint.model import (
     INTERVENTION_ADAPTER,
     Instruct,
@@ -98,6 +99,23 @@ def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) ->
     if target.checkpoint_id is None:
         raise InvalidInterventionError(f"step {k} has no checkpoint to fork from (imported log?)")
     return target
+
+
+def require_checkpoints(session: Session, run: Run, steps: Sequence[Step]) -> None:
+    """NotReplayableError unless this session's checkpointer holds the run's checkpoints: a run
+    made with another checkpointer (`--checkpointer`) would fork into empty runs."""
+    first = next((s.checkpoint_id for s in steps if s.checkpoint_id), None)
+    if first is None:
+        return  # check_fits names the step without a checkpoint
+    config: RunnableConfig = {
+        "configurable": {"thread_id": run.thread_id, "checkpoint_ns": "", "checkpoint_id": first}
+    }
+    if session.checkpointer.get_tuple(config) is None:
+        raise NotReplayableError(
+            f"run {run.run_id}'s checkpoints are not in this checkpointer "
+            f"({type(session.checkpointer).__name__}); fork, replay or debug it with the "
+            "--checkpointer it was run with"
+        )
 
 
 def fork_sample(parent_run_id: str, intervention_id: str, repeat: int) -> int:
@@ -247,6 +265,7 @@ def fork_run(
     steps = load_steps(session.store, parent)
     team = team_for_run(parent)
     check_fits(intervention, steps, team)
+    require_checkpoints(session, parent, steps)
     if isinstance(intervention, SwapModel):
         preflight_model(intervention.model, team, session.settings)
     with worker_pool(repeats) as pool:

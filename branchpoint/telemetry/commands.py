@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from branchpoint.errors import BranchpointError
 from branchpoint.settings import Settings
@@ -38,11 +41,25 @@ def render_text(columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputForm
     return buffer.getvalue().rstrip("\n")
 
 
+# Terminal control characters (ESC, BEL, C1 …) other than tab and newline: a table shows them
+# escaped, so text from a foreign log cannot drive the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain_text(value: Any) -> Text:
+    """A value as plain text: never read as rich markup (a "[/]" in the data), control
+    characters escaped."""
+    text = "NULL" if value is None else str(value)
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
 def render_table(columns: list[str], rows: list[tuple[Any, ...]]) -> Table:
-    """A query result as a rich table."""
-    table = Table(*columns, show_lines=False, caption=f"{len(rows)} row(s)")
+    """A query result as a rich table of plain text (control characters shown escaped)."""
+    table = Table(show_lines=False, caption=f"{len(rows)} row(s)")
+    for column in columns:
+        table.add_column(plain_text(column))
     for row in rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
+        table.add_row(*(plain_text(v) for v in row))
     return table
 
 
@@ -68,21 +85,24 @@ def _db(db: Path | None) -> Path:
     return Settings().with_overrides(db_path=db).db_path
 
 
-def _prompt(db_path: Path, fmt: OutputFormat, console: Console) -> None:
-    """Read queries line by line until `.quit` or end of input; errors do not end the session."""
+def _prompt(db_path: Path, fmt: OutputFormat, console: Console) -> int:
+    """Read queries line by line until `.quit` or end of input; errors do not end the session.
+    Returns how many statements failed."""
     console.print(f"branchpoint sql on {db_path} (read-only). End with .quit", style="dim")
+    failed = 0
     while True:
         try:
             line = console.input("[bold cyan]sql>[/] ").strip()
         except (EOFError, KeyboardInterrupt):
-            return
+            return failed
         if line in QUIT:
-            return
+            return failed
         if not line:
             continue
         try:
             _print(console, *_query(db_path, line), fmt)
         except BranchpointError as exc:
+            failed += 1
             console.print(f"[red]{exc}[/]")
 
 
@@ -97,6 +117,8 @@ def sql(
     db_path = _db(db)
     console = Console()
     if query is None:
-        _prompt(db_path, format, console)
+        failed = _prompt(db_path, format, console)
+        if failed and not sys.stdin.isatty():  # statements piped in: a script reads the exit code
+            raise typer.Exit(2)
         return
     _print(console, *_query(db_path, query), format)

@@ -1,0 +1,133 @@
+"""Bad input found by an adversarial pass over the CLI: each is one line and a non-zero exit,
+and records nothing; text from the data (a model's answer, a foreign log) is shown as text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from branchpoint.cli import app, common
+from branchpoint.model import Run
+from branchpoint.tasks import Task
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def _count(db: str, sql: str) -> int:
+    return int(_cli("sql", sql, "--db", db, "--format", "csv")[1].split()[-1])
+
+
+def _branchpoint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command as a user runs it (its `main`, which prints usage errors)."""
+    return subprocess.run(
+        [sys.executable, "-m", "branchpoint", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("bad") / "t.duckdb")
+    code, out = _cli("run", "--model", "sim", "--limit", "3", "--db", path, "--in-process")
+    assert code == 0, out
+    return path
+
+
+def _a_run(db: str) -> str:
+    return _cli("sql", "SELECT run_id FROM runs ORDER BY run_id LIMIT 1", "--db", db,
+                "--format", "csv")[1].split()[-1]  # fmt: skip
+
+
+def test_a_run_made_with_another_checkpointer_is_not_forked_into_empty_runs(db: str) -> None:
+    run_id, runs = _a_run(db), _count(db, "SELECT count(*) FROM runs")
+    for args in (
+        ("fork", run_id, "--step", "1", "--repeats", "2"),
+        ("debug", run_id, "--methods", "value_curve"),
+    ):
+        code, out = _cli(*args, "--checkpointer", "memory", "--in-process", "--db", db)
+        assert code == 2, (args, out)
+        expected = (
+            f"error: run {run_id}'s checkpoints are not in this checkpointer (InMemorySaver); "
+            "fork, replay or debug it with the --checkpointer it was run with"
+        )
+        assert out.strip().splitlines() == [expected]
+    assert _count(db, "SELECT count(*) FROM runs") == runs
+
+
+def test_debug_with_only_judge_methods_and_no_judge_is_refused(db: str) -> None:
+    sweeps = _count(db, "SELECT count(*) FROM sweeps")
+    code, out = _cli("debug", _a_run(db), "--methods", "dover", "--judge", "none",
+                     "--in-process", "--db", db)  # fmt: skip
+    assert code == 2
+    assert out.strip() == (
+        "error: dover need(s) a judge; give --judge local (or openai:NAME@URL), "
+        "or add value_curve, which needs none"
+    )
+    assert _count(db, "SELECT count(*) FROM sweeps") == sweeps
+
+
+def test_a_sweep_with_a_bad_where_is_not_recorded(db: str) -> None:
+    sweeps = _count(db, "SELECT count(*) FROM sweeps")
+    code, out = _cli("sweep", "--where", "bad ((", "--in-process", "--db", db)
+    assert code == 2
+    assert len(out.strip().splitlines()) == 1 and out.startswith("error: ")
+    assert _count(db, "SELECT count(*) FROM sweeps") == sweeps
+
+
+def test_statements_piped_into_sql_set_the_exit_code(db: str) -> None:
+    failed = _branchpoint("sql", "--db", db, stdin="SELECT 1;\nSELECT * FROM nosuch;\n")
+    assert failed.returncode == 2
+    assert "Table with name nosuch does not exist" in failed.stdout
+    assert _branchpoint("sql", "--db", db, stdin="SELECT 1;\n").returncode == 0
+
+
+def test_sql_shows_markup_and_control_characters_as_text(db: str) -> None:
+    code, out = _cli("sql", "SELECT '[/]' AS \"[/INST]\", chr(27) || '[31mred' AS y", "--db", db)
+    assert code == 0, out
+    assert "[/INST]" in out and "[/]" in out
+    assert "\\x1b[31mred" in out and "\x1b" not in out
+
+
+def test_an_error_naming_a_bracketed_path_is_one_line() -> None:
+    result = _branchpoint("run", "--model", "sim", "--tasks", "/nonexistent/[/]x.jsonl",
+                          "--in-process")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: task file not found: /nonexistent/[/]x.jsonl"
+
+
+def test_a_model_answer_with_markup_is_printed_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = Console(width=200, record=True)
+    monkeypatch.setattr(common, "console", console)
+    task = Task(task_id="t1", question="q?", answer="42")
+    run = Run(run_id="run-1", task=task, team="math", model="m", status="failed",
+              final_answer="[/INST] 41", error=None)  # fmt: skip
+    common.run_summary([run])
+    assert "[/INST] 41" in console.export_text()
+
+
+def test_a_cause_with_markup_is_printed_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = Console(width=200, record=True)
+    monkeypatch.setattr(common, "console", console)
+    task = Task(task_id="t1", question="q?", answer="42")
+    run = Run(run_id="run-1", task=task, team="math", model="m", status="errored",
+              error="ValueError: bad token [/s]")  # fmt: skip
+    common.run_summary([run])
+    assert "bad token [/s]" in console.export_text()
+
+
+def test_the_checkpointer_check_passes_a_run_made_with_this_one(db: str, tmp_path: Path) -> None:
+    code, out = _cli("fork", _a_run(db), "--step", "1", "--repeats", "1", "--in-process",
+                     "--db", db)  # fmt: skip
+    assert code == 0, out
