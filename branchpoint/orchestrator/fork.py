@@ -96,6 +96,12 @@ def check_fits(intervention: Intervention, steps: list[Step], team: TeamSpec) ->
         )
     if isinstance(intervention, ReplacePlan) and not (intervention.facts or intervention.plan):
         raise InvalidInterventionError("replace_plan needs 'facts' or 'plan'")
+    swapped = intervention.agent if isinstance(intervention, SwapModel) else None
+    if swapped is not None and swapped not in team.agent_names:
+        raise InvalidInterventionError(
+            f"swap_model names agent {swapped!r}, which team {team.name} does not have; "
+            f"name one of {', '.join(team.agent_names)}"
+        )
     if target.checkpoint_id is None:
         raise InvalidInterventionError(f"step {k} has no checkpoint to fork from (imported log?)")
     return target

@@ -131,3 +131,17 @@ def test_the_checkpointer_check_passes_a_run_made_with_this_one(db: str, tmp_pat
     code, out = _cli("fork", _a_run(db), "--step", "1", "--repeats", "1", "--in-process",
                      "--db", db)  # fmt: skip
     assert code == 0, out
+
+
+def test_swap_model_for_an_agent_the_team_lacks_is_refused(db: str, tmp_path: Path) -> None:
+    iv = tmp_path / "iv.json"
+    iv.write_text('{"kind": "swap_model", "step": 1, "model": "sim", "agent": "Nobody"}')
+    runs = _count(db, "SELECT count(*) FROM runs")
+    code, out = _cli("fork", _a_run(db), "--step", "1", "--intervention", str(iv),
+                     "--in-process", "--db", db)  # fmt: skip
+    assert code == 2
+    assert out.strip() == (
+        "error: swap_model names agent 'Nobody', which team math does not have; "
+        "name one of Planner, Solver, Verifier"
+    )
+    assert _count(db, "SELECT count(*) FROM runs") == runs
