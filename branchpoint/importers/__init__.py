@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from branchpoint.errors import BranchpointError
+from pydantic import ValidationError
+
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.importers.logs import ForeignLog, write_logs
 
 
@@ -24,7 +26,15 @@ class ImportFormatError(BranchpointError):
 
 
 class SkippedFile(Exception):
-    """A file of another format met while walking a folder: reported and left out."""
+    """A file that holds no log of the format (another format, unreadable, or malformed): inside
+    a folder it is reported and left out; given directly it is an error."""
+
+
+# What a reader raises on JSON of the wrong shape: a string where a list belongs, an object
+# without a key, a number that is not one, nesting deeper than Python's recursion limit.
+SHAPE_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+)  # fmt: skip
 
 
 def load_json(path: Path) -> Any:
@@ -33,10 +43,36 @@ def load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SkippedFile(f"not JSON ({str(exc)[:80]})") from None
+    except RecursionError:
+        raise SkippedFile("not JSON (nested too deeply to read)") from None
+
+
+def shape_problem(exc: BaseException) -> str:
+    """One line saying what is wrong in a file whose reader raised `exc` (one of SHAPE_ERRORS)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(exc, KeyError):
+        return f"an object lacks the key {exc.args[0]!r}"
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(map(str, error["loc"]))
+        return f"{exc.title} {where}: {error['msg']}"
+    return first_line(exc)[:200]
 
 
 # A file reader turns one file into logs, or raises SkippedFile (another format).
 FileReader = Callable[[Path], list[ForeignLog]]
+
+
+def read_guarded(reader: FileReader, file: Path) -> list[ForeignLog]:
+    """`reader(file)`, with a malformed file's shape error raised as SkippedFile saying what is
+    wrong, so it takes the path of an unreadable file (skipped in a folder, else an error)."""
+    try:
+        return reader(file)
+    except SHAPE_ERRORS as exc:
+        raise SkippedFile(f"malformed: {shape_problem(exc)}") from None
+
+
 Skipped = list[tuple[str, str]]
 # A format reader turns a file or folder into logs and the files it skipped, with reasons.
 FormatReader = Callable[[Path], tuple[list[ForeignLog], Skipped]]
@@ -94,7 +130,7 @@ def walk(
     """
     if path.is_file():
         try:
-            return reader(path), []
+            return read_guarded(reader, path), []
         except SkippedFile as exc:
             raise ImportFormatError(f"{path}: {exc}") from None
     found: list[ForeignLog] = []
@@ -105,7 +141,7 @@ def walk(
             skipped.append((shown, f"not a {'/'.join(suffixes)} file"))
             continue
         try:
-            found += reader(file)
+            found += read_guarded(reader, file)
         except (SkippedFile, BranchpointError) as exc:
             skipped.append((shown, str(exc).removeprefix(f"{file}: ")[:200]))
     return unique_runs(found, skipped)

@@ -12,11 +12,12 @@ vary in case (`Websurfer` for `WebSurfer`), and failure ids are numbers or strin
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from branchpoint.errors import BranchpointError
-from branchpoint.importers import Skipped, SkippedFile, load_json, unique_runs
+from branchpoint.importers import Skipped, SkippedFile, load_json, read_guarded, unique_runs
 from branchpoint.importers.logs import ForeignLog
 from branchpoint.interventions.whowhen import history_steps
 from branchpoint.model import AnnotatedFailure, Run, Step, StepKind, Task
@@ -65,8 +66,14 @@ def failures_of(
         if isinstance(root, dict) and root.get("failure_id") is not None
         else None
     )
+    failures = entry.get("failures") or []
+    if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
+        raise AgentRxError(
+            f"{where}: its ground-truth failures must be a list of objects {{failure_id, "
+            f"step_number, step_reason, failure_category, failed_agent}}, not {failures!r:.60}"
+        )
     found = []
-    for failure in entry.get("failures") or []:
+    for failure in failures:
         try:
             step = int(failure["step_number"]) - 1
         except (KeyError, TypeError, ValueError):
@@ -130,8 +137,15 @@ def read_trajectory(path: Path, truth: dict[str, Any] | None) -> ForeignLog:
         steps = history_steps(run_id, data)
         question, answer, success = str(data[0].get("content") or ""), None, False
     elif isinstance(data, dict) and isinstance(data.get("traj"), list):
+        info = data.get("info") or {}
+        task = (info.get("task") or {}) if isinstance(info, dict) else None
+        if not isinstance(task, dict) or not all(isinstance(e, dict) for e in data["traj"]):
+            raise AgentRxError(
+                f"{path}: a τ-bench trajectory is {{traj: [{{role, content}}, …], "
+                "info: {task: {instruction, outputs}}, reward}; this one's traj or info.task "
+                "holds something else"
+            )
         steps = _tau_steps(run_id, data["traj"])
-        task = (data.get("info") or {}).get("task") or {}
         question = str(task.get("instruction") or "")
         outputs = task.get("outputs") or []
         answer = ", ".join(map(str, outputs)) or None
@@ -157,6 +171,10 @@ def read_trajectory(path: Path, truth: dict[str, Any] | None) -> ForeignLog:
     return ForeignLog(run=run, steps=tuple(steps))
 
 
+def _read_one(path: Path, truth: dict[str, Any] | None) -> list[ForeignLog]:
+    return [read_trajectory(path, truth)]
+
+
 def read_dataset(path: Path) -> tuple[list[ForeignLog], Skipped]:
     """Every trajectory under an AgentRx data folder, matched with its subset's ground truth.
 
@@ -180,9 +198,10 @@ def read_dataset(path: Path) -> tuple[list[ForeignLog], Skipped]:
     for file in files:
         truth = truths.get(subset_of(file), {}).get(file.stem)
         try:
-            logs.append(read_trajectory(file, truth))
+            logs += read_guarded(partial(_read_one, truth=truth), file)
         except (SkippedFile, AgentRxError) as exc:
+            why = str(exc).removeprefix(f"{file}: ")
             if path.is_file():
-                raise AgentRxError(str(exc)) from None
-            skipped.append((str(file.relative_to(root)), str(exc).removeprefix(f"{file}: ")[:200]))
+                raise AgentRxError(f"{file}: {why}") from None
+            skipped.append((str(file.relative_to(root)), why[:200]))
     return unique_runs(logs, skipped)

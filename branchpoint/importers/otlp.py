@@ -39,6 +39,7 @@ _GENAI_OPS = {"invoke_agent": AGENT, "create_agent": AGENT, "chat": LLM, "text_c
 _OI_KINDS = {"AGENT": AGENT, "LLM": LLM, "TOOL": TOOL}
 _OURS = {"step": AGENT, "chat": LLM, "tool": TOOL}
 _STEP_KINDS = get_args(StepKind)
+_MAX_NANOS = 2**64  # OTLP times are fixed64 nanoseconds since 1970
 
 
 @dataclass
@@ -70,6 +71,18 @@ class OtlpSpan:
         return next(
             (self.attributes[k] for k in keys if self.attributes.get(k) not in (None, "")), None
         )
+
+    def integer(self, *keys: str, required: bool = False) -> int:
+        """The first of `keys` present, as an integer (0 when none is, unless `required`);
+        ValueError naming the span and the key when it is not an integer."""
+        value = self.first(*keys)
+        if value is None and not required:
+            return 0
+        try:
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
+            shown = "missing" if value is None else f"{value!r:.60} is not an integer"
+            raise ValueError(f"span {self.span_id!r}: {keys[0]} {shown}") from None
 
     def text(self, *keys: str) -> str:
         value = self.first(*keys)
@@ -110,16 +123,51 @@ def any_value(value: Any) -> Any:
         if item is None:  # Phoenix writes every AnyValue field, the unused ones as null
             continue
         if name == "intvalue":
-            return int(item)
+            return _number(int, item, key)
         if name == "doublevalue":
-            return float(item)
+            return _number(float, item, key)
         if name == "arrayvalue":
-            return [any_value(v) for v in (item or {}).get("values", [])]
+            return [any_value(v) for v in _list(_object(item, key).get("values"), key)]
         if name == "kvlistvalue":
-            return {kv["key"]: any_value(kv.get("value")) for kv in (item or {}).get("values", [])}
+            return _key_values(_list(_object(item, key).get("values"), key))
         if name in ("stringvalue", "boolvalue", "bytesvalue"):
             return item
     return None
+
+
+def _number(kind: type[int | float], value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{what} {value!r:.60} is not a number") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} {value!r:.60} is not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    """A JSON list (None as empty); ValueError naming `what` for anything else."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} {value!r:.60} is not a list")
+    return value
+
+
+def _key_values(items: list[Any]) -> dict[str, Any]:
+    """OTLP's `[{"key": …, "value": AnyValue}]` as a dict."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        if not isinstance(kv, dict) or "key" not in kv:
+            raise ValueError(f"attribute {kv!r:.60} is not a {{key, value}} object")
+        try:
+            out[str(kv["key"])] = any_value(kv.get("value"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"attribute {kv['key']!r:.60}: {exc}") from None
+    return out
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -134,7 +182,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _attributes(raw: Any) -> dict[str, Any]:
     if isinstance(raw, list):
-        return {kv["key"]: any_value(kv.get("value")) for kv in raw if isinstance(kv, dict)}
+        return _key_values(raw)
     return _flatten(raw) if isinstance(raw, dict) else {}
 
 
@@ -143,32 +191,46 @@ def _g(data: dict[str, Any], *names: str) -> Any:
 
 
 def _nanos(data: dict[str, Any], unix: tuple[str, ...], iso: str) -> int:
+    """A span time in nanoseconds since 1970, from its unix-nano field or its ISO text."""
     value = _g(data, *unix)
-    if value is not None:
-        return int(value)
     text = data.get(iso)
-    if not text:
-        return 0
-    moment = datetime.fromisoformat(str(text))
-    return int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1e9)
+    try:
+        if value is not None:
+            nanos = int(value)
+        elif not text:
+            return 0
+        else:
+            moment = datetime.fromisoformat(str(text))
+            nanos = int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1e9)
+    except (TypeError, ValueError, OverflowError):
+        nanos = -1
+    if not 0 <= nanos < _MAX_NANOS:
+        shown = f"{unix[0]} {value!r:.60}" if value is not None else f"{iso} {text!r:.60}"
+        raise ValueError(f"{shown} is not a time from 1970 to 2554 (nanoseconds or ISO 8601)")
+    return nanos
 
 
 def parse_span(data: dict[str, Any], resource: dict[str, Any] | None = None) -> OtlpSpan:
-    """One span of OTLP/JSON or of Phoenix's native export."""
-    context = data.get("context") or {}
-    status = data.get("status") or {}
-    code = str(_g(status, "code") or data.get("status_code") or "")
-    attrs = {**(resource or {}), **_attributes(data.get("attributes"))}
-    return OtlpSpan(
-        trace_id=_hex_id(_g(data, "traceId", "trace_id") or context.get("trace_id"), 32) or "",
-        span_id=_hex_id(_g(data, "spanId", "span_id") or context.get("span_id"), 16) or "",
-        parent_id=_hex_id(_g(data, "parentSpanId", "parent_span_id", "parent_id"), 16),
-        name=str(data.get("name") or ""),
-        start_ns=_nanos(data, ("startTimeUnixNano", "start_time_unix_nano"), "start_time"),
-        end_ns=_nanos(data, ("endTimeUnixNano", "end_time_unix_nano"), "end_time"),
-        attributes=attrs,
-        error=code in ("2", "STATUS_CODE_ERROR", "ERROR"),
-    )
+    """One span of OTLP/JSON or of Phoenix's native export; ValueError naming the span and
+    the field when a field has the wrong shape."""
+    data = _object(data, "span")
+    context = _object(data.get("context") or {}, "span context")
+    span_id = _hex_id(_g(data, "spanId", "span_id") or context.get("span_id"), 16) or ""
+    try:
+        status = _object(data.get("status") or {}, "status")
+        code = str(_g(status, "code") or data.get("status_code") or "")
+        return OtlpSpan(
+            trace_id=_hex_id(_g(data, "traceId", "trace_id") or context.get("trace_id"), 32) or "",
+            span_id=span_id,
+            parent_id=_hex_id(_g(data, "parentSpanId", "parent_span_id", "parent_id"), 16),
+            name=str(data.get("name") or ""),
+            start_ns=_nanos(data, ("startTimeUnixNano", "start_time_unix_nano"), "start_time"),
+            end_ns=_nanos(data, ("endTimeUnixNano", "end_time_unix_nano"), "end_time"),
+            attributes={**(resource or {}), **_attributes(data.get("attributes"))},
+            error=code in ("2", "STATUS_CODE_ERROR", "ERROR"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"span {span_id or data.get('name')!r}: {exc}") from None
 
 
 def spans_of(document: Any) -> Iterator[OtlpSpan]:
@@ -183,10 +245,12 @@ def spans_of(document: Any) -> Iterator[OtlpSpan]:
     if not isinstance(resource_spans, list):
         raise SkippedFile("JSON, but not an OTLP trace export (no resourceSpans or data)")
     for rs in resource_spans:
-        resource = {k: v for k, v in _attributes((rs.get("resource") or {}).get("attributes")).items()
-                    if k == "service.name"}  # fmt: skip
-        for ss in _g(rs, "scopeSpans", "scope_spans", "instrumentationLibrarySpans") or []:
-            for span in ss.get("spans") or []:
+        rs = _object(rs, "resourceSpans entry")
+        resource_attrs = _object(rs.get("resource") or {}, "resource").get("attributes")
+        resource = {k: v for k, v in _attributes(resource_attrs).items() if k == "service.name"}
+        for ss in _list(_g(rs, "scopeSpans", "scope_spans", "instrumentationLibrarySpans"),
+                        "scopeSpans"):  # fmt: skip
+            for span in _list(_object(ss, "scopeSpans entry").get("spans"), "spans"):
                 yield parse_span(span, resource)
 
 
@@ -200,10 +264,14 @@ def read_documents(path: Path) -> list[Any]:
         return [json.loads(text)]
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise SkippedFile("not JSON (nested too deeply to read)") from None
     try:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         raise SkippedFile(f"not JSON or JSON lines ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise SkippedFile("not JSON lines (a line is nested too deeply to read)") from None
 
 
 def read_file(path: Path) -> list[ForeignLog]:
@@ -223,22 +291,40 @@ def runs_of(spans: list[OtlpSpan], source: str) -> list[ForeignLog]:
     return [run_of(run_id, group, source) for run_id, group in sorted(groups.items())]
 
 
+def _check_acyclic(by_id: dict[str, OtlpSpan]) -> None:
+    """ValueError naming a span whose parent chain leads back to itself."""
+    done: set[str] = set()
+    for start in by_id:
+        chain: set[str] = set()
+        node: str | None = start
+        while node is not None and node in by_id and node not in done:
+            if node in chain:
+                raise ValueError(f"span {node!r}: its parent chain loops back to it")
+            chain.add(node)
+            node = by_id[node].parent_id
+        done.update(chain)
+
+
 def _link(spans: list[OtlpSpan]) -> list[OtlpSpan]:
     """Children attached to parents; the roots (no parent among `spans`), in start order."""
     by_id = {s.span_id: s for s in spans}
+    _check_acyclic(by_id)
     for span in spans:
         span.children = []
     roots: list[OtlpSpan] = []
     for span in sorted(spans, key=lambda s: (s.start_ns, s.span_id)):
-        parent = by_id.get(span.parent_id or "")
+        parent = by_id.get(span.parent_id) if span.parent_id else None
         (parent.children if parent is not None else roots).append(span)
     return roots
 
 
 def _under(span: OtlpSpan) -> Iterator[OtlpSpan]:
-    for child in span.children:
+    """The spans below `span`, depth first (a loop, so a deep trace needs no deep stack)."""
+    stack = list(reversed(span.children))
+    while stack:
+        child = stack.pop()
         yield child
-        yield from _under(child)
+        stack.extend(reversed(child.children))
 
 
 def _agent_name(span: OtlpSpan) -> str:
@@ -258,8 +344,8 @@ def _llm_call(span: OtlpSpan, step: int, agent: str) -> ForeignCall:
         model=span.text(A.REQUEST_MODEL, "gen_ai.response.model", A.OI_MODEL) or "unknown",
         prompt=prompt,
         completion=completion,
-        input_tokens=int(span.first(A.INPUT_TOKENS, "llm.token_count.prompt") or 0),
-        output_tokens=int(span.first(A.OUTPUT_TOKENS, "llm.token_count.completion") or 0),
+        input_tokens=span.integer(A.INPUT_TOKENS, "llm.token_count.prompt"),
+        output_tokens=span.integer(A.OUTPUT_TOKENS, "llm.token_count.completion"),
         started_at=span.started,
         seconds=span.seconds,
     )
@@ -324,7 +410,8 @@ def run_of(run_id: str, spans: list[OtlpSpan], source: str) -> ForeignLog:
     own_steps = any(A.STEP in s.attributes for s in step_spans)
     steps, calls = [], []
     for position, span in enumerate(step_spans):
-        step, llm = step_of(span, run_id, int(span.attributes[A.STEP]) if own_steps else position)
+        index = span.integer(A.STEP, required=True) if own_steps else position
+        step, llm = step_of(span, run_id, index)
         steps.append(step)
         calls += llm
     run_span = next(
@@ -358,18 +445,18 @@ def _run(run_id: str, span: OtlpSpan, spans: list[OtlpSpan], steps: list[Step], 
     status: RunStatus = "failed" if any(s.error for s in spans) else "succeeded"
     if stated in ("succeeded", "failed", "errored"):
         status = stated
-    fork_step = attrs.get(A.FORK_STEP)
+    fork_step = span.integer(A.FORK_STEP) if span.first(A.FORK_STEP) is not None else None
     return Run(
         run_id=run_id,
         task=_task(run_id, span, steps),
         team=str(attrs.get(A.TEAM) or attrs.get("service.name") or "otlp"),
         model=str(attrs.get(A.REQUEST_MODEL) or "unknown"),
-        seed=int(attrs.get(A.SEED) or 0),
+        seed=span.integer(A.SEED),
         status=status,
         success=status == "succeeded",
         final_answer=attrs.get(A.FINAL_ANSWER) or None,
         parent_run_id=attrs.get(A.PARENT_RUN_ID) or None,
-        fork_step=None if fork_step in (None, "") else int(fork_step),
+        fork_step=fork_step,
         n_steps=len(steps),
         source=f"otlp:{source}",
     )

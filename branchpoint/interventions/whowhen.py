@@ -96,6 +96,8 @@ def load_whowhen(path: Path | str) -> ForeignLog:
         raise _fail(path, f"cannot be read ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _fail(path, f"is not JSON ({exc})") from exc
+    except RecursionError:
+        raise _fail(path, "is nested too deeply to read") from None
     return parse_whowhen(data, path)
 
 
