@@ -20,6 +20,9 @@ from branchpoint.errors import BranchpointError
 from branchpoint.settings import Settings
 
 QUIT = {".quit", ".exit", "\\q"}
+# A table shows at most this many rows (rich lays a table out whole: a million rows took a
+# minute and a gigabyte); csv and json print every row.
+MAX_TABLE_ROWS = 1000
 
 
 class OutputFormat(str, Enum):
@@ -67,18 +70,28 @@ def _print(
     console: Console, columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat
 ) -> None:
     if fmt is OutputFormat.table:
-        console.print(render_table(columns, rows))
+        console.print(render_table(columns, rows[:MAX_TABLE_ROWS]))
+        if len(rows) > MAX_TABLE_ROWS:
+            console.print(
+                f"the first {MAX_TABLE_ROWS} rows of more; add LIMIT and OFFSET, or --format csv "
+                "for every row",
+                style="yellow",
+                soft_wrap=True,
+            )
     else:
         console.print(
             render_text(columns, rows, fmt), markup=False, highlight=False, soft_wrap=True
         )
 
 
-def _query(db_path: Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """A read-only query (DuckDB is imported here, not when the CLI starts)."""
+def _query(db_path: Path, sql: str, fmt: OutputFormat) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A read-only query (DuckDB is imported here, not when the CLI starts); a table reads one
+    row more than it shows, to say there are more."""
     from branchpoint.telemetry.query import readonly_query
 
-    return readonly_query(db_path, sql)
+    return readonly_query(
+        db_path, sql, max_rows=MAX_TABLE_ROWS + 1 if fmt is OutputFormat.table else None
+    )
 
 
 def _db(db: Path | None) -> Path:
@@ -100,7 +113,7 @@ def _prompt(db_path: Path, fmt: OutputFormat, console: Console) -> int:
         if not line:
             continue
         try:
-            _print(console, *_query(db_path, line), fmt)
+            _print(console, *_query(db_path, line, fmt), fmt)
         except BranchpointError as exc:
             failed += 1
             console.print(f"[red]{exc}[/]")
@@ -121,4 +134,4 @@ def sql(
         if failed and not sys.stdin.isatty():  # statements piped in: a script reads the exit code
             raise typer.Exit(2)
         return
-    _print(console, *_query(db_path, query), format)
+    _print(console, *_query(db_path, query, format), format)

@@ -23,6 +23,7 @@ from branchpoint.telemetry.readonly import InvalidQueryError, read_statements
 from branchpoint.telemetry.store import (
     TraceDatabaseError,
     connect,
+    fetch_rows,
     first_line,
     is_lock_error,
     open_store_for,
@@ -57,10 +58,12 @@ def require_db(path: str | Path) -> None:
         )
 
 
-def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = None) -> Table:
+def readonly_query(
+    db_path: str | Path, sql: str, params: list[Any] | None = None, max_rows: int | None = None
+) -> Table:
     """Run read-only `sql` on the trace database at `db_path`, live or not.
 
-    Returns (column names, rows). Raises ReadOnlyQueryError for any statement that could write
+    Returns (column names, rows), at most `max_rows` rows. Raises ReadOnlyQueryError for any statement that could write
     or read outside the database, MissingDatabaseError for a missing file, TraceDatabaseError
     for a damaged one, and DatabaseBusyError when a writer holds the file and cannot be reached.
     """
@@ -69,7 +72,7 @@ def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = Non
     require_db(path)
     store = open_store_for(path)
     if store is not None:
-        return _run(path, lambda: store.read_only_query(statements, params))
+        return _run(path, lambda: store.read_only_query(statements, params, max_rows))
     try:
         con = connect(path, read_only=True)
     except duckdb.ConnectionException as exc:
@@ -79,23 +82,26 @@ def readonly_query(db_path: str | Path, sql: str, params: list[Any] | None = Non
         ) from None
     except duckdb.Error as exc:
         if is_lock_error(exc):
-            return _via_sink(path, sql, params, exc)
+            return _via_sink(path, sql, params, exc, max_rows)
         raise TraceDatabaseError(
             f"cannot open {path} as a trace database ({first_line(exc)}); check the --db path"
         ) from None
     try:
-        return _run(path, lambda: _execute(con, statements, params))
+        return _run(path, lambda: _execute(con, statements, params, max_rows))
     finally:
         con.close()
 
 
 def _execute(
-    con: duckdb.DuckDBPyConnection, statements: list[str], params: list[Any] | None
+    con: duckdb.DuckDBPyConnection,
+    statements: list[str],
+    params: list[Any] | None,
+    max_rows: int | None = None,
 ) -> Table:
     result: Table = ([], [])
     for i, statement in enumerate(statements):
         cursor = con.execute(statement, (params or []) if i == len(statements) - 1 else [])
-        rows = cursor.fetchall() if cursor.description is not None else []
+        rows = fetch_rows(cursor, max_rows)
         if cursor.description is not None:
             result = ([d[0] for d in cursor.description], rows)
     return result
@@ -108,7 +114,9 @@ def _run(path: Path, execute: Callable[[], Table]) -> Table:
         raise query_error(path, exc) from None
 
 
-def _via_sink(path: Path, sql: str, params: list[Any] | None, cause: Exception) -> Table:
+def _via_sink(
+    path: Path, sql: str, params: list[Any] | None, cause: Exception, max_rows: int | None
+) -> Table:
     """Send the query to the live sink recorded next to `path` (in that sink's Ray cluster)."""
     import ray
 
@@ -148,7 +156,7 @@ def _via_sink(path: Path, sql: str, params: list[Any] | None, cause: Exception) 
             ray.shutdown()
         raise busy
     try:
-        result: Table = ray.get(sink.read_only_query.remote(sql, params))
+        result: Table = ray.get(sink.read_only_query.remote(sql, params, max_rows))
     except ray.exceptions.RayTaskError as exc:
         original = getattr(exc, "cause", None)
         if isinstance(original, BranchpointError):

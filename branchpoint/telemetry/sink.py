@@ -99,12 +99,12 @@ class TraceSink:
         return self._store.query(sql, params)
 
     def read_only_query(
-        self, sql: str, params: list[Any] | None = None
+        self, sql: str, params: list[Any] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Vet `sql` as read-only, then run it in a transaction that is rolled back."""
         statements = read_statements(sql)
         try:
-            return self._store.read_only_query(statements, params)
+            return self._store.read_only_query(statements, params, max_rows)
         except duckdb.Error as exc:
             raise query_error(self.db_path, exc) from None
 

@@ -218,6 +218,14 @@ def _json_columns(columns: dict[str, str]) -> list[str]:
     return [name for name, ddl in columns.items() if ddl.split()[0] == "JSON"]
 
 
+def fetch_rows(cursor: Any, max_rows: int | None = None) -> list[tuple[Any, ...]]:
+    """A statement's rows (none for one without a result), at most `max_rows` of them: a result
+    of millions of rows is not read whole to show its first page."""
+    if cursor.description is None:
+        return []
+    return cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows)
+
+
 def json_text(value: Any) -> str:
     """JSON text for a JSON column or attribute: by orjson (a third of `json`'s time on a
     recorded request), values it cannot encode as their `str`; what it refuses (an integer past
@@ -564,9 +572,10 @@ class DuckDBTraceStore:
             return self._con.sql(sql, params=params).to_arrow_table()
 
     def read_only_query(
-        self, statements: list[str], params: list[Any] | None = None
+        self, statements: list[str], params: list[Any] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run already-vetted read statements inside a transaction that is always rolled back."""
+        """Run already-vetted read statements inside a transaction that is always rolled back
+        (the last one's rows, at most `max_rows` of them)."""
         result: tuple[list[str], list[tuple[Any, ...]]] = ([], [])
         with self._lock:
             self._flush_records()
@@ -576,7 +585,7 @@ class DuckDBTraceStore:
                 for i, statement in enumerate(statements):
                     last = i == len(statements) - 1
                     cursor.execute(statement, (params or []) if last else [])
-                    rows = cursor.fetchall() if cursor.description is not None else []
+                    rows = fetch_rows(cursor, max_rows)
                     if cursor.description is not None:
                         result = ([d[0] for d in cursor.description], rows)
             finally:

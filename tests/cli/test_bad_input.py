@@ -145,3 +145,13 @@ def test_swap_model_for_an_agent_the_team_lacks_is_refused(db: str, tmp_path: Pa
         "name one of Planner, Solver, Verifier"
     )
     assert _count(db, "SELECT count(*) FROM runs") == runs
+
+
+def test_a_table_shows_the_first_rows_of_a_huge_result_and_says_so(db: str) -> None:
+    code, out = _cli("sql", "SELECT * FROM range(5000000) t(i)", "--db", db)
+    assert code == 0
+    assert out.strip().endswith(
+        "the first 1000 rows of more; add LIMIT and OFFSET, or --format csv for every row"
+    )
+    code, out = _cli("sql", "SELECT * FROM range(5000) t(i)", "--db", db, "--format", "csv")
+    assert code == 0 and len(out.split()) == 5001

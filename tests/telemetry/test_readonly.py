@@ -159,7 +159,7 @@ def test_sql_prompt_runs_queries_until_quit(db: Path) -> None:
     runner = CliRunner()
     lines = "SELECT count(*) AS n FROM steps\nDELETE FROM spans\nSELECT 'still' AS here\n.quit\nSELECT 'after'\n"
     out = runner.invoke(_app(), ["sql", "--db", str(db), "--format", "csv"], input=lines)
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 2, out.output  # piped in, and one statement was refused
     assert "n\n3" in out.output and "refused" in out.output and "here\nstill" in out.output
     assert "after" not in out.output
     assert readonly_query(db, "SELECT count(*) FROM spans")[1] == [(8,)]
