@@ -173,12 +173,29 @@ def load_team_file(path: str | Path) -> TeamSpec:
     if not file.is_file():
         raise TeamFileError(f"team file not found: {file}")
     folder = file.resolve().parent
-    spec = parse_team_file(file.read_text(), str(file), file.suffix.lower())
+    spec = parse_team_file(read_utf8(file, "team file"), str(file), file.suffix.lower())
     inlined = _inline_prompts(spec, folder, str(file))
     source = TeamSource(
         kind="file", ref=str(file), text=inlined.model_dump_json(), code_path=str(folder)
     )
     return compile_team_file(inlined, str(file), str(folder), source)
+
+
+def read_utf8(file: Path, what: str) -> str:
+    """A file's text; a TeamFileError naming the file if it is not UTF-8 (a binary file, or one
+    saved as UTF-16)."""
+    try:
+        return file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TeamFileError(f"{what} {file} is not UTF-8 text; save it as UTF-8") from None
+
+
+def syntax_problem(exc: SyntaxError) -> str:
+    """Where a Python file does not parse, in one line: file, line and the parser's message."""
+    where = exc.filename or "<unknown file>"
+    if exc.lineno:
+        where += f", line {exc.lineno}"
+    return f"{where}: {type(exc).__name__}: {exc.msg}; fix the code there"
 
 
 def _inline_prompts(spec: TeamFile, folder: Path, where: str) -> TeamFile:
@@ -191,7 +208,10 @@ def _inline_prompts(spec: TeamFile, folder: Path, where: str) -> TeamFile:
             if not prompt_path.is_file():
                 raise _fail(where, f"agents[{i}].prompt", f"file not found: {prompt_path}")
             agent = agent.model_copy(
-                update={"system_message": prompt_path.read_text().strip(), "prompt": None}
+                update={
+                    "system_message": read_utf8(prompt_path, "prompt file").strip(),
+                    "prompt": None,
+                }
             )
         agents.append(agent)
     return spec.model_copy(update={"agents": agents})
@@ -222,6 +242,8 @@ def _tools(
             functions.append(tool_spec(tool, code_path))
         except ImportPathError as exc:
             raise _fail(where, f"agents[{i}].tools[{j}]", f"unknown tool: {exc}") from None
+        except SyntaxError as exc:
+            raise _fail(where, f"agents[{i}].tools[{j}]", syntax_problem(exc)) from None
     return tuple(builtin), tuple(functions)
 
 
@@ -372,6 +394,8 @@ def _function(path: str, code_path: str | None, where: str, field: str, takes: s
         found = import_object(path, code_path)
     except ImportPathError as exc:
         raise _fail(where, field, str(exc)) from None
+    except SyntaxError as exc:
+        raise _fail(where, field, syntax_problem(exc)) from None
     if not callable(found):
         raise _fail(where, field, f"{path!r} is not a function ({takes})")
     return found

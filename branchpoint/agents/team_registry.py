@@ -73,11 +73,11 @@ def resolve_team(text: str) -> TeamSpec:
     if text in builtins:
         return builtins[text]
     if text.startswith("autogen:"):
-        return autogen_team.load_autogen_file(text.removeprefix("autogen:"))
+        return _autogen_file(text.removeprefix("autogen:"))
     if text.startswith("file:") or Path(text).suffix.lower() in team_file.TEAM_FILE_SUFFIXES:
         return team_file.load_team_file(text.removeprefix("file:"))
     if Path(text).suffix.lower() == ".json" and Path(text).is_file():
-        return autogen_team.load_autogen_file(text)
+        return _autogen_file(text)
     entry = team_entry_points().get(text)
     if entry is not None:
         return team_from_import(entry.value, name=entry.name)
@@ -86,6 +86,13 @@ def resolve_team(text: str) -> TeamSpec:
     raise TeamNotFoundError(
         f"unknown team {text!r}; built-in: {', '.join(builtins)}; or {_HOW.split('; ')[0]}"
     )
+
+
+def _autogen_file(path: str) -> TeamSpec:
+    """An autogen component JSON file's team; a file that is not UTF-8 is refused by name."""
+    if Path(path).is_file():
+        team_file.read_utf8(Path(path), "autogen team")
+    return autogen_team.load_autogen_file(path)
 
 
 def team_from_import(path: str, name: str | None = None, code_path: str | None = None) -> TeamSpec:
@@ -100,6 +107,10 @@ def team_from_import(path: str, name: str | None = None, code_path: str | None =
         target = import_object(path, code_path)
     except ImportPathError as exc:
         raise TeamNotFoundError(f"team {path!r} not found: {exc}") from None
+    except SyntaxError as exc:
+        raise TeamNotFoundError(
+            f"team {path!r} does not import: {team_file.syntax_problem(exc)}"
+        ) from None
     found = module_root(path.partition(":")[0])
     if callable(target) and not isinstance(target, TeamSpec) and not _is_autogen(target):
         target = _call_factory(target, path)

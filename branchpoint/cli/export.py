@@ -5,12 +5,12 @@ holds the database."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from branchpoint.cli.common import DbOpt, TraceReader, app, console, settings_from, user_errors
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, DatabaseBusyError
 
 
 @app.command("export")
@@ -40,14 +40,28 @@ def export(
     ] = None,
 ) -> None:
     """Export traces (Parquet, OTLP, OTLP JSON file) and NExT-style rationales."""
-    from branchpoint.telemetry.export import export_otlp, export_otlp_file, export_parquet
+    from branchpoint.telemetry.export import (
+        check_collector_url,
+        check_export_db,
+        export_otlp,
+        export_otlp_file,
+        export_parquet,
+    )
 
     if parquet is None and otlp is None and otlp_file is None and rationales is None:
         raise BranchpointError(
             "nothing to export; give --parquet DIR, --otlp URL, --otlp-file FILE "
             "and/or --rationales FILE"
         )
+    _refuse_unused_flags(parquet, otlp, otlp_file, rationales, where, run_id)
+    if otlp is not None:
+        check_collector_url(otlp)
+    if rationales is not None and rationales.is_dir():
+        raise BranchpointError(
+            f"cannot write {rationales} (it is a folder); give a file path for --rationales"
+        )
     db_path = settings_from(db).db_path
+    check_export_db(db_path)
     if parquet is not None:
         files = export_parquet(db_path, parquet)
         console.print(f"wrote {len(files)} Parquet files to {parquet}")
@@ -57,7 +71,61 @@ def export(
         written = export_otlp_file(db_path, otlp_file, run_id=run_id)
         console.print(f"wrote {written} spans to {otlp_file}")
     if rationales is not None:
-        from branchpoint.interventions.rationales import export_rationales
-
-        count = export_rationales(TraceReader(db_path), rationales, where)
+        count = _export_rationales(db_path, rationales, where)
         console.print(f"wrote {count} rationale(s) to {rationales}")
+
+
+def _refuse_unused_flags(
+    parquet: Path | None,
+    otlp: str | None,
+    otlp_file: Path | None,
+    rationales: Path | None,
+    where: str | None,
+    run_id: str | None,
+) -> None:
+    """--where filters only --rationales and --run-id only the spans of --otlp/--otlp-file: with
+    any other export they would be ignored for it, so they are refused."""
+    spans = otlp is not None or otlp_file is not None
+    if where is not None and (rationales is None or parquet is not None or spans):
+        raise BranchpointError(
+            "--where filters only --rationales; give it with --rationales alone "
+            "(--parquet, --otlp and --otlp-file export every run)"
+        )
+    if run_id is not None and (not spans or parquet is not None or rationales is not None):
+        raise BranchpointError(
+            "--run-id selects the spans of --otlp and --otlp-file only; give it with those "
+            "alone (--parquet writes every table, --rationales takes --where)"
+        )
+
+
+class _DatabaseReader(TraceReader):
+    """A TraceReader that remembers a database failure, which the rationales export would
+    otherwise report as a bad --where filter."""
+
+    failure: BranchpointError | None = None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        from branchpoint.telemetry.store import TraceDatabaseError
+
+        try:
+            return super().query(sql, params)
+        except (TraceDatabaseError, DatabaseBusyError) as exc:
+            self.failure = exc
+            raise
+
+
+def _export_rationales(db_path: Path, out: Path, where: str | None) -> int:
+    """The rationales as JSON lines in `out`; on failure no `out.part` is left behind."""
+    from branchpoint.interventions.rationales import export_rationales
+
+    reader = _DatabaseReader(db_path)
+    part = out.with_name(out.name + ".part")  # where export_rationales stages the file
+    existed = part.exists()
+    try:
+        return export_rationales(reader, out, where)
+    except BranchpointError:
+        if not existed:
+            part.unlink(missing_ok=True)
+        if reader.failure is not None:
+            raise reader.failure from None
+        raise

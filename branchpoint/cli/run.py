@@ -71,13 +71,21 @@ def run(
 ) -> None:
     """Run a team on tasks; every step is traced, checkpointed and forkable."""
     from branchpoint.api import Session, plan_runs
+    from branchpoint.orchestrator.checkpoints import checkpointer_kind
 
     ray = use_ray(in_process, address)
     settings = settings_from(db, address, checkpointer)
+    checkpointer_kind(settings.checkpointer)  # refused before the trace database is made
     plan = plan_runs(
         tasks, team=team, model=model, limit=limit, seed=seed, fault_rate=fault_rate,
         settings=settings,
     )  # fmt: skip
+    if plan.left_out and not plan.tasks:
+        raise BranchpointError(
+            f"sim can follow none of the {plan.left_out} tasks in {tasks}: it plays only tasks "
+            "with a worked arithmetic solution ending in a numeric answer (GSM8K style); use "
+            "--tasks builtin, or a real model (--model local or openai:NAME@URL) for these"
+        )
     if plan.left_out:
         console.print(
             f"[dim]sim: left out {plan.left_out} tasks whose worked solution it cannot follow[/dim]"

@@ -15,7 +15,9 @@ from branchpoint.errors import BranchpointError
 @user_errors
 def view(
     db: DbOpt = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")
+    ] = 8765,
     allow_forks: Annotated[
         bool,
         typer.Option(

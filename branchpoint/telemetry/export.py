@@ -9,11 +9,16 @@ hex), so `branchpoint import otlp FILE` and other OpenTelemetry tools read it ba
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import secrets
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow.parquet as pq
@@ -23,11 +28,17 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from branchpoint.errors import BranchpointError, first_line
+from branchpoint.errors import BranchpointError, DatabaseBusyError, UnknownRunError, first_line
 from branchpoint.telemetry import attributes as A
 from branchpoint.telemetry import schema
 from branchpoint.telemetry.query import readonly_query, require_db
-from branchpoint.telemetry.store import open_store_for
+from branchpoint.telemetry.store import (
+    connect,
+    header_problem,
+    is_lock_error,
+    not_a_trace_db,
+    open_store_for,
+)
 
 EXPORT_TABLES = ("spans", *schema.TABLES)
 OTLP_BATCH = 512
@@ -38,47 +49,106 @@ class ExportError(BranchpointError):
     """An export target that cannot be written or reached."""
 
 
-def copy_statements(out_dir: Path) -> list[tuple[str, Path]]:
-    """(COPY statement, file) for every exported table."""
-    return [
-        (f"COPY {t} TO '{out_dir / f'{t}.parquet'!s}' (FORMAT PARQUET)", out_dir / f"{t}.parquet")
-        for t in EXPORT_TABLES
-    ]
+def _open_readonly(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the trace database at `path`, opened as `branchpoint sql` opens
+    it (`store.LOCKED_CONFIG`: no extension is installed or loaded, nothing goes online)."""
+    require_db(path)
+    problem = header_problem(path)
+    if problem is not None:
+        raise not_a_trace_db(path, problem)
+    try:
+        return connect(path, read_only=True)
+    except duckdb.Error as exc:
+        if is_lock_error(exc):
+            raise DatabaseBusyError(
+                f"{path} is locked by a running process ({first_line(exc)}); "
+                "export after the run finishes"
+            ) from None
+        raise not_a_trace_db(path, first_line(exc)) from None
+
+
+def check_export_db(db_path: str | Path) -> None:
+    """Refuse a --db that is missing, not DuckDB or damaged, before anything is written. A
+    database a live run holds passes: its trace sink answers the queries."""
+    path = Path(db_path)
+    if open_store_for(path) is not None:
+        return
+    try:
+        con = _open_readonly(path)
+    except DatabaseBusyError:
+        return
+    try:
+        con.execute("SELECT count(*) FROM spans").fetchall()
+    except duckdb.Error as exc:
+        raise not_a_trace_db(path, first_line(exc)) from None
+    finally:
+        con.close()
+
+
+def _write_tables(path: Path, folder: Path) -> None:
+    """Every exported table as `<folder>/<table>.parquet`, streamed through Arrow (a connection
+    with `LOCKED_CONFIG` cannot COPY to files, and no path is pasted into SQL)."""
+    store = open_store_for(path)
+    if store is not None:
+        for table in EXPORT_TABLES:
+            pq.write_table(store.query_arrow(f"SELECT * FROM {table}"), folder / f"{table}.parquet")
+        return
+    con = _open_readonly(path)
+    try:
+        for table in EXPORT_TABLES:
+            try:
+                batches = con.sql(f"SELECT * FROM {table}").to_arrow_reader()
+            except duckdb.Error as exc:
+                raise not_a_trace_db(path, first_line(exc)) from None
+            with pq.ParquetWriter(folder / f"{table}.parquet", batches.schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+    finally:
+        con.close()
+
+
+def _refuse_occupied(out: Path) -> None:
+    """An existing target must be a folder whose `<table>.parquet` names are free or files."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"cannot write {out} (it is not a folder); choose a writable folder")
+    for table in EXPORT_TABLES:
+        file = out / f"{table}.parquet"
+        if file.exists() and not file.is_file():
+            raise ExportError(
+                f"cannot write {file} (it is not a file); move it away or choose another folder"
+            )
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.replace(out)
+        return
+    for file in staging.iterdir():
+        file.replace(out / file.name)
+    staging.rmdir()
 
 
 def export_parquet(db_path: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write `spans` and every pipeline table as `<out_dir>/<table>.parquet`."""
+    """Write `spans` and every pipeline table as `<out_dir>/<table>.parquet`: all of them, or
+    (on any failure) none and no folder this call created."""
     path, out = Path(db_path), Path(out_dir)
-    require_db(path)
+    _refuse_occupied(out)
+    staging = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
+    created = [p for p in staging.parents if not p.exists()]  # innermost first
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True)
+        _write_tables(path, staging)
+        _move_into_place(staging, out)
     except OSError as exc:
         raise ExportError(
-            f"cannot write {out} ({exc.strerror}); choose a writable folder"
-        ) from None
-    copies = copy_statements(out)
-    store = open_store_for(path)
-    if store is not None:
-        # The writer's connection cannot write files (store.LOCKED_CONFIG): copy through Arrow.
-        for table, (_, file) in zip(EXPORT_TABLES, copies, strict=True):
-            pq.write_table(store.query_arrow(f"SELECT * FROM {table}"), file)
-        return [p for _, p in copies]
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        raise ExportError(
-            f"{path} is locked by a running process ({exc}); export after the run finishes"
-        ) from exc
-    try:
-        for statement, _ in copies:
-            con.execute(statement).fetchall()
-    except duckdb.IOException as exc:
-        raise ExportError(
-            f"cannot write the Parquet files in {out} ({first_line(exc)}); choose a writable folder"
+            f"cannot write {out} ({exc.strerror or first_line(exc)}); choose a writable folder"
         ) from None
     finally:
-        con.close()
-    return [p for _, p in copies]
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only while empty: a successful export left files in it
+    return [out / f"{t}.parquet" for t in EXPORT_TABLES]
 
 
 def _ns(value: datetime | None) -> int | None:
@@ -124,11 +194,19 @@ def row_to_span(row: dict[str, Any]) -> ReadableSpan:
     )
 
 
-def _stored_spans(db_path: Path, run_id: str | None) -> Iterator[dict[str, Any]]:
+def _stored_spans(db_path: Path, run_id: str | None) -> list[dict[str, Any]]:
+    """The stored span rows (of one run, or all) by start time; UnknownRunError for a run id
+    the database does not hold."""
     sql = "SELECT * FROM spans" + (" WHERE run_id = ?" if run_id else "") + " ORDER BY start_time"
     columns, rows = readonly_query(db_path, sql, [run_id] if run_id else None)
-    for row in rows:
-        yield dict(zip(columns, row, strict=True))
+    if run_id and not rows:
+        _, found = readonly_query(db_path, "SELECT 1 FROM runs WHERE run_id = ?", [run_id])
+        if not found:
+            raise UnknownRunError(
+                f"no run {run_id} in {db_path}; see the recorded runs with "
+                f'`branchpoint sql --db {db_path} "SELECT run_id FROM runs"`'
+            )
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def traces_url(endpoint: str) -> str:
@@ -137,19 +215,43 @@ def traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
 
 
+def check_collector_url(endpoint: str) -> None:
+    """Refuse an --otlp value that is not an http(s) URL with a host."""
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ExportError(
+            f"--otlp {endpoint} is not an http(s) URL; give the collector's OTLP/HTTP address, "
+            "e.g. http://localhost:4318"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the OTLP exporter's retry logs: a failed send is reported as one error line."""
+    logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_otlp(db_path: str | Path, endpoint: str, run_id: str | None = None) -> int:
     """Send the stored spans (of one run, or all) to an OTLP/HTTP collector; returns the count."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    check_collector_url(endpoint)
     spans = [row_to_span(r) for r in _stored_spans(Path(db_path), run_id)]
     exporter = OTLPSpanExporter(endpoint=traces_url(endpoint), timeout=10)
     try:
-        for i in range(0, len(spans), OTLP_BATCH):
-            if exporter.export(spans[i : i + OTLP_BATCH]) != SpanExportResult.SUCCESS:
-                raise ExportError(
-                    f"the collector at {traces_url(endpoint)} refused or did not answer; "
-                    "check that it is running and accepts OTLP over HTTP"
-                )
+        with _quiet_exporter():
+            for i in range(0, len(spans), OTLP_BATCH):
+                if exporter.export(spans[i : i + OTLP_BATCH]) != SpanExportResult.SUCCESS:
+                    raise ExportError(
+                        f"the collector at {traces_url(endpoint)} refused or did not answer; "
+                        "check that it is running and accepts OTLP over HTTP"
+                    )
     finally:
         exporter.shutdown()
     return len(spans)
@@ -225,14 +327,21 @@ def otlp_request(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def export_otlp_file(db_path: str | Path, out: str | Path, run_id: str | None = None) -> int:
-    """Write the stored spans (of one run, or all) as OTLP JSON lines; returns the span count."""
-    rows = list(_stored_spans(Path(db_path), run_id))
+    """Write the stored spans (of one run, or all) as OTLP JSON lines, whole or not at all;
+    returns the span count."""
+    rows = _stored_spans(Path(db_path), run_id)
     out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"cannot write {out} (it is a folder); give a file path for --otlp-file")
+    part = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as f:
+        with part.open("w", encoding="utf-8") as f:
             for i in range(0, len(rows), OTLP_BATCH):
                 f.write(json.dumps(otlp_request(rows[i : i + OTLP_BATCH]), default=str) + "\n")
+        part.replace(out)
     except OSError as exc:
-        raise ExportError(f"cannot write {out} ({exc.strerror}); choose a writable path") from exc
+        raise ExportError(f"cannot write {out} ({exc.strerror}); choose a writable path") from None
+    finally:
+        part.unlink(missing_ok=True)
     return len(rows)

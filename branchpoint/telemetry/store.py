@@ -108,6 +108,26 @@ def _describe(header: bytes) -> str:
     return "its header is not DuckDB's"
 
 
+def header_problem(path: Path) -> str | None:
+    """Why the file at `path` cannot be a DuckDB database, by its kind and first bytes; None if
+    it may be one (`path` exists)."""
+    if not path.is_file():
+        return "it is a folder" if path.is_dir() else "it is not a regular file"
+    with path.open("rb") as f:
+        header = f.read(16)
+    if len(header) >= 12 and header[8:12] == b"DUCK":
+        return None
+    return _describe(header)
+
+
+def not_a_trace_db(path: Path, why: str) -> TraceDatabaseError:
+    """The one-line error for a --db that is no trace database (`why`: what it is instead)."""
+    return TraceDatabaseError(
+        f"{path} is not a branchpoint trace database ({why}); pass --db with the path of a "
+        "run's .duckdb file, or restore it from a copy"
+    )
+
+
 def check_trace_db(path: str | Path) -> None:
     """Refuse a trace database path before anything is created or written.
 
@@ -131,12 +151,10 @@ def check_trace_db(path: str | Path) -> None:
         raise TraceDatabaseError(
             f"--db {p} is not a regular file; pass the path of a .duckdb file (or a new one)"
         )
-    with p.open("rb") as f:
-        header = f.read(16)
-    if len(header) < 12 or header[8:12] != b"DUCK":
+    problem = header_problem(p)
+    if problem is not None:
         raise TraceDatabaseError(
-            f"{p} is not a DuckDB database ({_describe(header)}); pass a new --db path "
-            "or move the file away"
+            f"{p} is not a DuckDB database ({problem}); pass a new --db path or move the file away"
         )
     if not os.access(p, os.R_OK | os.W_OK):
         raise TraceDatabaseError(

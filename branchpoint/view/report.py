@@ -16,12 +16,16 @@ from typing import Any
 
 from markupsafe import Markup
 
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.view import pages, queries, svg
 from branchpoint.view.snapshot import TraceReader
 
 MAX_STEPS = 5_000
 MAX_COMPARISONS = 40
+
+
+class ReportOutputError(BranchpointError):
+    """An `-o` path the report cannot be written to (a directory, a read-only place)."""
 
 
 @dataclass
@@ -113,14 +117,37 @@ def write_report(
     db_path: Path, out: Path, run_id: str | None = None, sweep_id: str | None = None
 ) -> Path:
     """Write the report file atomically (a failed report leaves no half-written file)."""
+    if out.is_dir():
+        raise ReportOutputError(
+            f"{out} is a directory; pass -o the path of an HTML file (such as "
+            f"{out / 'report.html'})"
+        )
     reader = TraceReader(db_path)
     try:
         html = render_report(reader, str(db_path), run_id, sweep_id)
     finally:
         reader.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(html)
-    os.replace(tmp, out)
+    _write_atomically(out, html)
     return out
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    """Write through a temporary file beside `out`, removed if anything fails."""
+    tmp: str | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, out)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            why = exc.strerror or first_line(exc)
+            if isinstance(exc, FileExistsError):  # from mkdir: the folder named is a file
+                why = f"{out.parent} is a file, not a folder"
+            raise ReportOutputError(
+                f"cannot write the report to {out} ({why}); pass -o a writable file path"
+            ) from None
+        raise

@@ -304,6 +304,9 @@ def make_server(
     try:
         server = ThreadingHTTPServer((HOST, port), handler)
     except OSError as exc:
+        reader.close()  # its snapshot copy
+        if app.forks is not None:
+            app.forks.close()
         raise BranchpointError(
             f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0 picks a "
             "free one)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -28,10 +29,10 @@ from typing import Any
 
 import duckdb
 
-from branchpoint.errors import DatabaseBusyError
+from branchpoint.errors import DatabaseBusyError, first_line
 from branchpoint.telemetry.query import MissingDatabaseError, query_error
 from branchpoint.telemetry.readonly import read_statements
-from branchpoint.telemetry.store import connect
+from branchpoint.telemetry.store import TraceDatabaseError, connect, header_problem, not_a_trace_db
 
 REFRESH_SECONDS = 1.0
 ATTEMPTS = 5
@@ -80,6 +81,26 @@ class TraceReader:
         self._retired: list[Snapshot] = []
         self._checked = 0.0
         self._taken = 0
+        try:
+            self._check_first_snapshot()  # a file that is no trace database: refused now too
+        except BaseException:
+            self.close()
+            raise
+
+    def _not_trace_db(self, why: str) -> TraceDatabaseError:
+        return not_a_trace_db(self.db_path, why)
+
+    def _check_first_snapshot(self) -> None:
+        snapshot = self.acquire()
+        try:
+            assert snapshot.connection is not None
+            found = snapshot.connection.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_meta'"
+            ).fetchall()
+        finally:
+            self.release(snapshot)
+        if not found[0][0]:
+            raise self._not_trace_db("a DuckDB file without branchpoint's tables")
 
     def _stamp(self) -> Stamp:
         try:
@@ -89,31 +110,61 @@ class TraceReader:
                 f"no trace database at {self.db_path}; run a team first or pass --db with the "
                 "right path"
             ) from None
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+        if stat.S_ISDIR(db.st_mode):
+            raise self._not_trace_db("it is a folder")
+        if not stat.S_ISREG(db.st_mode):
+            raise self._not_trace_db("it is not a regular file")
         try:
             wal = os.stat(wal_of(self.db_path))
             return db.st_mtime_ns, db.st_size, wal.st_mtime_ns, wal.st_size
         except FileNotFoundError:
             return db.st_mtime_ns, db.st_size, 0, -1
 
-    def _copy(self, stamp: Stamp) -> Snapshot:
-        for _ in range(ATTEMPTS):
-            self._taken += 1
-            target = self._dir / f"snapshot-{self._taken}.duckdb"
+    def _unreadable(self, exc: OSError) -> TraceDatabaseError:
+        return TraceDatabaseError(
+            f"cannot read {self.db_path} ({exc.strerror or first_line(exc)}); check the --db path"
+        )
+
+    def _copy_files(self, target: Path) -> None:
+        try:
             shutil.copyfile(self.db_path, target)
             try:
                 shutil.copyfile(wal_of(self.db_path), wal_of(target))
             except FileNotFoundError:
                 pass  # no WAL (or a checkpoint just folded it in: the stamp check sees that)
-            after = self._stamp()
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+
+    def _copy(self, stamp: Stamp) -> Snapshot:
+        unchanged_failures: list[str] = []
+        for _ in range(ATTEMPTS):
+            self._taken += 1
+            target = self._dir / f"snapshot-{self._taken}.duckdb"
             copy = Snapshot(target, stamp, datetime.now())
-            if after[:2] == stamp[:2]:
-                try:
-                    copy.open()
-                    return copy
-                except duckdb.Error:
-                    pass  # a torn copy: take it again
+            try:
+                self._copy_files(target)
+                after = self._stamp()
+                if after[:2] == stamp[:2]:
+                    try:
+                        copy.open()
+                        return copy
+                    except duckdb.Error as exc:
+                        # A torn copy (take it again), or a file that is no database at all.
+                        unchanged_failures.append(
+                            first_line(exc).replace(str(target), str(self.db_path))
+                        )
+                        why = header_problem(target)
+                        if why is not None:
+                            raise self._not_trace_db(why) from None
+            except BaseException:
+                copy.remove()
+                raise
             copy.remove()
             stamp = after
+        if len(unchanged_failures) == ATTEMPTS:  # the file held still and never opened
+            raise self._not_trace_db(unchanged_failures[-1])
         raise DatabaseBusyError(
             f"{self.db_path} kept changing while it was copied ({ATTEMPTS} tries); reload the page"
         )
