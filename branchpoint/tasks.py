@@ -177,7 +177,12 @@ def load_tasks(path: str | Path, limit: int | None = None) -> list[Task]:
         return builtin_tasks()[:limit]
     path = Path(path)
     if not path.is_file():
-        raise TaskFileError(f"task file not found: {path}")
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else None
+        raise TaskFileError(
+            f"task file not found: {path}"
+            if what is None
+            else f"task file {path} is {what}; pass a .jsonl or .jsonl.gz file of tasks"
+        )
     source = path.name.split(".")[0]
     tasks: list[Task] = []
     for lineno, row in _rows(path):

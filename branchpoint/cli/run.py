@@ -129,7 +129,11 @@ def fork(
         raise BranchpointError("give --intervention FILE or --edit TEXT, not both")
     if intervention is not None:
         if not intervention.is_file():
-            raise BranchpointError(f"intervention file not found: {intervention}")
+            raise BranchpointError(
+                f"intervention file not found: {intervention}"
+                if not intervention.exists()
+                else f"intervention file {intervention} is not a regular file; pass a JSON file"
+            )
         try:
             text = intervention.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -137,6 +141,10 @@ def fork(
                 f"intervention file {intervention} is not UTF-8 JSON text; write it as JSON"
             ) from None
         iv = parse_intervention(text, step)
+    elif edit is not None and not edit.strip():
+        raise BranchpointError(
+            "--edit needs the new message text; to replay step k unchanged, leave --edit out"
+        )
     else:
         iv = ReplaceMessage(step=step, content=edit) if edit else Resample(step=step)
     with Session(

@@ -155,3 +155,25 @@ def test_a_table_shows_the_first_rows_of_a_huge_result_and_says_so(db: str) -> N
     )
     code, out = _cli("sql", "SELECT * FROM range(5000) t(i)", "--db", db, "--format", "csv")
     assert code == 0 and len(out.split()) == 5001
+
+
+def test_an_empty_edit_is_refused_not_run_as_a_resample(db: str) -> None:
+    runs = _count(db, "SELECT count(*) FROM runs")
+    code, out = _cli("fork", _a_run(db), "--step", "1", "--edit", " ", "--in-process", "--db", db)
+    assert code == 2
+    assert out.strip() == (
+        "error: --edit needs the new message text; to replay step k unchanged, leave --edit out"
+    )
+    assert _count(db, "SELECT count(*) FROM runs") == runs
+
+
+def test_a_folder_or_device_for_a_file_is_named_for_what_it_is(tmp_path: Path) -> None:
+    db = str(tmp_path / "new.duckdb")
+    code, out = _cli("run", "--model", "sim", "--tasks", str(tmp_path), "--in-process", "--db", db)
+    assert (code, out.strip()) == (
+        2,
+        f"error: task file {tmp_path} is a folder; pass a .jsonl or .jsonl.gz file of tasks",
+    )
+    code, out = _cli("run", "--model", "sim", "--tasks", "/dev/null", "--in-process", "--db", db)
+    assert code == 2 and "is not a regular file" in out
+    assert not Path(db).exists()
