@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import traceback
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import metadata
@@ -28,7 +29,7 @@ from branchpoint.agents.function_tools import (
     module_root,
 )
 from branchpoint.agents.teams import TEAMS, TeamSpec, get_team
-from branchpoint.errors import BranchpointError
+from branchpoint.errors import BranchpointError, first_line
 from branchpoint.model import Run, TeamSource
 
 ENTRY_POINT_GROUP = "branchpoint.teams"
@@ -111,6 +112,8 @@ def team_from_import(path: str, name: str | None = None, code_path: str | None =
         raise TeamNotFoundError(
             f"team {path!r} does not import: {team_file.syntax_problem(exc)}"
         ) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while it was imported
+        raise TeamNotFoundError(f"team {path!r} does not import: {raised_in(exc)}") from None
     found = module_root(path.partition(":")[0])
     if callable(target) and not isinstance(target, TeamSpec) and not _is_autogen(target):
         target = _call_factory(target, path)
@@ -136,7 +139,17 @@ def _call_factory(factory: Any, path: str) -> Any:
         ) from None
     except ValueError:  # no signature (a builtin): let the call decide
         pass
-    return factory()
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001 - the user's function raised while building the team
+        raise TeamNotFoundError(f"team {path!r} was not built: {raised_in(exc)}") from None
+
+
+def raised_in(exc: BaseException) -> str:
+    """What a team's own code raised, and where (its innermost frame), in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {first_line(exc)}{where}; fix the team's code"
 
 
 def _is_autogen(target: Any) -> bool:

@@ -177,3 +177,27 @@ def test_a_folder_or_device_for_a_file_is_named_for_what_it_is(tmp_path: Path) -
     code, out = _cli("run", "--model", "sim", "--tasks", "/dev/null", "--in-process", "--db", db)
     assert code == 2 and "is not a regular file" in out
     assert not Path(db).exists()
+
+
+def test_team_code_that_raises_is_one_line_naming_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "boomteam.py").write_text("x = undefined_name\n")
+    (tmp_path / "facteam.py").write_text("def team():\n    raise RuntimeError('no model')\n")
+    db = str(tmp_path / "t.duckdb")
+    code, out = _cli("run", "--team", "boomteam:team", "--model", "sim", "--in-process",
+                     "--db", db)  # fmt: skip
+    assert code == 2
+    assert out.strip() == (
+        "error: team 'boomteam:team' does not import: NameError: name 'undefined_name' is not "
+        f"defined at {tmp_path / 'boomteam.py'}, line 1; fix the team's code"
+    )
+    code, out = _cli("run", "--team", "facteam:team", "--model", "sim", "--in-process",
+                     "--db", db)  # fmt: skip
+    assert code == 2
+    assert out.strip() == (
+        "error: team 'facteam:team' was not built: RuntimeError: no model at "
+        f"{tmp_path / 'facteam.py'}, line 2; fix the team's code"
+    )
+    assert not Path(db).exists()
