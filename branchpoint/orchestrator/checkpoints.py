@@ -8,6 +8,7 @@ process sharing one saver); we add no saver of our own. The spec comes from
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -112,6 +113,10 @@ def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         open=False,
     )
+    # The pool logs a warning for every failed attempt; the error below is the one line a user sees.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)
     try:
         pool.open(wait=True, timeout=POSTGRES_CONNECT_TIMEOUT_S)
     except PoolTimeout as exc:
@@ -121,6 +126,8 @@ def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:
             f"{POSTGRES_CONNECT_TIMEOUT_S:.0f}s: check that the server is up and the URL, "
             "user and password are right, or use --checkpointer sqlite."
         ) from exc
+    finally:
+        pool_log.setLevel(level)
     try:
         saver = PostgresSaver(pool)  # type: ignore[arg-type]
         saver.setup()

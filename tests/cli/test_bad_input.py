@@ -201,3 +201,17 @@ def test_team_code_that_raises_is_one_line_naming_where(
         f"{tmp_path / 'facteam.py'}, line 2; fix the team's code"
     )
     assert not Path(db).exists()
+
+
+@pytest.mark.slow
+def test_an_unreachable_postgres_checkpointer_is_one_line(tmp_path: Path) -> None:
+    result = _branchpoint("run", "--model", "sim", "--limit", "1", "--in-process",
+                          "--checkpointer", "postgresql://127.0.0.1:1/x",
+                          "--db", str(tmp_path / "t.duckdb"))  # fmt: skip
+    assert result.returncode == 2
+    expected = (
+        "error: Cannot connect to the Postgres checkpointer at postgresql://127.0.0.1:1/x "
+        "within 10s: check that the server is up and the URL, user and password are right, "
+        "or use --checkpointer sqlite."
+    )
+    assert result.stderr.strip().splitlines() == [expected]
