@@ -3,11 +3,10 @@ and records nothing; text from the data (a model's answer, a foreign log) is sho
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import branchpoint
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -23,18 +22,6 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def _count(db: str, sql: str) -> int:
     return int(_cli("sql", sql, "--db", db, "--format", "csv")[1].split()[-1])
-
-
-def _branchpoint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed command as a user runs it (its `main`, which prints usage errors)."""
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +74,10 @@ def test_a_sweep_with_a_bad_where_is_not_recorded(db: str) -> None:
 
 
 def test_statements_piped_into_sql_set_the_exit_code(db: str) -> None:
-    failed = _branchpoint("sql", "--db", db, stdin="SELECT 1;\nSELECT * FROM nosuch;\n")
+    failed = branchpoint("sql", "--db", db, stdin="SELECT 1;\nSELECT * FROM nosuch;\n")
     assert failed.returncode == 2
     assert "Table with name nosuch does not exist" in failed.stdout
-    assert _branchpoint("sql", "--db", db, stdin="SELECT 1;\n").returncode == 0
+    assert branchpoint("sql", "--db", db, stdin="SELECT 1;\n").returncode == 0
 
 
 def test_sql_shows_markup_and_control_characters_as_text(db: str) -> None:
@@ -101,7 +88,7 @@ def test_sql_shows_markup_and_control_characters_as_text(db: str) -> None:
 
 
 def test_an_error_naming_a_bracketed_path_is_one_line() -> None:
-    result = _branchpoint("run", "--model", "sim", "--tasks", "/nonexistent/[/]x.jsonl",
+    result = branchpoint("run", "--model", "sim", "--tasks", "/nonexistent/[/]x.jsonl",
                           "--in-process")  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "error: task file not found: /nonexistent/[/]x.jsonl"
@@ -205,7 +192,7 @@ def test_team_code_that_raises_is_one_line_naming_where(
 
 @pytest.mark.slow
 def test_an_unreachable_postgres_checkpointer_is_one_line(tmp_path: Path) -> None:
-    result = _branchpoint("run", "--model", "sim", "--limit", "1", "--in-process",
+    result = branchpoint("run", "--model", "sim", "--limit", "1", "--in-process",
                           "--checkpointer", "postgresql://127.0.0.1:1/x",
                           "--db", str(tmp_path / "t.duckdb"))  # fmt: skip
     assert result.returncode == 2

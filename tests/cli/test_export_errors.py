@@ -6,11 +6,11 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from cli_process import branchpoint, one_line_error
 
 from branchpoint.telemetry.export import EXPORT_TABLES
 
@@ -20,11 +20,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trace database with one simulated run, made by the CLI as a user would."""
     folder = tmp_path_factory.mktemp("recorded")
     db = folder / "a.duckdb"
-    done = subprocess.run(
-        [sys.executable, "-m", "branchpoint", "run", "--team", "math", "--model", "sim",
-         "--limit", "1", "--in-process", "--db", str(db)],
-        check=False, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = branchpoint("run", "--team", "math", "--model", "sim", "--limit", "1",
+                       "--in-process", "--db", str(db))  # fmt: skip
     assert done.returncode == 0, done.stderr
     return db
 
@@ -37,26 +34,13 @@ def db(recorded: Path, tmp_path: Path) -> Path:
 
 
 def export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", "export", *args],
-        cwd=tmp_path, check=False, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
+    return branchpoint("export", *args, cwd=tmp_path)
 
 
 def test_parquet_writes_nothing_when_one_table_file_is_taken(db: Path, tmp_path: Path) -> None:
     (tmp_path / "half" / "llm_records.parquet" / "sub").mkdir(parents=True)
     result = export(tmp_path, "--parquet", "half", "--db", str(db))
-    assert_one_line_error(result, "half/llm_records.parquet", "move it away")
+    one_line_error(result, "half/llm_records.parquet", "move it away")
     assert [p.name for p in (tmp_path / "half").iterdir()] == ["llm_records.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.duckdb", "half"]
 
@@ -66,7 +50,7 @@ def test_parquet_leaves_no_folder_when_a_table_fails_midway(db: Path, tmp_path: 
     con.execute(f"DROP TABLE {EXPORT_TABLES[-1]}")
     con.close()
     result = export(tmp_path, "--parquet", "new/deep/out", "--db", str(db))
-    assert_one_line_error(result, "is not a branchpoint trace database", EXPORT_TABLES[-1])
+    one_line_error(result, "is not a branchpoint trace database", EXPORT_TABLES[-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.duckdb"]
 
 
@@ -128,7 +112,7 @@ def test_a_file_that_is_not_a_trace_database(
     else:
         _sqlite(bad)
     result = export(tmp_path, target, "new/out", "--db", str(bad))
-    line = assert_one_line_error(result, "bad.db is not a branchpoint trace database", why)
+    line = one_line_error(result, "bad.db is not a branchpoint trace database", why)
     assert "locked" not in line and "--where" not in line and "extension" not in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.db"]
 
@@ -136,7 +120,7 @@ def test_a_file_that_is_not_a_trace_database(
 @pytest.mark.parametrize("target", [("--otlp", "http://127.0.0.1:1"), ("--otlp-file", "f.jsonl")])
 def test_an_unknown_run_id_is_refused(target: tuple[str, str], db: Path, tmp_path: Path) -> None:
     result = export(tmp_path, *target, "--run-id", "nope", "--db", str(db))
-    assert_one_line_error(result, "no run nope in", 'SELECT run_id FROM runs"')
+    one_line_error(result, "no run nope in", 'SELECT run_id FROM runs"')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.duckdb"]
 
 
@@ -151,26 +135,26 @@ def test_a_flag_that_does_not_apply_is_refused(
     args: tuple[str, ...], flag: str, db: Path, tmp_path: Path
 ) -> None:
     result = export(tmp_path, *args, "--db", str(db))
-    assert assert_one_line_error(result).startswith(f"error: {flag} ")
+    assert one_line_error(result).startswith(f"error: {flag} ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.duckdb"]
 
 
 def test_otlp_with_nothing_listening_is_one_line(db: Path, tmp_path: Path) -> None:
     result = export(tmp_path, "--otlp", "http://127.0.0.1:1", "--db", str(db))
-    assert_one_line_error(result, "http://127.0.0.1:1/v1/traces", "refused or did not answer")
+    one_line_error(result, "http://127.0.0.1:1/v1/traces", "refused or did not answer")
     assert result.stdout.strip() == ""
 
 
 def test_otlp_needs_an_http_url(db: Path, tmp_path: Path) -> None:
     result = export(tmp_path, "--otlp", "notaurl", "--db", str(db))
-    assert_one_line_error(result, "--otlp notaurl is not an http(s) URL")
+    one_line_error(result, "--otlp notaurl is not an http(s) URL")
 
 
 @pytest.mark.parametrize("target", ["--rationales", "--otlp-file"])
 def test_a_folder_as_the_output_file(target: str, db: Path, tmp_path: Path) -> None:
     (tmp_path / "somedir").mkdir()
     result = export(tmp_path, target, str(tmp_path / "somedir"), "--db", str(db))
-    assert_one_line_error(result, "somedir (it is a folder)", "give a file path")
+    one_line_error(result, "somedir (it is a folder)", "give a file path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.duckdb", "somedir"]
     assert list((tmp_path / "somedir").iterdir()) == []
 

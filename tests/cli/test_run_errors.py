@@ -5,35 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import branchpoint, one_line_error
 
 SIM = ("--model", "sim", "--in-process", "--limit", "1")
 RANDOM_BYTES = bytes(range(128, 256)) * 2  # no UTF-8 decoder accepts these
-
-
-def _branchpoint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", *args],
-        cwd=cwd,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -55,7 +33,7 @@ def test_a_team_file_that_is_not_utf8_is_one_line_naming_it(
     args = (
         ("run", "--team", team, *SIM, "--db", "x.duckdb") if command == "run" else ("teams", team)
     )
-    _one_line_error(_branchpoint(*args, cwd=tmp_path), team.removeprefix("autogen:"), "not UTF-8")
+    one_line_error(branchpoint(*args, cwd=tmp_path), team.removeprefix("autogen:"), "not UTF-8")
     assert not (tmp_path / "x.duckdb").exists()
 
 
@@ -64,15 +42,15 @@ def test_a_team_prompt_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Pat
     (tmp_path / "team.toml").write_text(
         'version = 1\nname = "t"\n[[agents]]\nname = "a"\nprompt = "prompt.txt"\n'
     )
-    _one_line_error(_branchpoint("teams", "team.toml", cwd=tmp_path), "prompt.txt", "not UTF-8")
+    one_line_error(branchpoint("teams", "team.toml", cwd=tmp_path), "prompt.txt", "not UTF-8")
 
 
 def test_a_team_module_with_a_syntax_error_is_one_line_naming_file_and_line(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "syn.py").write_text("x = 1\ndef team(:\n")
-    result = _branchpoint("run", "--team", "syn:team", *SIM, "--db", "x.duckdb", cwd=tmp_path)
-    _one_line_error(result, "syn.py", "line 2", "SyntaxError")
+    result = branchpoint("run", "--team", "syn:team", *SIM, "--db", "x.duckdb", cwd=tmp_path)
+    one_line_error(result, "syn.py", "line 2", "SyntaxError")
     assert not (tmp_path / "x.duckdb").exists()
 
 
@@ -84,8 +62,8 @@ def test_a_team_file_tool_with_a_syntax_error_is_one_line_naming_file_and_line(
         'version = 1\nname = "t"\n[[agents]]\nname = "a"\nsystem_message = "hi"\n'
         'tools = ["badtools:add"]\n'
     )
-    _one_line_error(
-        _branchpoint("teams", "team.toml", cwd=tmp_path), "tools[0]", "badtools.py", "line 1"
+    one_line_error(
+        branchpoint("teams", "team.toml", cwd=tmp_path), "tools[0]", "badtools.py", "line 1"
     )
 
 
@@ -104,18 +82,18 @@ def test_sim_refuses_a_task_file_whose_every_task_it_leaves_out(kind: str, tmp_p
     else:
         tasks = tmp_path / "nan.jsonl"
         tasks.write_text(json.dumps({"question": "q", "answer": "NaN"}) + "\n")
-    result = _branchpoint(
+    result = branchpoint(
         "run", "--team", "math", "--tasks", str(tasks), *SIM, "--db", "he.duckdb", cwd=tmp_path
     )
-    _one_line_error(result, "sim can follow none", "--tasks builtin", "--model")
+    one_line_error(result, "sim can follow none", "--tasks builtin", "--model")
     assert sorted(p.name for p in tmp_path.iterdir()) == [tasks.name]
 
 
 def test_an_unknown_checkpointer_is_refused_before_the_trace_database_is_made(
     tmp_path: Path,
 ) -> None:
-    result = _branchpoint(
+    result = branchpoint(
         "run", "--team", "math", *SIM, "--checkpointer", "bogus", "--db", "r.duckdb", cwd=tmp_path
     )
-    _one_line_error(result, "bogus")
+    one_line_error(result, "bogus")
     assert list(tmp_path.iterdir()) == []

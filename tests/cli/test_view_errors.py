@@ -3,13 +3,12 @@ out of range with one line and exit code 2, never a traceback, and leave no temp
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import branchpoint, one_line_error
 from view import tracedb
 
 
@@ -24,25 +23,7 @@ def _branchpoint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The command with its own temporary folder (cwd/tmp), so a leftover copy shows."""
     temp = cwd / "tmp"
     temp.mkdir(exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", *args],
-        cwd=cwd,
-        env={**os.environ, "TMPDIR": str(temp)},
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], lines[0]
-    return lines[0]
+    return branchpoint(*args, cwd=cwd, tmpdir=temp)
 
 
 def _leftovers(*folders: Path) -> list[Path]:
@@ -55,7 +36,7 @@ def _leftovers(*folders: Path) -> list[Path]:
 def test_report_to_a_directory_is_one_line(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     out.mkdir()
-    line = _one_line_error(
+    line = one_line_error(
         _branchpoint("report", "run-root", "-o", str(out), "--db", str(db), cwd=tmp_path),
         f"{out} is a directory",
         "-o",
@@ -75,7 +56,7 @@ def test_report_to_a_directory_is_one_line(db: Path, tmp_path: Path) -> None:
 def test_report_to_an_unwritable_path_is_one_line(
     output: str, names: tuple[str, ...], db: Path, tmp_path: Path
 ) -> None:
-    _one_line_error(
+    one_line_error(
         _branchpoint("report", "run-root", "-o", output, "--db", str(db), cwd=tmp_path), *names
     )
     assert _leftovers(tmp_path) == []
@@ -117,7 +98,7 @@ def test_report_on_a_file_that_is_no_trace_database_is_one_line(
     kind: str, db: Path, tmp_path: Path
 ) -> None:
     bad = _not_a_database(kind, tmp_path, db)
-    line = _one_line_error(
+    line = one_line_error(
         _branchpoint("report", "run-root", "-o", "r.html", "--db", bad.name, cwd=tmp_path),
         f"{bad.name} is not a branchpoint trace database (",
         KINDS[kind],
@@ -134,7 +115,7 @@ def test_view_refuses_a_file_that_is_no_trace_database_before_serving(
 ) -> None:
     bad = _not_a_database(kind, tmp_path, db)
     result = _branchpoint("view", "--port", "0", "--db", bad.name, cwd=tmp_path)
-    _one_line_error(result, f"{bad.name} is not a branchpoint trace database", "--db")
+    one_line_error(result, f"{bad.name} is not a branchpoint trace database", "--db")
     assert result.stdout == ""  # no URL: nothing was served
     assert _leftovers(tmp_path) == []
 
@@ -142,5 +123,5 @@ def test_view_refuses_a_file_that_is_no_trace_database_before_serving(
 @pytest.mark.parametrize("port", ["-1", "70000"])
 def test_view_refuses_a_port_out_of_range(port: str, db: Path, tmp_path: Path) -> None:
     result = _branchpoint("view", "--port", port, "--db", str(db), cwd=tmp_path)
-    _one_line_error(result, "--port")
+    one_line_error(result, "--port")
     assert _leftovers(tmp_path) == []
