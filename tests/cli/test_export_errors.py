@@ -14,6 +14,9 @@ from cli_process import branchpoint, one_line_error
 
 from branchpoint.telemetry.export import EXPORT_TABLES
 
+# Each test starts the command as a process: not the in-process fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:

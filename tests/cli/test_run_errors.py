@@ -13,6 +13,9 @@ from cli_process import branchpoint, one_line_error
 SIM = ("--model", "sim", "--in-process", "--limit", "1")
 RANDOM_BYTES = bytes(range(128, 256)) * 2  # no UTF-8 decoder accepts these
 
+# Each test starts the command as a process: not the in-process fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("team", "content"),

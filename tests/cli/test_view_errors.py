@@ -11,6 +11,9 @@ import pytest
 from cli_process import branchpoint, one_line_error
 from view import tracedb
 
+# Each test starts the command as a process: not the in-process fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
