@@ -254,13 +254,22 @@ def test_fork_without_the_token_is_refused_and_writes_nothing(
 
 def job_state(driver: object) -> str | None:
     """The fork job's status on its page (None while the page is reloading)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.common.by import By
 
     try:
         return str(driver.find_element(By.CSS_SELECTOR, ".job-status").text)  # type: ignore[attr-defined]
     except (NoSuchElementException, StaleElementReferenceException):
         return None
+    except WebDriverException as exc:
+        # Chromium's word for an element whose page reloaded between finding and reading it.
+        if "does not belong to the document" in str(exc.msg):
+            return None
+        raise
 
 
 def test_fork_launched_from_the_page_creates_a_run_that_sql_sees(
