@@ -5,12 +5,12 @@ holds the database."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from branchpoint.cli.common import DbOpt, TraceReader, app, console, settings_from, user_errors
-from branchpoint.errors import BranchpointError, DatabaseBusyError
+from branchpoint.errors import BranchpointError
 
 
 @app.command("export")
@@ -71,7 +71,9 @@ def export(
         written = export_otlp_file(db_path, otlp_file, run_id=run_id)
         console.print(f"wrote {written} spans to {otlp_file}")
     if rationales is not None:
-        count = _export_rationales(db_path, rationales, where)
+        from branchpoint.interventions.rationales import export_rationales
+
+        count = export_rationales(TraceReader(db_path), rationales, where)
         console.print(f"wrote {count} rationale(s) to {rationales}")
 
 
@@ -96,36 +98,3 @@ def _refuse_unused_flags(
             "--run-id selects the spans of --otlp and --otlp-file only; give it with those "
             "alone (--parquet writes every table, --rationales takes --where)"
         )
-
-
-class _DatabaseReader(TraceReader):
-    """A TraceReader that remembers a database failure, which the rationales export would
-    otherwise report as a bad --where filter."""
-
-    failure: BranchpointError | None = None
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        from branchpoint.telemetry.store import TraceDatabaseError
-
-        try:
-            return super().query(sql, params)
-        except (TraceDatabaseError, DatabaseBusyError) as exc:
-            self.failure = exc
-            raise
-
-
-def _export_rationales(db_path: Path, out: Path, where: str | None) -> int:
-    """The rationales as JSON lines in `out`; on failure no `out.part` is left behind."""
-    from branchpoint.interventions.rationales import export_rationales
-
-    reader = _DatabaseReader(db_path)
-    part = out.with_name(out.name + ".part")  # where export_rationales stages the file
-    existed = part.exists()
-    try:
-        return export_rationales(reader, out, where)
-    except BranchpointError:
-        if not existed:
-            part.unlink(missing_ok=True)
-        if reader.failure is not None:
-            raise reader.failure from None
-        raise

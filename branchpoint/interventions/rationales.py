@@ -176,6 +176,8 @@ def rationales(store: Any, where: str | None = None) -> Iterator[Rationale]:
         clause = f"AND v.run_id IN (SELECT run_id FROM runs WHERE {where})"
     try:
         rows = store.query(_TESTED_SQL.format(where=clause))
+    except BranchpointError:
+        raise  # the database itself (missing, damaged, busy): not the filter's fault
     except Exception as exc:  # noqa: BLE001 - DuckDB's own message names the bad column
         raise BranchpointError(f"bad --where filter: {first_line(exc)}") from None
     for row in rows:
@@ -197,4 +199,6 @@ def export_rationales(store: Any, out: Path | str, where: str | None = None) -> 
         raise BranchpointError(
             f"cannot write {out} ({exc.strerror}); choose a writable path"
         ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write or move; gone after a move
     return len(lines)
