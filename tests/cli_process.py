@@ -14,6 +14,7 @@ def branchpoint(
     cwd: Path | None = None,
     tmpdir: Path | None = None,
     stdin: str | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run the command; `tmpdir` becomes its TMPDIR (so a leftover temporary file shows)."""
     env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir is not None else None
@@ -25,7 +26,7 @@ def branchpoint(
         check=False,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from cli_process import branchpoint
 from shared_data import needs_shared_data
 
 pytestmark = pytest.mark.ray
@@ -17,15 +17,7 @@ pytestmark = pytest.mark.ray
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_first200.jsonl"
 
 
-def bp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+bp = functools.partial(branchpoint, timeout=300)  # the CLI in a fresh process, as a user runs it
 
 
 def rows(db: Path, sql: str) -> list[tuple]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import io
 import os
 import re
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cli_process import branchpoint as run_branchpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -119,15 +121,7 @@ class Viewer:
             self.process.wait()
 
 
-def branchpoint(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the `branchpoint` command as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "branchpoint", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+branchpoint = functools.partial(run_branchpoint, timeout=600)  # the command as a user runs it
 
 
 def sql(db: Path, query: str) -> list[dict[str, str]]:
